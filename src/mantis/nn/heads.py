@@ -1,0 +1,133 @@
+"""Conditioned multitask heads: distance, then boundary, then segmentation, each conditioning the next."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+
+from mantis.nn.activations import SigmoidCrisp, class_activation
+from mantis.nn.conv import ConvNormed
+from mantis.nn.factories import conv_type
+from mantis.nn.pooling import PSPPooling
+
+
+class MultitaskOutput(NamedTuple):
+    """Outputs of the FracTAL/CEECNet heads, each B x K x S (class probabilities / [0,1] maps)."""
+
+    segmentation: torch.Tensor
+    boundary: torch.Tensor
+    distance: torch.Tensor
+
+
+class ResUNetAOutput(NamedTuple):
+    """Outputs of ResUNet-a: the multitask maps (B x K x S) and the HSV colour reconstruction (B x 3 x S)."""
+
+    segmentation: torch.Tensor
+    boundary: torch.Tensor
+    distance: torch.Tensor
+    color: torch.Tensor
+
+
+class HeadSingle(nn.Module):
+    """[normed conv3 + ReLU] x 2 then a 1x1 conv with bias: B x in x S -> B x out x S logits."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        out_channels: int,
+        norm: str = "group",
+        norm_groups: int = 4,
+        spatial_dims: int = 2,
+    ) -> None:
+        super().__init__()
+        kw = {"norm": norm, "norm_groups": norm_groups, "spatial_dims": spatial_dims}
+        self.logits = nn.Sequential(
+            ConvNormed(in_channels, channels, 3, **kw),
+            nn.ReLU(),
+            ConvNormed(channels, channels, 3, **kw),
+            nn.ReLU(),
+            conv_type(spatial_dims)(channels, out_channels, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x)
+
+
+class ConditionedMultitaskHead(nn.Module):
+    """The FracTAL/CEECNet conditioned multitask head.
+
+    ``convl = concat[stem, decoder]``; the distance is predicted first, its features condition the
+    boundary, and both condition the segmentation. Shapes: decoder and stem B x nf x S -> three B x K x S.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_classes: int,
+        psp_depth: int = 4,
+        norm: str = "group",
+        norm_groups: int = 4,
+        spatial_dims: int = 2,
+    ) -> None:
+        super().__init__()
+        nf, k = channels, num_classes
+        kw = {"norm": norm, "norm_groups": norm_groups, "spatial_dims": spatial_dims}
+        self.psp = PSPPooling(2 * nf, nf, psp_depth, **kw)
+        self.distance_logits = HeadSingle(2 * nf, nf, k, **kw)
+        self.dist_equalizer = ConvNormed(k, nf, 1, **kw)
+        self.bound_logits = HeadSingle(2 * nf, nf, k, **kw)
+        self.crisp = SigmoidCrisp()
+        self.bound_equalizer = ConvNormed(k, nf, 1, **kw)
+        self.comb_bound_dist = ConvNormed(2 * nf, nf, 1, **kw)
+        self.segm_logits = HeadSingle(2 * nf, nf, k, **kw)
+        self.class_act = class_activation(k)
+        self.act = nn.ReLU()
+
+    def forward(self, decoder: torch.Tensor, stem: torch.Tensor) -> MultitaskOutput:
+        convl = torch.cat([stem, decoder], dim=1)
+        feat = self.act(self.psp(convl))
+        dist = self.class_act(self.distance_logits(convl))
+        dist_eq = self.act(self.dist_equalizer(dist))
+        bound = self.crisp(self.bound_logits(torch.cat([feat, dist_eq], dim=1)))
+        bound_eq = self.act(self.bound_equalizer(bound))
+        comb = self.act(self.comb_bound_dist(torch.cat([bound_eq, dist_eq], dim=1)))
+        segm = self.class_act(self.segm_logits(torch.cat([comb, feat], dim=1)))
+        return MultitaskOutput(segm, bound, dist)
+
+
+class ResUNetAHead(nn.Module):
+    """ResUNet-a head: distance, boundary on [feat, distance], segmentation on [feat, boundary, distance],
+    and an HSV colour reconstruction from ``convl``."""
+
+    def __init__(
+        self,
+        channels: int,
+        num_classes: int,
+        psp_depth: int = 4,
+        norm: str = "batch",
+        norm_groups: int = 4,
+        spatial_dims: int = 2,
+    ) -> None:
+        super().__init__()
+        nf, k = channels, num_classes
+        kw = {"norm": norm, "norm_groups": norm_groups, "spatial_dims": spatial_dims}
+        conv = conv_type(spatial_dims)
+        self.psp = PSPPooling(2 * nf, nf, psp_depth, branch_channels=max(nf // psp_depth, 1), **kw)
+        self.distance_logits = HeadSingle(2 * nf, nf, k, **kw)
+        self.bound_logits = nn.Sequential(ConvNormed(nf + k, nf, 3, **kw), nn.ReLU(), conv(nf, k, 1))
+        self.segm_logits = HeadSingle(nf + 2 * k, nf, k, **kw)
+        self.color_logits = conv(2 * nf, 3, 1)
+        self.class_act = class_activation(k)
+        self.act = nn.ReLU()
+
+    def forward(self, decoder: torch.Tensor, stem: torch.Tensor) -> ResUNetAOutput:
+        convl = torch.cat([stem, decoder], dim=1)
+        feat = self.act(self.psp(convl))
+        dist = self.class_act(self.distance_logits(convl))
+        bound = torch.sigmoid(self.bound_logits(torch.cat([feat, dist], dim=1)))
+        segm = self.class_act(self.segm_logits(torch.cat([feat, bound, dist], dim=1)))
+        color = torch.sigmoid(self.color_logits(convl))
+        return ResUNetAOutput(segm, bound, dist, color)

@@ -1,0 +1,79 @@
+"""Pyramid scene parsing (PSP) pooling with max-pooled grids."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mantis.nn.conv import ConvNormed
+from mantis.nn.factories import check_spatial_dims
+
+_ADAPTIVE_MAX = {1: F.adaptive_max_pool1d, 2: F.adaptive_max_pool2d, 3: F.adaptive_max_pool3d}
+
+
+class PSPPooling(nn.Module):
+    """PSP pooling: the input plus ``depth`` max-pooled context branches, merged by a normed 1x1 conv.
+
+    Branch 0 is a global max pool; branch k (1 <= k < depth) max-pools each cell of a 2^k grid per axis.
+    Each branch has its own normed 1x1 conv; since the cells are equal, the conv runs on the pooled map
+    and the result is broadcast back (identical to convolving the broadcast map, norm statistics included).
+    Shapes: B x in_channels x S -> B x out_channels x S; every spatial size must divide by 2^(depth-1).
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        depth: number of pooled branches.
+        branch_channels: width of each branch (default ``out_channels``; ResUNet-a: ``out_channels // depth``).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        depth: int = 4,
+        branch_channels: int | None = None,
+        norm: str = "group",
+        norm_groups: int = 4,
+        spatial_dims: int = 2,
+    ) -> None:
+        super().__init__()
+        check_spatial_dims(spatial_dims)
+        branch = out_channels if branch_channels is None else branch_channels
+        self.depth = depth
+        self.spatial_dims = spatial_dims
+        # BatchNorm's running statistics count pixels, so it must see the broadcast map.
+        self.conv_on_pooled = norm != "batch"
+        kw = {"norm": norm, "norm_groups": norm_groups, "spatial_dims": spatial_dims}
+        self.convs = nn.ModuleList(ConvNormed(in_channels, branch, 1, **kw) for _ in range(depth))
+        self.conv_final = ConvNormed(in_channels + depth * branch, out_channels, 1, **kw)
+
+    @property
+    def size_multiple(self) -> int:
+        """Every spatial size must be a multiple of this."""
+        return 2 ** (self.depth - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = tuple(x.shape[2:])
+        bad = [s for s in size if s % self.size_multiple]
+        if bad:
+            raise ValueError(
+                f"PSP pooling of depth {self.depth} needs spatial sizes divisible by {self.size_multiple}, "
+                f"got {size}"
+            )
+        pool = _ADAPTIVE_MAX[self.spatial_dims]
+        outs = [x]
+        for k, conv in enumerate(self.convs):
+            pooled = pool(x, 2**k)
+            if self.conv_on_pooled:
+                outs.append(_broadcast(conv(pooled), size))
+            else:
+                outs.append(conv(_broadcast(pooled, size)))
+        return self.conv_final(torch.cat(outs, dim=1))
+
+
+def _broadcast(pooled: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    # Each pooled cell value fills its (equal) cell of the full map.
+    if all(p == 1 for p in pooled.shape[2:]):
+        return pooled.expand(-1, -1, *size)
+    return F.interpolate(pooled, size=size, mode="nearest")

@@ -1,0 +1,95 @@
+"""Layers between units: DownSample, UpSample and the decoder's skip merges."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mantis.nn.attention import Fusion
+from mantis.nn.conv import ConvNormed
+from mantis.nn.factories import interp_mode
+
+
+class DownSample(nn.Module):
+    """Normed conv 3, stride 2: B x C x S -> B x out_channels x S/2 (default out = 2C), no activation."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int | None = None,
+        norm: str = "group",
+        norm_groups: int = 4,
+        spatial_dims: int = 2,
+    ) -> None:
+        super().__init__()
+        out = 2 * in_channels if out_channels is None else out_channels
+        self.conv = ConvNormed(in_channels, out, 3, stride=2, norm=norm, norm_groups=norm_groups,
+                               spatial_dims=spatial_dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class UpSample(nn.Module):
+    """Nearest x2 then normed 1x1 conv: B x C x S -> B x out_channels x 2S."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, norm: str = "group", norm_groups: int = 4, spatial_dims: int = 2
+    ) -> None:
+        super().__init__()
+        self.conv = ConvNormed(in_channels, out_channels, 1, norm=norm, norm_groups=norm_groups,
+                               spatial_dims=spatial_dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class Combine(nn.Module):
+    """Decoder skip merge: ``normed conv1x1(concat[ReLU(UpSample(low)), skip])`` -> skip width.
+
+    Shapes: low B x low_channels x S/2, skip B x C x S -> B x C x S (the upsampled branch has C/2 channels).
+    """
+
+    def __init__(
+        self,
+        low_channels: int,
+        skip_channels: int,
+        norm: str = "group",
+        norm_groups: int = 4,
+        spatial_dims: int = 2,
+    ) -> None:
+        super().__init__()
+        half = max(skip_channels // 2, 1)
+        self.up = UpSample(low_channels, half, norm, norm_groups, spatial_dims)
+        self.conv = ConvNormed(half + skip_channels, skip_channels, 1, norm=norm, norm_groups=norm_groups,
+                               spatial_dims=spatial_dims)
+        self.act = nn.ReLU()
+
+    def forward(self, low: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.cat([self.act(self.up(low)), skip], dim=1))
+
+
+class FusionCombine(nn.Module):
+    """Decoder skip merge of the paper's V2 macro-topology: bilinear x2, normed conv3 + ReLU, Fusion with skip."""
+
+    def __init__(
+        self,
+        low_channels: int,
+        skip_channels: int,
+        nheads: int = 1,
+        attention_depth: int = 5,
+        norm: str = "group",
+        norm_groups: int = 4,
+        spatial_dims: int = 2,
+    ) -> None:
+        super().__init__()
+        self.spatial_dims = spatial_dims
+        self.conv = ConvNormed(low_channels, skip_channels, 3, norm=norm, norm_groups=norm_groups,
+                               spatial_dims=spatial_dims)
+        self.fuse = Fusion(skip_channels, nheads, attention_depth, norm, norm_groups, spatial_dims)
+        self.act = nn.ReLU()
+
+    def forward(self, low: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(low, scale_factor=2.0, mode=interp_mode(self.spatial_dims), align_corners=True)
+        return self.fuse(self.act(self.conv(up)), skip)
