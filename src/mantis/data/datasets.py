@@ -1,0 +1,438 @@
+"""Torch datasets of sample dicts: folders on disk (PNG, JPEG, GeoTIFF) and built-in synthetic scenes.
+
+Sample keys (tensors):
+
+- change detection: ``"image1"``, ``"image2"`` float32 C x H x W, ``"mask"`` int64 H x W (0 no change,
+  1 change, ``ignore_index`` unlabelled);
+- segmentation: ``"image"`` float32 C x H x W, ``"mask"`` int64 H x W (class ids or ``ignore_index``);
+- with ``multitask=True``: ``"segmentation"`` (one-hot), ``"boundary"``, ``"distance"``, float32 K x H x W,
+  computed from the mask after augmentation (:mod:`mantis.data.labels`);
+- segmentation with ``colour=True``: ``"colour"`` float32 3 x H x W, HSV of the RGB bands in [0, 1].
+
+Large images are not pre-tiled: in training, each sample is a window at a random position
+(``samples_per_image`` windows per image and epoch); in evaluation, windows on a regular grid cover each
+image. Images smaller than ``patch_size`` are reflect-padded at the bottom and right (images and mask
+alike, so labels stay true), or refused with ``small_images="error"``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mantis.data.augment import Augment
+from mantis.data.errors import DataError
+from mantis.data.folders import FolderItem, index_folder
+from mantis.data.io import Window, read_image, read_mask
+from mantis.data.masks import MaskDecoder
+from mantis.data.samples import SampleMaker, torch_seeded_rng
+from mantis.data.synthetic import synthetic_change_pair, synthetic_segmentation_scene
+from mantis.data.windows import grid_windows, pad_to, random_window
+
+__all__ = [
+    "ChangeDetectionFolder",
+    "SegmentationFolder",
+    "SyntheticChangeDetection",
+    "SyntheticSegmentation",
+]
+
+Sample = dict[str, torch.Tensor]
+_SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2, "predict": 3}
+
+
+def _resolve_split_file(split_file: str | os.PathLike[str] | None, root: Path) -> Path | None:
+    if split_file is None:
+        return None
+    path = Path(split_file)
+    if not path.is_absolute() and not path.exists() and (root / path).exists():
+        return root / path
+    return path
+
+
+class _FolderDataset(Dataset[Sample]):
+    """Shared machinery of the folder datasets: indexing, windows, reading, sample making."""
+
+    image_keys: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split: str | None,
+        dirs: Sequence[str],
+        split_file: str | os.PathLike[str] | None,
+        patch_size: int | None,
+        train: bool,
+        files: Sequence[str] | None,
+        samples_per_image: int | None,
+        stride: int | None,
+        num_classes: int,
+        mask_mapping: Mapping[int, int] | None,
+        ignore_index: int,
+        mean: Sequence[float] | None,
+        std: Sequence[float] | None,
+        augment: Augment | None,
+        multitask: bool,
+        colour: bool,
+        rgb_bands: tuple[int, int, int],
+        small_images: Literal["pad", "error"],
+        check: bool,
+    ) -> None:
+        if len(dirs) != len(self.image_keys) + 1:
+            raise ValueError(
+                f"dirs needs {len(self.image_keys)} image folder(s) and one mask folder, got {list(dirs)}"
+            )
+        if patch_size is not None and patch_size < 1:
+            raise ValueError(f"patch_size must be positive or None, got {patch_size}")
+        if samples_per_image is not None and samples_per_image < 1:
+            raise ValueError(f"samples_per_image must be positive or None, got {samples_per_image}")
+        if small_images not in ("pad", "error"):
+            raise ValueError(f"small_images must be 'pad' or 'error', got {small_images!r}")
+        self.root = Path(root) / split if split else Path(root)
+        self.patch_size = patch_size
+        self.train = train
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.decoder = MaskDecoder(num_classes, mask_mapping, ignore_index)
+        self.items: list[FolderItem] = index_folder(
+            self.root,
+            dirs,
+            self.decoder,
+            names=files,
+            split_file=_resolve_split_file(split_file, self.root),
+            check=check,
+        )
+        self.in_channels = self.items[0].bands
+        if mean is not None and len(mean) != self.in_channels:
+            raise DataError(
+                self.items[0].images[0], f"has {self.in_channels} bands but mean has {len(mean)} values"
+            )
+        if std is not None and len(std) != self.in_channels:
+            raise DataError(
+                self.items[0].images[0], f"has {self.in_channels} bands but std has {len(std)} values"
+            )
+        if patch_size is not None and small_images == "error":
+            for item in self.items:
+                if item.height < patch_size or item.width < patch_size:
+                    raise DataError(
+                        item.images[0],
+                        f"is {item.height}x{item.width} pixels, smaller than patch_size={patch_size} "
+                        "(use a smaller patch_size or small_images='pad')",
+                    )
+        self.maker = SampleMaker(
+            num_classes=num_classes,
+            ignore_index=ignore_index,
+            mean=None if mean is None else tuple(mean),
+            std=None if std is None else tuple(std),
+            multitask=multitask,
+            colour=colour,
+            rgb_bands=rgb_bands,
+            augment=augment,
+        )
+        self.windows: list[tuple[int, Window]] = []
+        self._ends: list[int] = []
+        if patch_size is None:
+            self.windows = [(i, Window(0, 0, item.height, item.width)) for i, item in enumerate(self.items)]
+        elif train:
+            total = 0
+            for item in self.items:
+                total += samples_per_image or len(grid_windows(item.height, item.width, patch_size))
+                self._ends.append(total)
+        else:
+            for i, item in enumerate(self.items):
+                self.windows += [(i, w) for w in grid_windows(item.height, item.width, patch_size, stride)]
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else len(self.windows)
+
+    def locate(self, index: int, rng: np.random.Generator | None = None) -> tuple[FolderItem, Window]:
+        """The file and window behind sample ``index`` (random in training: pass the generator).
+
+        Args:
+            index: Sample index.
+            rng: Generator for the random window of a training sample.
+
+        Returns:
+            ``(item, window)``.
+        """
+        if not 0 <= index < len(self):
+            raise IndexError(f"sample {index} out of range for {len(self)} samples")
+        if self._ends:
+            item = self.items[bisect.bisect_right(self._ends, index)]
+            assert self.patch_size is not None
+            generator = rng if rng is not None else torch_seeded_rng()
+            return item, random_window(generator, item.height, item.width, self.patch_size)
+        item_index, window = self.windows[index]
+        return self.items[item_index], window
+
+    def __getitem__(self, index: int) -> Sample:
+        """Reads, windows, pads, augments and normalises one sample (see the module docstring for keys)."""
+        rng = torch_seeded_rng() if self.train else None
+        item, window = self.locate(index, rng)
+        raw = {key: read_image(path, window) for key, path in zip(self.image_keys, item.images)}
+        raw["mask"] = self.decoder(read_mask(item.mask, window), item.mask)
+        if self.patch_size is not None:
+            raw = {key: pad_to(value, self.patch_size) for key, value in raw.items()}
+        return self.maker(raw, source_dtype=item.dtype, rng=rng)
+
+
+class ChangeDetectionFolder(_FolderDataset):
+    """Bi-temporal pairs and change masks from a folder (LEVIR-CD layout by default).
+
+    Layout: ``root[/split]/A/x.png``, ``B/x.png``, ``label/x.png`` (names configurable with ``dirs``, e.g.
+    WHU's ``("prev", "curr", "label")``); files of one sample share their name (or stem). All files are
+    checked when the dataset is built (see :func:`~mantis.data.folders.index_folder`).
+
+    Args:
+        root: Dataset folder.
+        split: Sub-folder of ``root`` holding this split (``"train"`` for ``root/train/A``...), or ``None``.
+        dirs: Sub-folders of the first date, the second date and the change masks.
+        split_file: Text file listing the file names of this split, one per line (absolute, or relative
+            to the working directory or to the dataset folder); ``None`` for all files.
+        patch_size: Side of the square windows cut from the images; ``None`` for whole images.
+        train: Random windows (and fresh randomness every call) when ``True``; a grid of windows otherwise.
+        files: Use only these file names (overrides ``split_file``).
+        samples_per_image: Random windows per image and epoch in training; ``None`` for as many as the
+            grid has (so an epoch covers about each image's area once).
+        stride: Step of the evaluation grid (default ``patch_size``).
+        num_classes: K, 2 for change detection.
+        mask_mapping: ``{stored value: class}``; ``None`` accepts 0/1 and 0/255 masks (see
+            :mod:`mantis.data.masks`).
+        ignore_index: Class id of unlabelled pixels.
+        mean: Per-band means in stored units (both dates share them); ``None`` scales by dtype.
+        std: Per-band standard deviations in stored units.
+        augment: Augmentation (both dates and the mask consistently), or ``None``.
+        multitask: Add the ``"segmentation"``, ``"boundary"`` and ``"distance"`` targets.
+        small_images: ``"pad"`` reflect-pads images smaller than ``patch_size``; ``"error"`` refuses them.
+        check: Check every file when building the dataset.
+
+    Raises:
+        DataError: A file is missing, unreadable, truncated or inconsistent (one line naming it).
+    """
+
+    image_keys = ("image1", "image2")
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split: str | None = None,
+        dirs: Sequence[str] = ("A", "B", "label"),
+        split_file: str | os.PathLike[str] | None = None,
+        patch_size: int | None = 256,
+        train: bool = True,
+        *,
+        files: Sequence[str] | None = None,
+        samples_per_image: int | None = None,
+        stride: int | None = None,
+        num_classes: int = 2,
+        mask_mapping: Mapping[int, int] | None = None,
+        ignore_index: int = 255,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        augment: Augment | None = None,
+        multitask: bool = False,
+        small_images: Literal["pad", "error"] = "pad",
+        check: bool = True,
+    ) -> None:
+        super().__init__(
+            root, split, dirs, split_file, patch_size, train, files, samples_per_image, stride, num_classes,
+            mask_mapping, ignore_index, mean, std, augment, multitask, False, (0, 1, 2), small_images, check,
+        )  # fmt: skip
+
+
+class SegmentationFolder(_FolderDataset):
+    """Images and class masks from a folder: ``root[/split]/images/x.tif`` and ``masks/x.tif``.
+
+    Args:
+        root: Dataset folder.
+        split: Sub-folder of ``root`` holding this split, or ``None``.
+        dirs: Sub-folders of the images and the masks.
+        split_file: Text file listing the file names of this split, one per line; ``None`` for all files.
+        patch_size: Side of the square windows cut from the images; ``None`` for whole images.
+        train: Random windows when ``True``; a grid of windows otherwise.
+        files: Use only these file names (overrides ``split_file``).
+        samples_per_image: Random windows per image and epoch in training; ``None`` for the grid's count.
+        stride: Step of the evaluation grid (default ``patch_size``).
+        num_classes: K.
+        mask_mapping: ``{stored value: class}``; ``None`` for ids 0..K-1 (plus 0/255 when K = 2).
+        ignore_index: Class id of unlabelled pixels.
+        mean: Per-band means in stored units; ``None`` scales by dtype.
+        std: Per-band standard deviations in stored units.
+        augment: Augmentation, or ``None``.
+        multitask: Add the ``"segmentation"``, ``"boundary"`` and ``"distance"`` targets.
+        colour: Add the ``"colour"`` target (HSV of ``rgb_bands``, for ResUNet-a).
+        rgb_bands: Indices of the red, green and blue bands.
+        small_images: ``"pad"`` reflect-pads images smaller than ``patch_size``; ``"error"`` refuses them.
+        check: Check every file when building the dataset.
+
+    Raises:
+        DataError: A file is missing, unreadable, truncated or inconsistent (one line naming it).
+    """
+
+    image_keys = ("image",)
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split: str | None = None,
+        dirs: Sequence[str] = ("images", "masks"),
+        split_file: str | os.PathLike[str] | None = None,
+        patch_size: int | None = 256,
+        train: bool = True,
+        *,
+        files: Sequence[str] | None = None,
+        samples_per_image: int | None = None,
+        stride: int | None = None,
+        num_classes: int = 2,
+        mask_mapping: Mapping[int, int] | None = None,
+        ignore_index: int = 255,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        augment: Augment | None = None,
+        multitask: bool = False,
+        colour: bool = False,
+        rgb_bands: tuple[int, int, int] = (0, 1, 2),
+        small_images: Literal["pad", "error"] = "pad",
+        check: bool = True,
+    ) -> None:
+        super().__init__(
+            root, split, dirs, split_file, patch_size, train, files, samples_per_image, stride, num_classes,
+            mask_mapping, ignore_index, mean, std, augment, multitask, colour, rgb_bands, small_images, check,
+        )  # fmt: skip
+        if colour and max(rgb_bands) >= self.in_channels:
+            raise DataError(
+                self.items[0].images[0], f"has {self.in_channels} bands; rgb_bands={rgb_bands} need more"
+            )
+
+
+class _SyntheticDataset(Dataset[Sample]):
+    num_classes: int = 2
+
+    def __init__(
+        self,
+        num_samples: int,
+        size: int,
+        bands: int,
+        seed: int,
+        split: str,
+        augment: Augment | None,
+        multitask: bool,
+        mean: Sequence[float] | None,
+        std: Sequence[float] | None,
+        colour: bool = False,
+    ) -> None:
+        if split not in _SPLIT_STREAMS:
+            raise ValueError(f"split must be one of {sorted(_SPLIT_STREAMS)}, got {split!r}")
+        if num_samples < 0:
+            raise ValueError(f"num_samples must not be negative, got {num_samples}")
+        if colour and bands < 3:
+            raise ValueError(f"colour needs 3 bands or more, got bands={bands}")
+        self.num_samples = num_samples
+        self.size = size
+        self.bands = bands
+        self.in_channels = bands
+        self.seed = seed
+        self.split = split
+        self.maker = SampleMaker(
+            num_classes=self.num_classes,
+            mean=None if mean is None else tuple(mean),
+            std=None if std is None else tuple(std),
+            multitask=multitask,
+            colour=colour,
+            augment=augment,
+        )
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def scene_rng(self, index: int) -> np.random.Generator:
+        """The generator that renders scene ``index``: depends only on ``seed``, ``split`` and ``index``."""
+        if not 0 <= index < self.num_samples:
+            raise IndexError(f"sample {index} out of range for {self.num_samples} samples")
+        return np.random.default_rng([self.seed, _SPLIT_STREAMS[self.split], index])
+
+
+class SyntheticChangeDetection(_SyntheticDataset):
+    """Built-in synthetic change-detection pairs (:func:`~mantis.data.synthetic.synthetic_change_pair`).
+
+    Scene ``i`` depends only on ``seed``, ``split`` and ``i``; only the augmentation (when given) is random.
+
+    Args:
+        num_samples: Number of pairs.
+        size: Side of each pair in pixels.
+        bands: Bands per date.
+        seed: Seed of the scenes.
+        split: ``"train"``, ``"val"``, ``"test"`` or ``"predict"``: independent streams of scenes.
+        augment: Augmentation, or ``None``.
+        multitask: Add the ``"segmentation"``, ``"boundary"`` and ``"distance"`` targets.
+        mean: Per-band means (images are float32 in [0, 1]); ``None`` leaves them as they are.
+        std: Per-band standard deviations.
+    """
+
+    num_classes = 2
+
+    def __init__(
+        self,
+        num_samples: int = 256,
+        size: int = 256,
+        bands: int = 3,
+        seed: int = 0,
+        split: str = "train",
+        *,
+        augment: Augment | None = None,
+        multitask: bool = False,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__(num_samples, size, bands, seed, split, augment, multitask, mean, std)
+
+    def __getitem__(self, index: int) -> Sample:
+        """Pair ``index`` as a sample dict (``"image1"``, ``"image2"``, ``"mask"``, ...)."""
+        raw = synthetic_change_pair(self.scene_rng(index), self.size, self.bands)
+        return self.maker(raw, source_dtype=np.float32)
+
+
+class SyntheticSegmentation(_SyntheticDataset):
+    """Built-in synthetic land-cover scenes, classes 0 background, 1 building, 2 road.
+
+    Args:
+        num_samples: Number of scenes.
+        size: Side of each scene in pixels.
+        bands: Bands per image.
+        seed: Seed of the scenes.
+        split: ``"train"``, ``"val"``, ``"test"`` or ``"predict"``: independent streams of scenes.
+        augment: Augmentation, or ``None``.
+        multitask: Add the ``"segmentation"``, ``"boundary"`` and ``"distance"`` targets.
+        colour: Add the ``"colour"`` target (HSV of bands 0, 1, 2).
+        mean: Per-band means (images are float32 in [0, 1]); ``None`` leaves them as they are.
+        std: Per-band standard deviations.
+    """
+
+    num_classes = 3
+
+    def __init__(
+        self,
+        num_samples: int = 256,
+        size: int = 256,
+        bands: int = 3,
+        seed: int = 0,
+        split: str = "train",
+        *,
+        augment: Augment | None = None,
+        multitask: bool = False,
+        colour: bool = False,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__(num_samples, size, bands, seed, split, augment, multitask, mean, std, colour)
+
+    def __getitem__(self, index: int) -> Sample:
+        """Scene ``index`` as a sample dict (``"image"``, ``"mask"``, ...)."""
+        raw = synthetic_segmentation_scene(self.scene_rng(index), self.size, self.bands)
+        return self.maker(raw, source_dtype=np.float32)
