@@ -43,15 +43,16 @@ def load_case(name: str) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-def reference_state(case: dict[str, np.ndarray], extra: list[tuple[str, str]] | None = None,
-                    strip_prefix: str = "") -> dict[str, np.ndarray]:
+def reference_state(
+    case: dict[str, np.ndarray], extra: list[tuple[str, str]] | None = None, strip_prefix: str = ""
+) -> dict[str, np.ndarray]:
     """Map the case's parameters to our names (GroupNorm gamma/beta still per group)."""
     renames = (extra or []) + RENAMES
     out: dict[str, np.ndarray] = {}
     for struct, name in zip(case["param_struct_names"], case["param_names"]):
         path = str(struct)
         if strip_prefix and path.startswith(strip_prefix):
-            path = path[len(strip_prefix):]
+            path = path[len(strip_prefix) :]
         for pattern, repl in renames:
             path = re.sub(pattern, repl, path)
         path = re.sub(r"\.gamma$", ".weight", path) if _is_norm(case, name) else path

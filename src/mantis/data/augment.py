@@ -104,9 +104,7 @@ class Augment:
         if self.fill not in ("reflect", "ignore"):
             raise ValueError(f"Augment.fill must be 'reflect' or 'ignore', got {self.fill!r}")
 
-    def __call__(
-        self, sample: Mapping[str, Any], rng: np.random.Generator | int | None = None
-    ) -> dict[str, Any]:
+    def __call__(self, sample: Mapping[str, Any], rng: np.random.Generator | int | None = None) -> dict[str, Any]:
         """Augments one sample; the input is not modified.
 
         Args:

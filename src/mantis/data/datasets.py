@@ -85,9 +85,7 @@ class _FolderDataset(Dataset[Sample]):
         check: bool,
     ) -> None:
         if len(dirs) != len(self.image_keys) + 1:
-            raise ValueError(
-                f"dirs needs {len(self.image_keys)} image folder(s) and one mask folder, got {list(dirs)}"
-            )
+            raise ValueError(f"dirs needs {len(self.image_keys)} image folder(s) and one mask folder, got {list(dirs)}")
         if patch_size is not None and patch_size < 1:
             raise ValueError(f"patch_size must be positive or None, got {patch_size}")
         if samples_per_image is not None and samples_per_image < 1:
@@ -110,13 +108,9 @@ class _FolderDataset(Dataset[Sample]):
         )
         self.in_channels = self.items[0].bands
         if mean is not None and len(mean) != self.in_channels:
-            raise DataError(
-                self.items[0].images[0], f"has {self.in_channels} bands but mean has {len(mean)} values"
-            )
+            raise DataError(self.items[0].images[0], f"has {self.in_channels} bands but mean has {len(mean)} values")
         if std is not None and len(std) != self.in_channels:
-            raise DataError(
-                self.items[0].images[0], f"has {self.in_channels} bands but std has {len(std)} values"
-            )
+            raise DataError(self.items[0].images[0], f"has {self.in_channels} bands but std has {len(std)} values")
         if patch_size is not None and small_images == "error":
             for item in self.items:
                 if item.height < patch_size or item.width < patch_size:
@@ -306,9 +300,7 @@ class SegmentationFolder(_FolderDataset):
             mask_mapping, ignore_index, mean, std, augment, multitask, colour, rgb_bands, small_images, check,
         )  # fmt: skip
         if colour and max(rgb_bands) >= self.in_channels:
-            raise DataError(
-                self.items[0].images[0], f"has {self.in_channels} bands; rgb_bands={rgb_bands} need more"
-            )
+            raise DataError(self.items[0].images[0], f"has {self.in_channels} bands; rgb_bands={rgb_bands} need more")
 
 
 class _SyntheticDataset(Dataset[Sample]):

@@ -54,9 +54,7 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     path = Path(folder)
     if not path.is_dir():
         raise DataError(path, "folder not found")
-    return sorted(
-        p for p in path.iterdir() if p.is_file() and is_image_file(p) and not p.name.startswith(".")
-    )
+    return sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p) and not p.name.startswith("."))
 
 
 def read_split_file(path: str | os.PathLike[str]) -> list[str]:
@@ -180,8 +178,7 @@ def index_folder(
             if (info.height, info.width) != (first_info.height, first_info.width):
                 raise DataError(
                     image,
-                    f"is {info.height}x{info.width} pixels but {images[0]} is "
-                    f"{first_info.height}x{first_info.width}",
+                    f"is {info.height}x{info.width} pixels but {images[0]} is {first_info.height}x{first_info.width}",
                 )
             if info.bands != first_info.bands:
                 raise DataError(image, f"has {info.bands} bands but {images[0]} has {first_info.bands}")

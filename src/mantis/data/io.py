@@ -121,9 +121,7 @@ def _rasterio() -> Any:
     return rasterio
 
 
-def _check_window(
-    path: PathLike, window: Window | tuple[int, int, int, int], height: int, width: int
-) -> Window:
+def _check_window(path: PathLike, window: Window | tuple[int, int, int, int], height: int, width: int) -> Window:
     win = Window(*(int(v) for v in window))
     if win.height <= 0 or win.width <= 0:
         raise ValueError(f"{path}: empty window {tuple(win)}")
@@ -247,9 +245,7 @@ def read_image(path: PathLike, window: Window | tuple[int, int, int, int] | None
                 array = _pil_array(image)
             if window is not None:
                 win = _check_window(path, window, array.shape[1], array.shape[2])
-                array = np.ascontiguousarray(
-                    array[:, win.row : win.row + win.height, win.col : win.col + win.width]
-                )
+                array = np.ascontiguousarray(array[:, win.row : win.row + win.height, win.col : win.col + win.width])
             return array
         rasterio = _rasterio()
         with warnings.catch_warnings():

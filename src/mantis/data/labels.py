@@ -22,9 +22,7 @@ __all__ = [
 ]
 
 
-def _class_masks(
-    mask: np.ndarray, num_classes: int, ignore_index: int | None
-) -> tuple[np.ndarray, np.ndarray]:
+def _class_masks(mask: np.ndarray, num_classes: int, ignore_index: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Returns (K x S boolean class membership, S boolean ignore) after checking the values."""
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
@@ -33,9 +31,7 @@ def _class_masks(
     labelled = mask[~ignore]
     if labelled.size and (labelled.min() < 0 or labelled.max() >= num_classes):
         bad = labelled[(labelled < 0) | (labelled >= num_classes)][0]
-        raise ValueError(
-            f"mask value {bad} is neither a class in [0, {num_classes}) nor ignore_index={ignore_index}"
-        )
+        raise ValueError(f"mask value {bad} is neither a class in [0, {num_classes}) nor ignore_index={ignore_index}")
     classes = np.arange(num_classes).reshape((num_classes,) + (1,) * mask.ndim)
     return mask[None] == classes, ignore
 
@@ -113,9 +109,7 @@ def distance_labels(mask: np.ndarray, num_classes: int, ignore_index: int | None
     return out
 
 
-def make_multitask_labels(
-    mask: np.ndarray, num_classes: int, ignore_index: int | None = 255
-) -> dict[str, np.ndarray]:
+def make_multitask_labels(mask: np.ndarray, num_classes: int, ignore_index: int | None = 255) -> dict[str, np.ndarray]:
     """All three FracTAL/ResUNet-a targets from one class mask.
 
     Args:

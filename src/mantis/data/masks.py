@@ -53,9 +53,7 @@ class MaskDecoder:
         ValueError: The mapping sends a value to something that is neither a class nor ``ignore_index``.
     """
 
-    def __init__(
-        self, num_classes: int, mapping: Mapping[int, int] | None = None, ignore_index: int = 255
-    ) -> None:
+    def __init__(self, num_classes: int, mapping: Mapping[int, int] | None = None, ignore_index: int = 255) -> None:
         if num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
         self.num_classes = num_classes
@@ -104,7 +102,6 @@ class MaskDecoder:
             known = ", ".join(str(v) for v in sorted(self.mapping))
             raise DataError(
                 path,
-                f"mask value(s) {shown} fit no class (known values: {known}; "
-                "set mask_mapping or num_classes)",
+                f"mask value(s) {shown} fit no class (known values: {known}; set mask_mapping or num_classes)",
             )
         return decoded

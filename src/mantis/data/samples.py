@@ -72,8 +72,7 @@ class SampleMaker:
             Images float32 C x H x W, ``"mask"`` int64 H x W, and the optional targets.
         """
         sample: dict[str, Any] = {
-            key: (np.asarray(value, dtype=np.float32) if key in IMAGE_KEYS else value)
-            for key, value in raw.items()
+            key: (np.asarray(value, dtype=np.float32) if key in IMAGE_KEYS else value) for key, value in raw.items()
         }
         if self.augment is not None:
             sample = self.augment(sample, rng if rng is not None else torch_seeded_rng())

@@ -62,9 +62,7 @@ def _band_matrix(bands: int) -> np.ndarray:
     return matrix
 
 
-def _smooth_noise(
-    rng: np.random.Generator, count: int, shape: tuple[int, int], wavelength: float
-) -> np.ndarray:
+def _smooth_noise(rng: np.random.Generator, count: int, shape: tuple[int, int], wavelength: float) -> np.ndarray:
     """``count`` smooth random fields (zero mean, unit std) with features about ``wavelength`` pixels wide.
 
     White noise is low-pass filtered by FFT on a grid 4 times coarser, then upsampled bilinearly.
@@ -294,9 +292,7 @@ def _render(
             grown = _grow(building.footprint, 2)
             region = image[:, building.box(2)[0], building.box(2)[1]]
             if region.shape[1:] == grown.shape:  # skip sites too close to the canvas edge
-                region[:, grown] = palette.earthworks[:, None] * (
-                    1.0 + 0.1 * fields[1][building.box(2)][grown]
-                )
+                region[:, grown] = palette.earthworks[:, None] * (1.0 + 0.1 * fields[1][building.box(2)][grown])
     sun = rng.uniform(0.0, 2.0 * np.pi)
     sun_length = rng.uniform(0.4, 1.2)
     shadow = np.zeros(shape, dtype=bool)
@@ -305,9 +301,7 @@ def _render(
         if not building.stands_at(date):
             continue
         shift = building.height * sun_length * np.array([np.sin(sun), np.cos(sun)])
-        top, left, cast = polygon_box(
-            _convex_hull(np.vstack([building.vertices, building.vertices + shift])), shape
-        )
+        top, left, cast = polygon_box(_convex_hull(np.vstack([building.vertices, building.vertices + shift])), shape)
         shadow[top : top + cast.shape[0], left : left + cast.shape[1]] |= cast
         rows, cols = building.box()
         roofs[rows, cols] |= building.footprint
@@ -323,9 +317,7 @@ def _render(
     return image * np.float32(rng.uniform(0.75, 1.25)) + np.float32(rng.uniform(-0.03, 0.03))
 
 
-def _finish(
-    rng: np.random.Generator, image: np.ndarray, offset: tuple[int, int], size: tuple[int, int]
-) -> np.ndarray:
+def _finish(rng: np.random.Generator, image: np.ndarray, offset: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
     """Crop at ``offset`` of the canvas, add sensor noise, clip to [0, 1]: float32 C x H x W."""
     crop = image[:, offset[0] : offset[0] + size[0], offset[1] : offset[1] + size[1]]
     noise = rng.standard_normal(crop.shape, dtype=np.float32) * np.float32(rng.uniform(0.004, 0.02))
@@ -339,9 +331,7 @@ def _size(size: int | tuple[int, int]) -> tuple[int, int]:
     return height, width
 
 
-def _scene(
-    rng: np.random.Generator, shape: tuple[int, int]
-) -> tuple[np.ndarray, list[_Building], np.ndarray]:
+def _scene(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndarray, list[_Building], np.ndarray]:
     orientation = rng.uniform(0.0, np.pi / 2) if rng.random() < 0.6 else 0.0
     roads = _roads(rng, shape, orientation)
     buildings = _buildings(rng, shape, orientation, roads.copy())

@@ -74,8 +74,15 @@ class FracTALAttention(nn.Module):
         self.smooth = smooth
 
         def proj() -> ConvNormed:
-            return ConvNormed(in_channels, nkeys, kernel_size, groups=groups, norm=norm,
-                              norm_groups=norm_groups, spatial_dims=spatial_dims)
+            return ConvNormed(
+                in_channels,
+                nkeys,
+                kernel_size,
+                groups=groups,
+                norm=norm,
+                norm_groups=norm_groups,
+                spatial_dims=spatial_dims,
+            )
 
         self.query = proj()
         self.key = proj()
@@ -114,14 +121,19 @@ class CATFusion(nn.Module):
     ) -> None:
         super().__init__()
         groups = gcd(gcd(2 * in_channels, out_channels), nheads)
-        self.relatt12 = FracTALAttention(in_channels, in_channels, nheads, depth, 3, norm, norm_groups,
-                                         spatial_dims)
-        self.relatt21 = FracTALAttention(in_channels, in_channels, nheads, depth, 3, norm, norm_groups,
-                                         spatial_dims)
+        self.relatt12 = FracTALAttention(in_channels, in_channels, nheads, depth, 3, norm, norm_groups, spatial_dims)
+        self.relatt21 = FracTALAttention(in_channels, in_channels, nheads, depth, 3, norm, norm_groups, spatial_dims)
         self.gamma1 = nn.Parameter(torch.zeros(1))
         self.gamma2 = nn.Parameter(torch.zeros(1))
-        self.fuse = ConvNormed(2 * in_channels, out_channels, 3, groups=groups, norm=norm,
-                               norm_groups=norm_groups, spatial_dims=spatial_dims)
+        self.fuse = ConvNormed(
+            2 * in_channels,
+            out_channels,
+            3,
+            groups=groups,
+            norm=norm,
+            norm_groups=norm_groups,
+            spatial_dims=spatial_dims,
+        )
         self.act = nn.ReLU()
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:

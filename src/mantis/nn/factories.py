@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypedDict
 
 import torch.nn as nn
 
@@ -69,3 +69,16 @@ def _divisor_at_most(channels: int, groups: int) -> int:
     while channels % g:
         g -= 1
     return g
+
+
+class NormArgs(TypedDict):
+    """The keyword arguments that every block takes for its normalisation and dimensionality."""
+
+    norm: str
+    norm_groups: int
+    spatial_dims: int
+
+
+def norm_args(norm: str, norm_groups: int, spatial_dims: int) -> NormArgs:
+    """Bundle ``norm``, ``norm_groups`` and ``spatial_dims`` for ``**`` passing to blocks."""
+    return NormArgs(norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims)

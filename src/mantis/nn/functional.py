@@ -26,9 +26,7 @@ def _accumulation_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def tanimoto_from_sums(
-    pl: torch.Tensor, dd: torch.Tensor, depth: int, smooth: float = DEFAULT_SMOOTH
-) -> torch.Tensor:
+def tanimoto_from_sums(pl: torch.Tensor, dd: torch.Tensor, depth: int, smooth: float = DEFAULT_SMOOTH) -> torch.Tensor:
     """Averaged fractal Tanimoto ``<T>^d`` from the reductions ``<p,l>`` and ``<p-l, p-l>``.
 
     Args:

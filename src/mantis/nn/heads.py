@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from mantis.nn.activations import SigmoidCrisp, class_activation
 from mantis.nn.conv import ConvNormed
-from mantis.nn.factories import conv_type
+from mantis.nn.factories import conv_type, norm_args
 from mantis.nn.pooling import PSPPooling
 
 
@@ -43,7 +43,7 @@ class HeadSingle(nn.Module):
         spatial_dims: int = 2,
     ) -> None:
         super().__init__()
-        kw = {"norm": norm, "norm_groups": norm_groups, "spatial_dims": spatial_dims}
+        kw = norm_args(norm, norm_groups, spatial_dims)
         self.logits = nn.Sequential(
             ConvNormed(in_channels, channels, 3, **kw),
             nn.ReLU(),
@@ -74,7 +74,7 @@ class ConditionedMultitaskHead(nn.Module):
     ) -> None:
         super().__init__()
         nf, k = channels, num_classes
-        kw = {"norm": norm, "norm_groups": norm_groups, "spatial_dims": spatial_dims}
+        kw = norm_args(norm, norm_groups, spatial_dims)
         self.psp = PSPPooling(2 * nf, nf, psp_depth, **kw)
         self.distance_logits = HeadSingle(2 * nf, nf, k, **kw)
         self.dist_equalizer = ConvNormed(k, nf, 1, **kw)
@@ -113,7 +113,7 @@ class ResUNetAHead(nn.Module):
     ) -> None:
         super().__init__()
         nf, k = channels, num_classes
-        kw = {"norm": norm, "norm_groups": norm_groups, "spatial_dims": spatial_dims}
+        kw = norm_args(norm, norm_groups, spatial_dims)
         conv = conv_type(spatial_dims)
         self.psp = PSPPooling(2 * nf, nf, psp_depth, branch_channels=max(nf // psp_depth, 1), **kw)
         self.distance_logits = HeadSingle(2 * nf, nf, k, **kw)

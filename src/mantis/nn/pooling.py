@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mantis.nn.conv import ConvNormed
-from mantis.nn.factories import check_spatial_dims
+from mantis.nn.factories import check_spatial_dims, norm_args
 
 _ADAPTIVE_MAX = {1: F.adaptive_max_pool1d, 2: F.adaptive_max_pool2d, 3: F.adaptive_max_pool3d}
 
@@ -44,7 +44,7 @@ class PSPPooling(nn.Module):
         self.spatial_dims = spatial_dims
         # BatchNorm's running statistics count pixels, so it must see the broadcast map.
         self.conv_on_pooled = norm != "batch"
-        kw = {"norm": norm, "norm_groups": norm_groups, "spatial_dims": spatial_dims}
+        kw = norm_args(norm, norm_groups, spatial_dims)
         self.convs = nn.ModuleList(ConvNormed(in_channels, branch, 1, **kw) for _ in range(depth))
         self.conv_final = ConvNormed(in_channels + depth * branch, out_channels, 1, **kw)
 
@@ -58,8 +58,7 @@ class PSPPooling(nn.Module):
         bad = [s for s in size if s % self.size_multiple]
         if bad:
             raise ValueError(
-                f"PSP pooling of depth {self.depth} needs spatial sizes divisible by {self.size_multiple}, "
-                f"got {size}"
+                f"PSP pooling of depth {self.depth} needs spatial sizes divisible by {self.size_multiple}, got {size}"
             )
         pool = _ADAPTIVE_MAX[self.spatial_dims]
         outs = [x]

@@ -24,8 +24,9 @@ class DownSample(nn.Module):
     ) -> None:
         super().__init__()
         out = 2 * in_channels if out_channels is None else out_channels
-        self.conv = ConvNormed(in_channels, out, 3, stride=2, norm=norm, norm_groups=norm_groups,
-                               spatial_dims=spatial_dims)
+        self.conv = ConvNormed(
+            in_channels, out, 3, stride=2, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
@@ -35,11 +36,17 @@ class UpSample(nn.Module):
     """Nearest x2 then normed 1x1 conv: B x C x S -> B x out_channels x 2S."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, norm: str = "group", norm_groups: int = 4, spatial_dims: int = 2
+        self,
+        in_channels: int,
+        out_channels: int,
+        norm: str = "group",
+        norm_groups: int = 4,
+        spatial_dims: int = 2,
     ) -> None:
         super().__init__()
-        self.conv = ConvNormed(in_channels, out_channels, 1, norm=norm, norm_groups=norm_groups,
-                               spatial_dims=spatial_dims)
+        self.conv = ConvNormed(
+            in_channels, out_channels, 1, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
@@ -62,8 +69,14 @@ class Combine(nn.Module):
         super().__init__()
         half = max(skip_channels // 2, 1)
         self.up = UpSample(low_channels, half, norm, norm_groups, spatial_dims)
-        self.conv = ConvNormed(half + skip_channels, skip_channels, 1, norm=norm, norm_groups=norm_groups,
-                               spatial_dims=spatial_dims)
+        self.conv = ConvNormed(
+            half + skip_channels,
+            skip_channels,
+            1,
+            norm=norm,
+            norm_groups=norm_groups,
+            spatial_dims=spatial_dims,
+        )
         self.act = nn.ReLU()
 
     def forward(self, low: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -85,8 +98,9 @@ class FusionCombine(nn.Module):
     ) -> None:
         super().__init__()
         self.spatial_dims = spatial_dims
-        self.conv = ConvNormed(low_channels, skip_channels, 3, norm=norm, norm_groups=norm_groups,
-                               spatial_dims=spatial_dims)
+        self.conv = ConvNormed(
+            low_channels, skip_channels, 3, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
+        )
         self.fuse = Fusion(skip_channels, nheads, attention_depth, norm, norm_groups, spatial_dims)
         self.act = nn.ReLU()
 

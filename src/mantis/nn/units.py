@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from mantis.nn.attention import CATFusion, FracTALAttention, Fusion
 from mantis.nn.conv import ConvNormed
-from mantis.nn.factories import conv_type, interp_mode, norm_layer, same_padding
+from mantis.nn.factories import conv_type, interp_mode, norm_args, norm_layer, same_padding
 
 
 class ResNetV2Block(nn.Module):
@@ -35,8 +35,7 @@ class ResNetV2Block(nn.Module):
         pad = same_padding(kernel_size, dilation)
         groups = gcd(channels, groups)
         self.norm1 = norm_layer(norm, channels, spatial_dims, norm_groups)
-        self.conv1 = conv(channels, channels, kernel_size, padding=pad, dilation=dilation, groups=groups,
-                          bias=False)
+        self.conv1 = conv(channels, channels, kernel_size, padding=pad, dilation=dilation, groups=groups, bias=False)
         self.norm2 = norm_layer(norm, channels, spatial_dims, norm_groups)
         self.conv2 = conv(channels, channels, kernel_size, padding=pad, dilation=dilation, groups=groups)
         self.act = nn.ReLU()
@@ -88,8 +87,9 @@ class FracTALResNetUnit(nn.Module):
     ) -> None:
         super().__init__()
         self.block = ResNetV2Block(channels, 3, 1, groups, norm, norm_groups, spatial_dims)
-        self.attention = FracTALAttention(channels, channels, nheads, attention_depth, 3, norm, norm_groups,
-                                          spatial_dims)
+        self.attention = FracTALAttention(
+            channels, channels, nheads, attention_depth, 3, norm, norm_groups, spatial_dims
+        )
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -150,7 +150,7 @@ class CEECUnitV1(nn.Module):
         c, ni = channels, channels // 2
         g = gcd(ni // 2, nheads)
         self.spatial_dims = spatial_dims
-        kw = {"norm": norm, "norm_groups": norm_groups, "spatial_dims": spatial_dims}
+        kw = norm_args(norm, norm_groups, spatial_dims)
         # CE branch: compress (stride 2) then expand back.
         self.conv_init_1 = ConvNormed(c, ni, 3, groups=g, **kw)
         self.compr11 = ConvNormed(ni, c, 3, stride=2, groups=g, **kw)
@@ -171,11 +171,11 @@ class CEECUnitV1(nn.Module):
     def _build_merges(
         self, c: int, ni: int, g: int, nheads: int, depth: int, norm: str, norm_groups: int, spatial_dims: int
     ) -> None:
-        kw = {"norm": norm, "norm_groups": norm_groups, "spatial_dims": spatial_dims}
+        kw = norm_args(norm, norm_groups, spatial_dims)
         self.expand1 = _Expand((c, ni), g, norm, norm_groups, spatial_dims)
-        self.combine1 = ConvNormed(2 * ni, ni, 3, groups=g, **kw)
-        self.compr22 = ConvNormed(2 * ni, ni, 3, groups=g, **kw)
-        self.collect = ConvNormed(2 * ni, c, 3, groups=1, **kw)
+        self.combine1: nn.Module = ConvNormed(2 * ni, ni, 3, groups=g, **kw)
+        self.compr22: nn.Module = ConvNormed(2 * ni, ni, 3, groups=g, **kw)
+        self.collect: nn.Module = ConvNormed(2 * ni, c, 3, groups=1, **kw)
 
     def _merge_ce(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return self.act(self.combine1(torch.cat([up, skip], dim=1)))
@@ -209,7 +209,7 @@ class CEECUnitV2(CEECUnitV1):
     def _build_merges(
         self, c: int, ni: int, g: int, nheads: int, depth: int, norm: str, norm_groups: int, spatial_dims: int
     ) -> None:
-        kw = {"norm": norm, "norm_groups": norm_groups, "spatial_dims": spatial_dims}
+        kw = norm_args(norm, norm_groups, spatial_dims)
         self.expand1 = _Expand((c, ni), g, norm, norm_groups, spatial_dims)
         self.skip1 = ConvNormed(ni, ni, 3, groups=g, **kw)
         self.combine1 = Fusion(ni, nheads, depth, norm, norm_groups, spatial_dims)

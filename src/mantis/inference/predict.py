@@ -1,0 +1,483 @@
+"""Prediction on raster files of any size, in bounded memory: strips of windows, blended, written by rows.
+
+The raster is processed one row of windows at a time. An accumulator spans only the rows the current row
+of windows covers (window height x padded width); after each row of windows the rows no later window can
+reach are final: they are divided by the summed weights, turned into the requested products and handed to
+the writers, which write whole tile rows of a tiled, compressed GeoTIFF. Input rows are read from disk with
+windowed reads. Memory therefore grows with the raster's width, never with its height.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mantis.inference.checkpoint import ModelMeta, load_models
+from mantis.inference.errors import InputError
+from mantis.inference.raster import (
+    AtomicFiles,
+    BandSpec,
+    GeoTiffWriter,
+    PngWriter,
+    RasterHeader,
+    RasterReader,
+    RowWriter,
+    invalid_mask,
+    is_image_file,
+    normalise,
+    read_header,
+)
+from mantis.inference.sliding import Precision, WindowForward, _progress, accumulate_windows
+from mantis.inference.tiling import (
+    as_tuple,
+    blend_weights,
+    padded_extent,
+    reflect_indices,
+    resolve_pad,
+    resolve_stride,
+    window_starts,
+)
+
+PathLike = str | os.PathLike[str]
+
+#: Products ``predict_raster`` can write, and the model output field each comes from.
+PRODUCTS: dict[str, str] = {
+    "class": "segmentation",
+    "prob": "segmentation",
+    "boundary": "boundary",
+    "distance": "distance",
+}
+PROB_DTYPES = ("uint8", "float32")
+FORMATS = ("auto", "tif", "png")
+#: uint8 probabilities are ``round(p * 254)``; 255 is nodata.
+UINT8_SCALE = 254
+UINT8_NODATA = 255
+
+
+@dataclass(frozen=True)
+class PredictJob:
+    """One prediction checked and ready to run: its inputs, their header and the files it will write."""
+
+    inputs: tuple[Path, ...]
+    header: RasterHeader
+    nodata: tuple[float | None, ...]
+    outputs: dict[str, Path]
+
+
+def _as_paths(inputs: PathLike | Sequence[PathLike]) -> tuple[Path, ...]:
+    if isinstance(inputs, (str, os.PathLike)):
+        return (Path(inputs),)
+    return tuple(Path(p) for p in inputs)
+
+
+def _crs_text(crs: Any) -> str:
+    if crs is None:
+        return "none"
+    with contextlib.suppress(Exception):
+        return str(crs.to_string())
+    return str(crs)
+
+
+def check_pair(first: RasterHeader, second: RasterHeader) -> None:
+    """Refuse two dates that are not the same grid: size, bands, CRS and transform must agree.
+
+    Raises:
+        InputError: naming the second file and what differs from the first.
+    """
+    a, b = first, second
+    if (a.height, a.width) != (b.height, b.width):
+        raise InputError(f"{b.path}: size {b.width}x{b.height} differs from {a.path}'s {a.width}x{a.height}")
+    if a.count != b.count:
+        raise InputError(f"{b.path}: has {b.count} bands, {a.path} has {a.count}")
+    if a.crs != b.crs:
+        raise InputError(f"{b.path}: CRS {_crs_text(b.crs)} differs from {a.path}'s {_crs_text(a.crs)}")
+    same = (a.transform is None and b.transform is None) or (
+        a.transform is not None and b.transform is not None and a.transform.almost_equals(b.transform, 1e-9)
+    )
+    if not same:
+        raise InputError(
+            f"{b.path}: transform {tuple(b.transform or ())} differs from {a.path}'s "
+            f"{tuple(a.transform or ())}; the two dates must share one pixel grid"
+        )
+
+
+def _check_bands(header: RasterHeader, meta: ModelMeta, n_inputs: int) -> None:
+    if meta.in_channels is not None and header.count != meta.in_channels:
+        raise InputError(f"{header.path}: has {header.count} bands, the model takes {meta.in_channels}")
+    if meta.band_mean is not None:
+        n = len(meta.band_mean)
+        if n not in (header.count, header.count * n_inputs) or meta.band_std is None or len(meta.band_std) != n:
+            raise InputError(
+                f"{header.path}: has {header.count} bands but the checkpoint's band_mean/band_std have "
+                f"{n}/{len(meta.band_std or [])} values"
+            )
+
+
+def plan_prediction(
+    inputs: PathLike | Sequence[PathLike],
+    output_dir: PathLike,
+    meta: ModelMeta,
+    outputs: Sequence[str] = ("class",),
+    prob_dtype: str = "uint8",
+    output_format: str = "auto",
+    overwrite: bool = False,
+) -> PredictJob:
+    """Check one prediction before any work: the inputs' headers, the pair's grid, bands, output names.
+
+    Returns:
+        The :class:`PredictJob`; outputs are ``<output_dir>/<stem of the first input>_<product>.<tif|png>``.
+
+    Raises:
+        InputError: one line naming the file and the problem.
+    """
+    paths = _as_paths(inputs)
+    if meta.pair and len(paths) != 2:
+        raise InputError(f"{paths[0]}: the change-detection model needs two images (a pair), got {len(paths)}")
+    if not meta.pair and len(paths) != 1:
+        raise InputError(f"{paths[-1]}: the segmentation model takes one image, got {len(paths)}")
+    unknown = [o for o in outputs if o not in PRODUCTS]
+    if unknown or not outputs:
+        raise InputError(f"unknown output {unknown!r}; choose from {', '.join(PRODUCTS)}")
+    if prob_dtype not in PROB_DTYPES:
+        raise InputError(f"unknown probability dtype {prob_dtype!r}; choose from {', '.join(PROB_DTYPES)}")
+    if output_format not in FORMATS:
+        raise InputError(f"unknown output format {output_format!r}; choose from {', '.join(FORMATS)}")
+    headers = [read_header(p) for p in paths]
+    for other in headers[1:]:
+        check_pair(headers[0], other)
+    _check_bands(headers[0], meta, len(paths))
+    png = output_format == "png" or (output_format == "auto" and not headers[0].is_gdal)
+    if png and prob_dtype == "float32" and any(o != "class" for o in outputs):
+        raise InputError(f"{paths[0]}: PNG output cannot hold float32 values; use --format tif or uint8")
+    out_dir = Path(output_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: exists and is not a folder")
+    ext = ".png" if png else ".tif"
+    files = {o: out_dir / f"{paths[0].stem}_{o}{ext}" for o in dict.fromkeys(outputs)}
+    if not overwrite:
+        for f in files.values():
+            if f.exists():
+                raise InputError(f"{f}: already exists (pass --overwrite to replace it)")
+    return PredictJob(paths, headers[0], tuple(h.nodata for h in headers), files)
+
+
+def _spec(product: str, k: int, prob_dtype: str) -> BandSpec:
+    if product == "class":
+        return BandSpec(1, "uint8", UINT8_NODATA, descriptions=("class",), tags=(("mantis_product", "class"),))
+    names = tuple(f"{product} class {i}" for i in range(k))
+    tags = (("mantis_product", product),)
+    if prob_dtype == "float32":
+        return BandSpec(k, "float32", float("nan"), descriptions=names, tags=tags)
+    return BandSpec(k, "uint8", UINT8_NODATA, scale=1.0 / UINT8_SCALE, descriptions=names, tags=tags)
+
+
+def _product(product: str, values: torch.Tensor, invalid: np.ndarray, prob_dtype: str) -> np.ndarray:
+    """K x n x W blended values -> the product's bands, nodata where the input is invalid."""
+    if product == "class":
+        cls = values.argmax(dim=0) if values.shape[0] > 1 else (values[0] > 0.5)
+        out = cls.to(torch.uint8).numpy()[None]
+        out[:, invalid] = UINT8_NODATA
+        return out
+    v = values.numpy()
+    if prob_dtype == "float32":
+        out = v.astype(np.float32, copy=True)
+        out[:, invalid] = np.nan
+        return out
+    out = np.rint(np.clip(v, 0.0, 1.0) * UINT8_SCALE).astype(np.uint8)
+    out[:, invalid] = UINT8_NODATA
+    return out
+
+
+def _gdal_env(job: PredictJob) -> contextlib.AbstractContextManager[Any]:
+    # GDAL's block cache defaults to 5% of RAM; a small one keeps memory flat on large rasters.
+    if not job.header.is_gdal and all(p.suffix.lower() not in (".tif", ".tiff") for p in job.outputs.values()):
+        return contextlib.nullcontext()
+    import rasterio
+
+    return rasterio.Env(GDAL_CACHEMAX=64)
+
+
+def run_prediction(
+    job: PredictJob,
+    model: Callable[..., Any],
+    meta: ModelMeta,
+    window: int | Sequence[int] = 256,
+    stride: int | Sequence[int] | None = None,
+    overlap: float | None = None,
+    blend: str = "mean",
+    batch_size: int = 8,
+    tta: bool = False,
+    pad: int | Sequence[int] | None = None,
+    prob_dtype: str = "uint8",
+    precision: Precision = "fp32",
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    sigma_scale: float = 0.125,
+) -> dict[str, Path]:
+    """Run a planned prediction strip by strip; the outputs appear only once complete.
+
+    Arguments are those of :func:`predict_raster`.
+    """
+    win = as_tuple(window, 2, "window")
+    step = resolve_stride(win, stride, overlap)
+    before = resolve_pad(win, step, pad)
+    h, w = job.header.height, job.header.width
+    extents = (padded_extent(h, win[0], before[0]), padded_extent(w, win[1], before[1]))
+    rows = window_starts(extents[0], win[0], step[0])
+    cols = [(0, c) for c in window_starts(extents[1], win[1], step[1])]
+    col_index = reflect_indices(-before[1], extents[1] - before[1], w)
+    fields = list(dict.fromkeys(PRODUCTS[p] for p in job.outputs))
+    forward = WindowForward(model, 2, tta=tta, precision=precision, device=device, fields=fields)
+    weights = blend_weights(win, step, blend, sigma_scale)
+    sums: dict[str, torch.Tensor] = {}
+    weight_sum = torch.zeros((win[0], extents[1]), dtype=torch.float32)
+    n_in = len(job.inputs)
+    stats: list[tuple[Any, Any]] = []
+    for i in range(n_in):
+        if meta.band_mean is None or meta.band_std is None:
+            stats.append((None, None))
+        else:
+            c = job.header.count
+            off = c * i if len(meta.band_mean) == c * n_in and n_in > 1 else 0
+            stats.append((meta.band_mean[off : off + c], meta.band_std[off : off + c]))
+
+    products = list(job.outputs)
+    bar = _progress(len(rows) * len(cols), progress, "win", desc=job.inputs[0].name)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_gdal_env(job))
+        readers = [stack.enter_context(RasterReader(p)) for p in job.inputs]
+        temps = stack.enter_context(AtomicFiles(list(job.outputs.values())))
+        writers: list[RowWriter] = []
+        try:
+            for k, r in enumerate(rows):
+                row_index = reflect_indices(r - before[0], r - before[0] + win[0], h)
+                tensors, invalid = [], np.zeros((win[0], extents[1]), dtype=bool)
+                for reader, nodata, (mean, std) in zip(readers, job.nodata, stats):
+                    raw = reader.read(row_index, col_index)
+                    bad = invalid_mask(raw, nodata)
+                    x = normalise(raw, mean, std)
+                    x[:, bad] = 0.0  # nodata must not leak NaN or sentinels into neighbouring pixels
+                    invalid |= bad
+                    tensors.append(torch.from_numpy(np.ascontiguousarray(x))[None])
+                accumulate_windows(
+                    forward,
+                    tuple(tensors),
+                    cols,
+                    win,
+                    weights,
+                    sums,
+                    weight_sum,
+                    batch_size,
+                    bar.update if bar is not None else None,
+                )
+                done = (rows[k + 1] if k + 1 < len(rows) else r + win[0]) - r
+                lo, hi = max(r, before[0]), min(r + done, before[0] + h)
+                if hi > lo:
+                    band = slice(lo - r, hi - r)
+                    cut = slice(before[1], before[1] + w)
+                    ws = weight_sum[band, cut]
+                    blended = {f: sums[f][0, :, band, cut] / ws for f in fields}
+                    if not writers:
+                        writers = [
+                            _writer(temp, final, job.header, _spec(p, blended[PRODUCTS[p]].shape[0], prob_dtype))
+                            for (p, final), temp in zip(job.outputs.items(), temps)
+                        ]
+                    for p, writer in zip(products, writers):
+                        writer.write(lo - before[0], _product(p, blended[PRODUCTS[p]], invalid[band, cut], prob_dtype))
+                _shift(sums, weight_sum, done)
+            for writer in writers:
+                writer.close()
+        except BaseException:
+            for writer in writers:
+                writer.abort()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+    return dict(job.outputs)
+
+
+def _writer(temp: Path, final: Path, header: RasterHeader, spec: BandSpec) -> RowWriter:
+    if final.suffix == ".png":
+        return PngWriter(temp, header, spec)
+    return GeoTiffWriter(temp, header, spec)
+
+
+def _shift(sums: dict[str, torch.Tensor], weight_sum: torch.Tensor, n: int) -> None:
+    """Move the accumulator down by ``n`` finished rows and clear the rows that open below."""
+    for acc in (*sums.values(), weight_sum):
+        rows_axis = acc.ndim - 2
+        height = acc.shape[rows_axis]
+        if n < height:
+            acc.narrow(rows_axis, 0, height - n).copy_(acc.narrow(rows_axis, n, height - n).clone())
+        acc.narrow(rows_axis, max(height - n, 0), min(n, height)).zero_()
+
+
+def _load(
+    model: nn.Module | Callable[..., Any] | PathLike | Sequence[PathLike],
+    meta: ModelMeta | None,
+    n_inputs: int,
+    device: torch.device | str | None,
+) -> tuple[Callable[..., Any], ModelMeta]:
+    if isinstance(model, (str, os.PathLike)) or (
+        isinstance(model, Sequence) and all(isinstance(m, (str, os.PathLike)) for m in model)
+    ):
+        paths = [model] if isinstance(model, (str, os.PathLike)) else list(model)
+        return load_models(paths, device or "cpu")
+    if not callable(model):
+        raise TypeError(f"model must be a module, a callable or checkpoint paths, got {type(model).__name__}")
+    return model, meta or ModelMeta(task="change_detection" if n_inputs == 2 else "segmentation")
+
+
+def predict_raster(
+    model: nn.Module | Callable[..., Any] | PathLike | Sequence[PathLike],
+    inputs: PathLike | Sequence[PathLike],
+    output_dir: PathLike,
+    meta: ModelMeta | None = None,
+    *,
+    outputs: Sequence[str] = ("class",),
+    window: int | Sequence[int] = 256,
+    stride: int | Sequence[int] | None = None,
+    overlap: float | None = None,
+    blend: str = "mean",
+    batch_size: int = 8,
+    tta: bool = False,
+    pad: int | Sequence[int] | None = None,
+    prob_dtype: str = "uint8",
+    precision: Precision = "fp32",
+    device: torch.device | str | None = None,
+    output_format: str = "auto",
+    overwrite: bool = False,
+    progress: bool = True,
+    sigma_scale: float = 0.125,
+) -> dict[str, Path]:
+    """Predict one raster (segmentation) or one pair (change detection) of any size, in bounded memory.
+
+    Args:
+        model: a model (``model(x)`` / ``model(x1, x2)``, eval mode), or one or more checkpoint paths
+            (``.ckpt`` or export folders; several are averaged as an ensemble).
+        inputs: one image path, or two for change detection; PNG, JPEG, TIFF or GeoTIFF, any size/bands.
+        output_dir: folder for the outputs (created if needed).
+        meta: task, bands and normalisation of ``model`` (read from checkpoints; default: task from the
+            number of inputs, no band check, uint8 images divided by 255).
+        outputs: any of ``class`` (uint8 class map), ``prob`` (class probabilities, K bands),
+            ``boundary``, ``distance`` (the multitask outputs, K bands).
+        window: window size (int or (H, W)); must suit the model (e.g. a multiple of 2^depth).
+        stride: window step; excludes ``overlap`` (default overlap 0.5; the paper: 256 windows, stride 64).
+        overlap: fraction of a window shared with its neighbour.
+        blend: ``mean``, ``gaussian`` or ``linear``.
+        batch_size: windows per model call.
+        tta: average over the 8 D4 flips/rotations.
+        pad: reflect padding of the borders; default ``(window - stride) // 2``.
+        prob_dtype: ``uint8`` (``round(p * 254)``, 255 nodata, scale stored in the GeoTIFF) or ``float32``
+            (NaN nodata), for ``prob``/``boundary``/``distance``.
+        precision: ``fp32`` or ``bf16`` (autocast where supported).
+        device: where the model runs (default: the model's device).
+        output_format: ``auto`` (PNG for PNG/JPEG inputs, else GeoTIFF), ``tif`` or ``png``.
+        overwrite: replace existing outputs instead of refusing.
+        progress: show a tqdm progress bar.
+        sigma_scale: Gaussian standard deviation as a fraction of the window.
+
+    Returns:
+        Product name -> path of the written file.
+
+    Raises:
+        InputError: before any work, if the inputs disagree (size, bands, CRS, transform), do not fit the
+            model, or the outputs exist.
+    """
+    paths = _as_paths(inputs)
+    fn, meta = _load(model, meta, len(paths), device)
+    job = plan_prediction(paths, output_dir, meta, outputs, prob_dtype, output_format, overwrite)
+    return run_prediction(
+        job,
+        fn,
+        meta,
+        window,
+        stride,
+        overlap,
+        blend,
+        batch_size,
+        tta,
+        pad,
+        prob_dtype,
+        precision,
+        device,
+        progress,
+        sigma_scale,
+    )
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The PNG, JPEG and TIFF files directly inside ``folder``, sorted by name."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder")
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p) and not p.name.startswith("."))
+
+
+def pair_folders(folders: Sequence[Path]) -> list[tuple[Path, ...]]:
+    """Inputs for each file name of the first folder: ``(path,)`` or ``(date1, date2)`` by equal names.
+
+    Raises:
+        InputError: a folder is empty, or a file has no counterpart in the other folder.
+    """
+    first = list_images(folders[0])
+    if not first:
+        raise InputError(f"{folders[0]}: no PNG, JPEG or TIFF files")
+    if len(folders) == 1:
+        return [(p,) for p in first]
+    names = {p.name for p in first}
+    second = {p.name: p for p in list_images(folders[1])}
+    for name in sorted(names ^ set(second)):
+        where, other = (folders[1], folders[0]) if name in names else (folders[0], folders[1])
+        raise InputError(f"{other / name}: has no counterpart {name} in {where}")
+    return [(p, second[p.name]) for p in first]
+
+
+def predict_folder(
+    model: nn.Module | Callable[..., Any] | PathLike | Sequence[PathLike],
+    inputs: PathLike | Sequence[PathLike],
+    output_dir: PathLike,
+    meta: ModelMeta | None = None,
+    *,
+    outputs: Sequence[str] = ("class",),
+    prob_dtype: str = "uint8",
+    output_format: str = "auto",
+    overwrite: bool = False,
+    skip_existing: bool = False,
+    device: torch.device | str | None = None,
+    **options: Any,
+) -> list[dict[str, Path]]:
+    """Predict every image of a folder, or every same-named pair of two folders (change detection).
+
+    Every file is checked (headers, pairs, bands, outputs) before the first prediction starts.
+
+    Args:
+        model, meta, outputs, prob_dtype, output_format, overwrite, device: as in :func:`predict_raster`.
+        inputs: one folder, or two folders (date 1, date 2) holding files of the same names.
+        output_dir: folder for all outputs.
+        skip_existing: leave out inputs whose outputs all exist already (resume an interrupted run).
+        **options: the remaining keyword arguments of :func:`predict_raster` (window, stride, blend...).
+
+    Returns:
+        For each input predicted, product name -> path written.
+    """
+    folders = _as_paths(inputs)
+    fn, meta = _load(model, meta, len(folders), device)
+    jobs = []
+    for group in pair_folders(folders):
+        if skip_existing:
+            job = plan_prediction(group, output_dir, meta, outputs, prob_dtype, output_format, overwrite=True)
+            if all(p.exists() for p in job.outputs.values()):
+                continue
+        jobs.append(
+            plan_prediction(group, output_dir, meta, outputs, prob_dtype, output_format, overwrite or skip_existing)
+        )
+    return [run_prediction(job, fn, meta, prob_dtype=prob_dtype, device=device, **options) for job in jobs]

@@ -1,0 +1,355 @@
+"""Reading rasters by windows and writing predictions by rows, atomically.
+
+TIFF/GeoTIFF go through rasterio (windowed reads, tiled compressed writes, georeference kept); PNG and
+JPEG through Pillow, read whole (they are small by nature) and written as PNG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import secrets
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+import numpy as np
+
+from mantis.inference.errors import InputError
+
+PIL_SUFFIXES = (".png", ".jpg", ".jpeg")
+GDAL_SUFFIXES = (".tif", ".tiff")
+IMAGE_SUFFIXES = PIL_SUFFIXES + GDAL_SUFFIXES
+
+
+def is_image_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` has a suffix prediction reads (PNG, JPEG, TIFF; case-insensitive)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _rasterio() -> Any:
+    try:
+        import rasterio
+    except ImportError:  # pragma: no cover - installed by `make`
+        raise InputError("TIFF files need rasterio: pip install 'mantis-cd[geo]'") from None
+    return rasterio
+
+
+def _reason(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+@dataclass(frozen=True)
+class RasterHeader:
+    """A raster's size, bands and georeference, read without its pixels.
+
+    Attributes:
+        path: the file.
+        height: rows H.
+        width: columns W.
+        count: bands C.
+        dtype: NumPy dtype name of the pixels.
+        crs: rasterio CRS, or ``None``.
+        transform: affine pixel-to-map transform, or ``None`` when not georeferenced.
+        nodata: nodata value, or ``None``.
+    """
+
+    path: Path
+    height: int
+    width: int
+    count: int
+    dtype: str
+    crs: Any = None
+    transform: Any = None
+    nodata: float | None = None
+
+    @property
+    def is_gdal(self) -> bool:
+        """Read and written through rasterio (TIFF), rather than Pillow (PNG/JPEG)."""
+        return self.path.suffix.lower() in GDAL_SUFFIXES
+
+
+def _pil_to_array(image: Any) -> np.ndarray:
+    if image.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+        image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
+    elif image.mode == "1":
+        image = image.convert("L")
+    array = np.asarray(image)
+    array = array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)
+    return np.ascontiguousarray(array)
+
+
+class RasterReader:
+    """Reads rows and columns of a raster (C x h x w), any of them reflected, without loading it whole.
+
+    Use as a context manager. GeoTIFF/TIFF reads are windowed through rasterio; PNG/JPEG are decoded once.
+
+    Args:
+        path: PNG, JPEG, TIFF or GeoTIFF file.
+
+    Raises:
+        InputError: the file is missing or not a readable raster.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputError(f"{self.path}: no such file")
+        if not is_image_file(self.path):
+            raise InputError(f"{self.path}: not a PNG, JPEG or TIFF file")
+        self._ds: Any = None
+        self._array: np.ndarray | None = None
+        try:
+            if self.path.suffix.lower() in GDAL_SUFFIXES:
+                rasterio = _rasterio()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    self._ds = rasterio.open(self.path)
+                ds = self._ds
+                georef = ds.crs is not None or not ds.transform.is_identity
+                self.header = RasterHeader(
+                    self.path,
+                    int(ds.height),
+                    int(ds.width),
+                    int(ds.count),
+                    str(ds.dtypes[0]),
+                    ds.crs,
+                    ds.transform if georef else None,
+                    ds.nodata,
+                )
+            else:
+                from PIL import Image
+
+                with Image.open(self.path) as image:
+                    self._array = _pil_to_array(image)
+                c, h, w = self._array.shape
+                self.header = RasterHeader(self.path, h, w, c, str(self._array.dtype))
+        except InputError:
+            raise
+        except Exception as error:  # readers raise many unrelated types for corrupt files
+            self.close()
+            raise InputError(f"{self.path}: not a readable raster ({_reason(error)})") from None
+
+    def read(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Pixels at every (row, col) of the index vectors, all bands: C x len(rows) x len(cols).
+
+        Only the bounding box of the indices is read from disk.
+        """
+        r0, r1 = int(rows.min()), int(rows.max()) + 1
+        c0, c1 = int(cols.min()), int(cols.max()) + 1
+        if self._array is not None:
+            block = self._array[:, r0:r1, c0:c1]
+        else:
+            from rasterio.windows import Window
+
+            try:
+                block = self._ds.read(window=Window(c0, r0, c1 - c0, r1 - r0))
+            except Exception as error:
+                raise InputError(f"{self.path}: cannot read rows {r0}-{r1} ({_reason(error)})") from None
+        return block[:, rows - r0][:, :, cols - c0]
+
+    def close(self) -> None:
+        """Release the file."""
+        if self._ds is not None:
+            self._ds.close()
+            self._ds = None
+
+    def __enter__(self) -> RasterReader:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+def read_header(path: str | os.PathLike[str]) -> RasterHeader:
+    """The :class:`RasterHeader` of ``path``; :class:`InputError` if it is missing or unreadable."""
+    with RasterReader(path) as reader:
+        return reader.header
+
+
+def normalise(data: np.ndarray, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> np.ndarray:
+    """Images as the model saw them in training: float32 C x h x w.
+
+    With ``mean``/``std`` (per band, from the checkpoint): ``(x - mean) / std``. Without: uint8 images
+    are divided by 255, every other dtype is used as it is (cast to float32).
+    """
+    x = data.astype(np.float32, copy=False)
+    if mean is not None and std is not None:
+        m = np.asarray(mean, dtype=np.float32)[:, None, None]
+        s = np.asarray(std, dtype=np.float32)[:, None, None]
+        return (x - m) / s
+    if data.dtype == np.uint8:
+        return x / np.float32(255.0)
+    return x
+
+
+def invalid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
+    """h x w mask of pixels where every band equals ``nodata``, or any band is NaN."""
+    mask = np.zeros(data.shape[1:], dtype=bool)
+    if nodata is not None:
+        mask |= np.isnan(data).all(axis=0) if math.isnan(nodata) else (data == nodata).all(axis=0)
+    if data.dtype.kind == "f":
+        mask |= np.isnan(data).any(axis=0)
+    return mask
+
+
+class RowWriter(Protocol):
+    """Takes output rows in order (C x n x W) and writes them; ``close`` finishes, ``abort`` gives up."""
+
+    def write(self, row: int, data: np.ndarray) -> None: ...  # noqa: D102
+
+    def close(self) -> None: ...  # noqa: D102
+
+    def abort(self) -> None: ...  # noqa: D102
+
+
+@dataclass(frozen=True)
+class BandSpec:
+    """What one output file holds: band count, dtype, nodata, a value scale and band names."""
+
+    count: int
+    dtype: str
+    nodata: float | None
+    scale: float = 1.0
+    descriptions: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+def _block(n: int) -> int:
+    return min(256, 16 * max(1, math.ceil(n / 16)))
+
+
+class GeoTiffWriter:
+    """Writes a tiled, deflate-compressed (Geo)TIFF by whole tile rows, keeping the input's georeference.
+
+    Rows arrive in order in any amount; they are buffered up to a full tile row so that every tile is
+    compressed exactly once and memory stays at one tile row.
+    """
+
+    def __init__(self, path: Path, header: RasterHeader, spec: BandSpec) -> None:
+        rasterio = _rasterio()
+        self.spec = spec
+        self.block = _block(header.height)
+        profile: dict[str, Any] = {
+            "driver": "GTiff",
+            "height": header.height,
+            "width": header.width,
+            "count": spec.count,
+            "dtype": spec.dtype,
+            "nodata": spec.nodata,
+            "tiled": True,
+            "blockxsize": _block(header.width),
+            "blockysize": self.block,
+            "compress": "deflate",
+            "predictor": 3 if spec.dtype.startswith("float") else 2,
+            "BIGTIFF": "IF_SAFER",
+        }
+        if header.crs is not None:
+            profile["crs"] = header.crs
+        if header.transform is not None:
+            profile["transform"] = header.transform
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.ds = rasterio.open(path, "w", **profile)
+        self.pending: list[np.ndarray] = []
+        self.pending_rows = 0
+        self.row = 0
+
+    def write(self, row: int, data: np.ndarray) -> None:
+        """Queue rows ``row .. row + n`` (C x n x W); they must follow the rows written before."""
+        if row != self.row + self.pending_rows:
+            raise RuntimeError(f"rows must arrive in order: got {row}, expected {self.row + self.pending_rows}")
+        self.pending.append(np.ascontiguousarray(data, dtype=self.spec.dtype))
+        self.pending_rows += data.shape[1]
+        if self.pending_rows >= self.block:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        from rasterio.windows import Window
+
+        buf = np.concatenate(self.pending, axis=1) if len(self.pending) > 1 else self.pending[0]
+        n = buf.shape[1] if final else (buf.shape[1] // self.block) * self.block
+        if n:
+            self.ds.write(buf[:, :n], window=Window(0, self.row, buf.shape[2], n))
+            self.row += n
+        rest = buf[:, n:]
+        self.pending = [rest] if rest.shape[1] else []
+        self.pending_rows = rest.shape[1]
+
+    def close(self) -> None:
+        """Write what is left, the scales and band names, and close the file."""
+        if self.pending:
+            self._flush(final=True)
+        if self.spec.scale != 1.0:
+            self.ds.scales = (self.spec.scale,) * self.spec.count
+            self.ds.offsets = (0.0,) * self.spec.count
+        for i, name in enumerate(self.spec.descriptions[: self.spec.count], start=1):
+            self.ds.set_band_description(i, name)
+        if self.spec.tags:
+            self.ds.update_tags(**dict(self.spec.tags))
+        self.ds.close()
+
+    def abort(self) -> None:
+        """Close without finishing."""
+        with contextlib.suppress(Exception):  # the file is deleted next; nothing useful to report
+            self.ds.close()
+
+
+class PngWriter:
+    """Collects rows of a small raster in memory and writes one PNG (1-4 uint8 bands) on close."""
+
+    MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+    def __init__(self, path: Path, header: RasterHeader, spec: BandSpec) -> None:
+        if spec.dtype != "uint8" or spec.count not in self.MODES:
+            raise InputError(
+                f"{path.name}: PNG holds 1 to 4 uint8 bands, not {spec.count} {spec.dtype}; use --format tif"
+            )
+        self.path = path
+        self.array = np.zeros((spec.count, header.height, header.width), dtype=np.uint8)
+
+    def write(self, row: int, data: np.ndarray) -> None:
+        """Store rows ``row .. row + n`` (C x n x W)."""
+        self.array[:, row : row + data.shape[1]] = data
+
+    def close(self) -> None:
+        """Encode and write the PNG."""
+        from PIL import Image
+
+        image = self.array[0] if self.array.shape[0] == 1 else np.moveaxis(self.array, 0, -1)
+        Image.fromarray(np.ascontiguousarray(image), mode=self.MODES[self.array.shape[0]]).save(self.path, format="PNG")
+
+    def abort(self) -> None:
+        """Nothing was written yet."""
+
+
+class AtomicFiles:
+    """Temporary files next to their final names, renamed into place only when all are complete.
+
+    On any exception (including KeyboardInterrupt) inside the ``with`` block the temporaries are deleted
+    and no final file appears.
+    """
+
+    def __init__(self, finals: Sequence[Path]) -> None:
+        self.finals = list(finals)
+        self.temps: list[Path] = []
+
+    def __enter__(self) -> list[Path]:
+        for final in self.finals:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            # A unique name in the same folder, so the final rename is atomic; created by the writer.
+            self.temps.append(final.with_name(f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.partial"))
+        return self.temps
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        if kind is None:
+            for temp, final in zip(self.temps, self.finals):
+                os.replace(temp, final)
+        else:
+            for temp in self.temps:
+                temp.unlink(missing_ok=True)

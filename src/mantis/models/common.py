@@ -1,0 +1,122 @@
+"""Shared pieces of the U-Nets: widths and heads per level, input checks, encoder and decoder stacks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from math import gcd
+
+import torch
+import torch.nn as nn
+
+from mantis.nn.resample import Combine, DownSample, FusionCombine
+from mantis.nn.units import CEECUnitV1, CEECUnitV2, FracTALResNetUnit
+
+UnitFactory = Callable[[int, int], nn.Module]
+
+
+def lcm(a: int, b: int) -> int:
+    """Least common multiple."""
+    return a * b // gcd(a, b)
+
+
+def check_input(x: torch.Tensor, in_channels: int, spatial_dims: int, multiple: int, model: str) -> None:
+    """Raise a ValueError naming the problem if ``x`` is not B x in_channels x S with every S % multiple == 0."""
+    if x.dim() != spatial_dims + 2:
+        raise ValueError(
+            f"{model}: expected a {spatial_dims + 2}D input (B x C x {spatial_dims} spatial axes), "
+            f"got shape {tuple(x.shape)}"
+        )
+    if x.shape[1] != in_channels:
+        raise ValueError(f"{model}: expected {in_channels} input channels (bands), got {x.shape[1]}")
+    for size in x.shape[2:]:
+        if size % multiple:
+            lower = size // multiple * multiple
+            nearest = f"{lower} or {lower + multiple}" if lower else f"{multiple}"
+            raise ValueError(
+                f"{model}: input size {size} is not divisible by {multiple} (needed by the network's depth "
+                f"and PSP depth); nearest valid sizes: {nearest}"
+            )
+
+
+def make_unit_factory(unit: str, attention_depth: int, norm: str, norm_groups: int, spatial_dims: int) -> UnitFactory:
+    """A function ``(channels, nheads) -> unit`` for ``unit`` in ``fractal``, ``ceec_v1``, ``ceec_v2``."""
+    if unit == "fractal":
+        return lambda c, h: FracTALResNetUnit(c, h, h, attention_depth, norm, norm_groups, spatial_dims)
+    if unit == "ceec_v1":
+        return lambda c, h: CEECUnitV1(c, h, attention_depth, norm, norm_groups, spatial_dims)
+    if unit == "ceec_v2":
+        return lambda c, h: CEECUnitV2(c, h, attention_depth, norm, norm_groups, spatial_dims)
+    raise ValueError(f"unknown unit {unit!r}; choose fractal, ceec_v1 or ceec_v2")
+
+
+class Encoder(nn.Module):
+    """One unit per level, a DownSample between levels; returns the features of every level (shallow first)."""
+
+    def __init__(
+        self,
+        widths: Sequence[int],
+        heads: Sequence[int],
+        make_unit: UnitFactory,
+        norm: str,
+        norm_groups: int,
+        spatial_dims: int,
+    ) -> None:
+        super().__init__()
+        self.units = nn.ModuleList(make_unit(w, h) for w, h in zip(widths, heads))
+        self.downs = nn.ModuleList(
+            DownSample(w, w2, norm, norm_groups, spatial_dims) for w, w2 in zip(widths[:-1], widths[1:])
+        )
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for i, unit in enumerate(self.units):
+            x = unit(x)
+            feats.append(x)
+            if i < len(self.downs):
+                x = self.downs[i](x)
+        return feats
+
+
+class Decoder(nn.Module):
+    """From the bridge up: at each level merge with the skip (Combine or FusionCombine), then one unit."""
+
+    def __init__(
+        self,
+        widths: Sequence[int],
+        heads: Sequence[int],
+        make_unit: UnitFactory,
+        norm: str,
+        norm_groups: int,
+        spatial_dims: int,
+        fusion_combine: bool = False,
+        attention_depth: int = 5,
+    ) -> None:
+        super().__init__()
+        levels = range(len(widths) - 2, -1, -1)
+        if fusion_combine:
+            self.combines = nn.ModuleList(
+                FusionCombine(widths[i + 1], widths[i], heads[i], attention_depth, norm, norm_groups, spatial_dims)
+                for i in levels
+            )
+        else:
+            self.combines = nn.ModuleList(
+                Combine(widths[i + 1], widths[i], norm, norm_groups, spatial_dims) for i in levels
+            )
+        self.units = nn.ModuleList(make_unit(widths[i], heads[i]) for i in levels)
+
+    def forward(self, x: torch.Tensor, skips: Sequence[torch.Tensor]) -> torch.Tensor:
+        for combine, unit, skip in zip(self.combines, self.units, reversed(skips)):
+            x = unit(combine(x, skip))
+        return x
+
+
+def level_widths(nf: int, depth: int) -> list[int]:
+    """Channel widths per level: nf, 2nf, 4nf, ..."""
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, got {depth}")
+    return [nf * 2**i for i in range(depth)]
+
+
+def level_heads(nheads_start: int, depth: int, decoder: bool = False) -> list[int]:
+    """Attention heads per level: nheads_start * 2^i in the encoder, twice that in the decoder."""
+    return [nheads_start * 2 ** (i + int(decoder)) for i in range(depth)]

@@ -1,0 +1,117 @@
+"""Change detection with the "mantis" topology: a Siamese FracTAL encoder, attention fusion of the dates,
+and one decoder (CEECNet V1/V2, FracTAL ResNet)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from mantis.models.common import (
+    Decoder,
+    Encoder,
+    check_input,
+    lcm,
+    level_heads,
+    level_widths,
+    make_unit_factory,
+)
+from mantis.models.registry import register_model
+from mantis.nn.attention import Fusion
+from mantis.nn.conv import ConvNormed
+from mantis.nn.factories import norm_args
+from mantis.nn.heads import ConditionedMultitaskHead, MultitaskOutput
+from mantis.nn.pooling import PSPPooling
+
+HEAD_PSP_DEPTH = 4
+FUSION_ATTENTION_DEPTH = 5  # the authors' date fusions always use depth 5, whatever the units use
+
+
+class MantisChangeDetector(nn.Module):
+    """Bi-temporal change detector: ``model(x1, x2)`` -> :class:`MultitaskOutput`, each B x K x S.
+
+    Both dates go through ONE shared encoder (stem, units, DownSamples). The stems are fused by a relative
+    attention Fusion (one head) for the head; at every level but the deepest a Fusion of the two dates is the
+    skip; the deepest features of both dates are concatenated and pooled (PSP); no feature subtraction.
+
+    Args:
+        unit: ``ceec_v1``, ``ceec_v2`` or ``fractal``.
+        in_channels: bands per date.
+        num_classes: K (2: no change / change).
+        spatial_dims, nf, depth, nheads_start, norm, norm_groups, attention_depth, psp_depth:
+            as in :class:`~mantis.models.fractal_resunet.FracTALResUNet`.
+        fusion_combine: decoder merges by bilinear upsampling + Fusion (the paper's V2 macro-topology)
+            instead of nearest UpSample + concat + 1x1 conv.
+    """
+
+    def __init__(
+        self,
+        unit: str = "ceec_v1",
+        in_channels: int = 3,
+        num_classes: int = 2,
+        spatial_dims: int = 2,
+        nf: int = 32,
+        depth: int = 6,
+        nheads_start: int = 4,
+        norm: str = "group",
+        norm_groups: int = 4,
+        attention_depth: int = 5,
+        psp_depth: int = 4,
+        fusion_combine: bool = False,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.spatial_dims = spatial_dims
+        widths = level_widths(nf, depth)
+        enc_heads = level_heads(nheads_start, depth)
+        make_unit = make_unit_factory(unit, attention_depth, norm, norm_groups, spatial_dims)
+        kw = norm_args(norm, norm_groups, spatial_dims)
+        self.stem = ConvNormed(in_channels, nf, 1, **kw)
+        self.stem_fusion = Fusion(nf, 1, FUSION_ATTENTION_DEPTH, **kw)
+        self.encoder = Encoder(widths, enc_heads, make_unit, **kw)
+        self.skip_fusions = nn.ModuleList(
+            Fusion(w, h, FUSION_ATTENTION_DEPTH, **kw) for w, h in zip(widths[:-1], enc_heads[:-1])
+        )
+        self.bridge = PSPPooling(2 * widths[-1], widths[-1], psp_depth, **kw)
+        self.decoder = Decoder(
+            widths,
+            level_heads(nheads_start, depth, decoder=True),
+            make_unit,
+            **kw,
+            fusion_combine=fusion_combine,
+            attention_depth=FUSION_ATTENTION_DEPTH,
+        )
+        self.head = ConditionedMultitaskHead(nf, num_classes, HEAD_PSP_DEPTH, **kw)
+        self.act = nn.ReLU()
+        unit_multiple = 2 if unit.startswith("ceec") else 1
+        self.size_multiple = lcm(2 ** (depth - 1) * max(2 ** (psp_depth - 1), unit_multiple), 2 ** (HEAD_PSP_DEPTH - 1))
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> MultitaskOutput:
+        name = type(self).__name__
+        check_input(x1, self.in_channels, self.spatial_dims, self.size_multiple, name)
+        if x1.shape != x2.shape:
+            raise ValueError(f"{name}: the two dates differ in shape: {tuple(x1.shape)} vs {tuple(x2.shape)}")
+        stem1, stem2 = self.stem(x1), self.stem(x2)
+        feats1, feats2 = self.encoder(stem1), self.encoder(stem2)
+        skips = [fuse(a, b) for fuse, a, b in zip(self.skip_fusions, feats1[:-1], feats2[:-1])]
+        bridge = self.act(self.bridge(torch.cat([feats1[-1], feats2[-1]], dim=1)))
+        out = self.decoder(bridge, skips)
+        return self.head(out, self.stem_fusion(stem1, stem2))
+
+
+@register_model("ceecnet_v1")
+def ceecnet_v1(**kwargs: object) -> MantisChangeDetector:
+    """CEECNet V1: the mantis change detector with CEEC V1 units."""
+    return MantisChangeDetector("ceec_v1", **kwargs)  # type: ignore[arg-type]
+
+
+@register_model("ceecnet_v2")
+def ceecnet_v2(**kwargs: object) -> MantisChangeDetector:
+    """CEECNet V2: the mantis change detector with CEEC V2 units."""
+    return MantisChangeDetector("ceec_v2", **kwargs)  # type: ignore[arg-type]
+
+
+@register_model("fractal_resnet_cd")
+def fractal_resnet_cd(**kwargs: object) -> MantisChangeDetector:
+    """FracTAL ResNet change detector: the mantis topology with FracTAL ResNet units."""
+    return MantisChangeDetector("fractal", **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,104 @@
+"""ResUNet-a d6 and d7 (Diakogiannis et al. 2020): atrous residual U-Nets with a multitask head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+
+from mantis.models.common import check_input, lcm, level_widths
+from mantis.models.registry import register_model
+from mantis.nn.conv import ConvNormed
+from mantis.nn.factories import conv_type, norm_args
+from mantis.nn.heads import ResUNetAHead, ResUNetAOutput
+from mantis.nn.pooling import PSPPooling
+from mantis.nn.resample import Combine
+from mantis.nn.units import AtrousUnit
+
+D6_DILATIONS: tuple[tuple[int, ...], ...] = (
+    (1, 3, 15, 31),
+    (1, 3, 15, 31),
+    (1, 3, 15),
+    (1, 3, 5),
+    (1,),
+    (1,),
+)
+D7_DILATIONS: tuple[tuple[int, ...], ...] = D6_DILATIONS + ((1,),)
+HEAD_PSP_DEPTH = 4
+
+
+class ResUNetA(nn.Module):
+    """ResUNet-a: ``model(x)`` -> :class:`ResUNetAOutput` (segmentation, boundary, distance B x K x S; color
+    B x 3 x S, the HSV reconstruction of the RGB bands).
+
+    Args:
+        in_channels: input bands; num_classes: K; spatial_dims: 1, 2 or 3; nf: first width.
+        dilations: dilation rates of the atrous unit per level (its length is the depth).
+        depth: keep only the first ``depth`` levels of ``dilations`` (for small inputs).
+        norm: BatchNorm by default (the authors' models are BatchNorm-only); psp_depth: bridge PSP depth.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 2,
+        spatial_dims: int = 2,
+        nf: int = 32,
+        dilations: Sequence[Sequence[int]] = D6_DILATIONS,
+        depth: int | None = None,
+        norm: str = "batch",
+        norm_groups: int = 4,
+        psp_depth: int = 4,
+    ) -> None:
+        super().__init__()
+        rates = [tuple(r) for r in dilations][: depth or len(dilations)]
+        if depth is not None and depth > len(rates):
+            rates += [(1,)] * (depth - len(rates))
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.spatial_dims = spatial_dims
+        widths = level_widths(nf, len(rates))
+        kw = norm_args(norm, norm_groups, spatial_dims)
+        conv = conv_type(spatial_dims)
+        self.stem = ConvNormed(in_channels, nf, 1, **kw)
+        self.encoder_units = nn.ModuleList(AtrousUnit(w, r, 3, **kw) for w, r in zip(widths, rates))
+        # ResUNet-a downsamples with a bare strided 1x1 convolution (no norm, no bias).
+        self.downs = nn.ModuleList(conv(w, w2, 1, stride=2, bias=False) for w, w2 in zip(widths[:-1], widths[1:]))
+        self.bridge = PSPPooling(widths[-1], widths[-1], psp_depth, max(widths[-1] // psp_depth, 1), **kw)
+        levels = range(len(widths) - 2, -1, -1)
+        self.combines = nn.ModuleList(Combine(widths[i + 1], widths[i], **kw) for i in levels)
+        self.decoder_units = nn.ModuleList(AtrousUnit(widths[i], rates[i], 3, **kw) for i in levels)
+        self.head = ResUNetAHead(nf, num_classes, HEAD_PSP_DEPTH, **kw)
+        self.size_multiple = lcm(2 ** (len(widths) - 1) * 2 ** (psp_depth - 1), 2 ** (HEAD_PSP_DEPTH - 1))
+
+    def forward(self, x: torch.Tensor) -> ResUNetAOutput:
+        check_input(x, self.in_channels, self.spatial_dims, self.size_multiple, type(self).__name__)
+        stem = self.stem(x)
+        skips = []
+        out = stem
+        for i, unit in enumerate(self.encoder_units):
+            out = unit(out)
+            if i < len(self.downs):
+                skips.append(out)
+                out = self.downs[i](out)
+        out = self.bridge(out)
+        for combine, unit, skip in zip(self.combines, self.decoder_units, reversed(skips)):
+            out = unit(combine(out, skip))
+        return self.head(out, stem)
+
+
+@register_model("resunet_a_d6")
+def resunet_a_d6(**kwargs: object) -> ResUNetA:
+    """ResUNet-a d6 (6 levels, PSP depth 4, BatchNorm)."""
+    kwargs.setdefault("dilations", D6_DILATIONS)
+    kwargs.setdefault("psp_depth", 4)
+    return ResUNetA(**kwargs)  # type: ignore[arg-type]
+
+
+@register_model("resunet_a_d7")
+def resunet_a_d7(**kwargs: object) -> ResUNetA:
+    """ResUNet-a d7 (7 levels up to 2048 channels, PSP depth 3, BatchNorm)."""
+    kwargs.setdefault("dilations", D7_DILATIONS)
+    kwargs.setdefault("psp_depth", 3)
+    return ResUNetA(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,63 @@
+"""Small baselines: a Dense stack for tabular data and a Sequential ConvNet classifier."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch.nn as nn
+
+from mantis.models.registry import register_model
+from mantis.nn.activations import create_activation
+from mantis.nn.conv import ConvNormed
+from mantis.nn.factories import check_spatial_dims
+
+_ADAPTIVE_AVG = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
+_MAXPOOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
+
+
+@register_model("mlp")
+def mlp(
+    in_channels: int = 16,
+    num_classes: int = 2,
+    hidden: Sequence[int] = (64, 64),
+    activation: str = "relu",
+    dropout: float = 0.0,
+) -> nn.Sequential:
+    """Dense stack for tabular data: B x in_channels -> B x num_classes logits."""
+    layers: list[nn.Module] = []
+    width = in_channels
+    for h in hidden:
+        layers += [nn.Linear(width, h), create_activation(activation)]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+@register_model("cnn")
+def cnn(
+    in_channels: int = 3,
+    num_classes: int = 2,
+    spatial_dims: int = 2,
+    widths: Sequence[int] = (16, 32, 64),
+    norm: str = "batch",
+    norm_groups: int = 4,
+    activation: str = "relu",
+) -> nn.Sequential:
+    """Small ConvNet classifier: [normed conv3 + act + max-pool 2] per width, global average, linear.
+
+    B x in_channels x S -> B x num_classes logits.
+    """
+    check_spatial_dims(spatial_dims)
+    layers: list[nn.Module] = []
+    width = in_channels
+    for w in widths:
+        layers += [
+            ConvNormed(width, w, 3, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims),
+            create_activation(activation),
+            _MAXPOOL[spatial_dims](2, ceil_mode=True),
+        ]
+        width = w
+    layers += [_ADAPTIVE_AVG[spatial_dims](1), nn.Flatten(), nn.Linear(width, num_classes)]
+    return nn.Sequential(*layers)

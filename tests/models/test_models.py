@@ -1,0 +1,121 @@
+"""Every registered model builds, runs forward and backward in every dimension it supports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+import mantis
+from mantis.models.common import check_input
+
+# Tiny settings per model: (kwargs, spatial size, dims supported).
+TINY: dict[str, tuple[dict[str, Any], int, tuple[int, ...]]] = {
+    "mlp": ({"in_channels": 5, "num_classes": 3, "hidden": (8,)}, 0, ()),
+    "cnn": ({"num_classes": 4, "widths": (4, 8)}, 8, (1, 2, 3)),
+    "fractal_resunet": ({"nf": 8, "depth": 3, "nheads_start": 2, "psp_depth": 2}, 8, (1, 2, 3)),
+    "resunet_a_d6": ({"nf": 8, "depth": 3, "psp_depth": 2}, 8, (1, 2, 3)),
+    "resunet_a_d7": ({"nf": 8, "depth": 3, "psp_depth": 2}, 8, (1, 2, 3)),
+    "ceecnet_v1": ({"nf": 8, "depth": 3, "nheads_start": 2, "psp_depth": 2}, 8, (1, 2, 3)),
+    "ceecnet_v2": ({"nf": 8, "depth": 3, "nheads_start": 2, "psp_depth": 2}, 8, (1, 2, 3)),
+    "fractal_resnet_cd": ({"nf": 8, "depth": 3, "nheads_start": 2, "psp_depth": 2}, 8, (1, 2, 3)),
+}
+CHANGE_DETECTION = {"ceecnet_v1", "ceecnet_v2", "fractal_resnet_cd"}
+
+
+def test_registry_lists_every_model() -> None:
+    assert set(mantis.list_models()) == set(TINY)
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        mantis.create_model("nope")
+
+
+def _cases() -> list[Any]:
+    cases = []
+    for name in mantis.list_models():
+        dims = TINY[name][2] or (0,)
+        cases += [pytest.param(name, d, id=f"{name}-{d}d") for d in dims]
+    return cases
+
+
+@pytest.mark.parametrize(("name", "dims"), _cases())
+def test_forward_backward(name: str, dims: int) -> None:
+    kwargs, size, _ = TINY[name]
+    torch.manual_seed(0)
+    if dims == 0:
+        model = mantis.create_model(name, **kwargs)
+        x = torch.randn(4, kwargs["in_channels"])
+        out = model(x)
+        assert out.shape == (4, kwargs["num_classes"])
+        out.sum().backward()
+        return
+    bands = 4
+    model = mantis.create_model(name, in_channels=bands, spatial_dims=dims, **kwargs)
+    shape = (2, bands, *([size] * dims))
+    inputs = (torch.randn(shape), torch.randn(shape)) if name in CHANGE_DETECTION else (torch.randn(shape),)
+    out = model(*inputs)
+    if name == "cnn":
+        assert out.shape == (2, kwargs["num_classes"])
+        loss = out.sum()
+    else:
+        k = kwargs.get("num_classes", 2)
+        assert out._fields[:3] == ("segmentation", "boundary", "distance")
+        for field in out[:3]:
+            assert field.shape == (2, k, *([size] * dims))
+        torch.testing.assert_close(out.segmentation.sum(1), torch.ones(2, *([size] * dims)))
+        if name.startswith("resunet_a"):
+            assert out.color.shape == (2, 3, *([size] * dims))
+        loss = sum(t.square().mean() for t in out)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_defaults_follow_the_paper() -> None:
+    m = mantis.create_model("fractal_resunet")
+    widths = [u.block.conv1.in_channels for u in m.encoder.units]
+    assert widths == [32, 64, 128, 256, 512, 1024]
+    assert [u.attention.query.conv.groups for u in m.encoder.units] == [4, 8, 16, 32, 64, 128]
+    assert [u.attention.depth for u in m.encoder.units] == [5] * 6
+    assert isinstance(m.stem.norm, torch.nn.GroupNorm) and m.stem.norm.num_groups == 4
+    assert m.bridge.depth == 4
+    cd = mantis.create_model("ceecnet_v1")
+    assert cd.decoder.combines[0].up.conv.conv.weight.shape[:2] == (256, 1024)  # first decoder step
+    assert cd.bridge.conv_final.conv.in_channels == 2048 + 4 * 1024
+
+
+def test_siamese_encoder_is_shared() -> None:
+    m = mantis.create_model("ceecnet_v1", nf=8, depth=2, psp_depth=2)
+    calls: list[int] = []
+    m.encoder.register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape[0]))
+    m.stem.register_forward_hook(lambda mod, inp, out: calls.append(-1))
+    m(torch.randn(1, 3, 16, 16), torch.randn(1, 3, 16, 16))
+    assert calls.count(-1) == 2 and calls.count(1) == 2  # one stem and one encoder, each run on both dates
+    top = {name.split(".")[0] for name, _ in m.named_parameters()}
+    assert top == {"stem", "stem_fusion", "encoder", "skip_fusions", "bridge", "decoder", "head"}
+
+
+def test_size_error_names_size_and_nearest() -> None:
+    m = mantis.create_model("fractal_resunet", nf=8, depth=3, psp_depth=2)
+    assert m.size_multiple == 8
+    with pytest.raises(ValueError, match=r"input size 12 is not divisible by 8.*nearest valid sizes: 8 or 16"):
+        m(torch.randn(1, 3, 12, 16))
+    with pytest.raises(ValueError, match="expected 3 input channels"):
+        m(torch.randn(1, 5, 16, 16))
+    default = mantis.create_model("fractal_resunet")
+    assert default.size_multiple == 256
+    with pytest.raises(ValueError, match="nearest valid sizes: 256 or 512"):
+        check_input(torch.randn(1, 3, 300, 256), 3, 2, default.size_multiple, "FracTALResUNet")
+
+
+def test_change_detector_rejects_mismatched_dates() -> None:
+    m = mantis.create_model("fractal_resnet_cd", nf=8, depth=2, psp_depth=2)
+    with pytest.raises(ValueError, match="two dates differ"):
+        m(torch.randn(1, 3, 16, 16), torch.randn(1, 3, 16, 32))
+
+
+def test_any_band_count_and_single_class() -> None:
+    m = mantis.create_model("fractal_resunet", in_channels=13, num_classes=1, nf=8, depth=2, psp_depth=2)
+    out = m(torch.randn(1, 13, 8, 8))
+    assert out.segmentation.shape == (1, 1, 8, 8)
+    assert bool(((out.segmentation > 0) & (out.segmentation < 1)).all())
