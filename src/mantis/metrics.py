@@ -92,9 +92,7 @@ def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.where(den > 0, num / den.clamp_min(1e-300), torch.full_like(num, math.nan))
 
 
-def scores_from_confusion(
-    confmat: torch.Tensor, class_names: Sequence[str] | None = None
-) -> dict[str, torch.Tensor]:
+def scores_from_confusion(confmat: torch.Tensor, class_names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
     """Per-class and macro scores from a K x K confusion matrix (rows = truth).
 
     Args:
@@ -188,9 +186,7 @@ class ConfusionScores(Metric):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.class_names = None if class_names is None else [str(n) for n in class_names]
-        self.add_state(
-            "confmat", default=torch.zeros(num_classes, num_classes, dtype=torch.long), dist_reduce_fx="sum"
-        )
+        self.add_state("confmat", default=torch.zeros(num_classes, num_classes, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         """Add one batch: preds B x S ids or B x K x S scores, target B x S ids."""
