@@ -1,0 +1,51 @@
+"""Data: raster IO, label making, augmentation, synthetic scenes, datasets and data modules."""
+
+from mantis.data.augment import Augment, d4_transform
+from mantis.data.datamodule import ChangeDetectionDataModule, SegmentationDataModule
+from mantis.data.datasets import (
+    ChangeDetectionFolder,
+    SegmentationFolder,
+    SyntheticChangeDetection,
+    SyntheticSegmentation,
+)
+from mantis.data.errors import DataError
+from mantis.data.io import RasterInfo, Window, check_image, raster_info, read_image, read_mask, write_image
+from mantis.data.labels import boundary_labels, distance_labels, hsv_colour, make_multitask_labels, one_hot
+from mantis.data.masks import MaskDecoder, default_mask_mapping
+from mantis.data.normalize import dtype_scale, normalize_image
+from mantis.data.stats import compute_band_stats
+from mantis.data.synthetic import synthetic_change_pair, synthetic_segmentation_scene
+from mantis.data.windows import grid_windows, random_window
+
+__all__ = [
+    "Augment",
+    "ChangeDetectionDataModule",
+    "ChangeDetectionFolder",
+    "DataError",
+    "MaskDecoder",
+    "RasterInfo",
+    "SegmentationDataModule",
+    "SegmentationFolder",
+    "SyntheticChangeDetection",
+    "SyntheticSegmentation",
+    "Window",
+    "boundary_labels",
+    "check_image",
+    "compute_band_stats",
+    "d4_transform",
+    "default_mask_mapping",
+    "distance_labels",
+    "dtype_scale",
+    "grid_windows",
+    "hsv_colour",
+    "make_multitask_labels",
+    "normalize_image",
+    "one_hot",
+    "random_window",
+    "raster_info",
+    "read_image",
+    "read_mask",
+    "synthetic_change_pair",
+    "synthetic_segmentation_scene",
+    "write_image",
+]

@@ -18,6 +18,7 @@ alike, so labels stay true), or refused with ``small_images="error"``.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -127,7 +128,7 @@ class _FolderDataset(Dataset[Sample]):
             multitask=multitask,
             colour=colour,
             rgb_bands=rgb_bands,
-            augment=augment,
+            augment=None if augment is None else dataclasses.replace(augment, ignore_index=ignore_index),
         )
         self.windows: list[tuple[int, Window]] = []
         self._ends: list[int] = []

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from mantis.data.errors import DataError
 from mantis.data.folders import list_images
-from mantis.data.io import GDAL_SUFFIXES, Window, raster_info, read_image
+from mantis.data.io import GDAL_SUFFIXES, Window, is_image_file, raster_info, read_image
 
 __all__ = ["BandStats", "compute_band_stats", "main"]
 
@@ -109,11 +109,7 @@ def _collect(inputs: Sequence[str], recursive: bool) -> list[Path]:
         path = Path(item)
         if path.is_dir():
             found = (
-                sorted(
-                    p
-                    for p in path.rglob("*")
-                    if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-                )
+                sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
                 if recursive
                 else list_images(path)
             )

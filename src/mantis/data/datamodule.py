@@ -1,0 +1,489 @@
+"""Lightning data modules: folders on disk or, with ``root: null``, the built-in synthetic scenes.
+
+How a folder is split (first rule that applies):
+
+1. split files (``train_file``, ``val_file``, ``test_file``; names one per line, paths absolute or
+   relative to ``root``): each listed split uses its names; without ``train_file``, training uses
+   every file that the val and test lists do not name;
+2. split sub-folders: if ``root/<train_split>`` exists (LEVIR-CD's ``train/``, ``val/``, ``test/``),
+   each split is its sub-folder (a missing ``val``/``test`` sub-folder means no such split);
+3. otherwise a seeded random split of the files in ``root``: ``val_fraction`` and ``test_fraction``.
+
+Every file of a split is checked in ``setup`` (one-line DataError naming the first bad file) before
+training starts. Randomness (shuffling, random windows, augmentation) comes from torch's generator,
+which DataLoader seeds per worker, so runs are reproducible when seeded (``seed_everything``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mantis.data.augment import Augment
+from mantis.data.datasets import (
+    ChangeDetectionFolder,
+    SegmentationFolder,
+    SyntheticChangeDetection,
+    SyntheticSegmentation,
+)
+from mantis.data.errors import DataError
+from mantis.data.folders import list_images, read_split_file
+from mantis.data.io import raster_info
+from mantis.data.synthetic import SEGMENTATION_CLASSES
+
+__all__ = ["ChangeDetectionDataModule", "SegmentationDataModule"]
+
+Stage = Literal["train", "val", "test"]
+DEFAULT_AUGMENT = Augment()  # immutable, so one shared default is safe
+
+
+class _SplitPlan:
+    """Where each split's files are: a folder and, optionally, a list of names in it."""
+
+    def __init__(self) -> None:
+        self.folders: dict[str, Path] = {}
+        self.names: dict[str, list[str] | None] = {}
+
+    def add(self, stage: str, folder: Path, names: list[str] | None) -> None:
+        self.folders[stage] = folder
+        self.names[stage] = names
+
+
+class _BaseDataModule(lightning.LightningDataModule):
+    """Split planning, checks and data loaders shared by the two data modules."""
+
+    def __init__(
+        self,
+        root: str | None,
+        dirs: Sequence[str],
+        train_split: str,
+        val_split: str,
+        test_split: str,
+        train_file: str | None,
+        val_file: str | None,
+        test_file: str | None,
+        val_fraction: float,
+        test_fraction: float,
+        patch_size: int,
+        samples_per_image: int | None,
+        batch_size: int,
+        num_workers: int,
+        mean: list[float] | None,
+        std: list[float] | None,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must not be negative, got {num_workers}")
+        if not (0.0 <= val_fraction < 1.0 and 0.0 <= test_fraction < 1.0 and val_fraction + test_fraction < 1.0):
+            raise ValueError("val_fraction and test_fraction must be in [0, 1) and sum to less than 1")
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std, or neither")
+        self.root = None if root is None else Path(root)
+        self.dirs = tuple(dirs)
+        self.patch_size = patch_size
+        self.samples_per_image = samples_per_image
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.mean = mean
+        self.std = std
+        self.seed = seed
+        self.datasets: dict[str, Dataset[Any]] = {}
+        self.plan = _SplitPlan()
+        if self.root is not None:
+            self._plan_splits(
+                self.root, train_split, val_split, test_split, train_file, val_file, test_file,
+                val_fraction, test_fraction,
+            )  # fmt: skip
+
+    def _plan_splits(
+        self,
+        root: Path,
+        train_split: str,
+        val_split: str,
+        test_split: str,
+        train_file: str | None,
+        val_file: str | None,
+        test_file: str | None,
+        val_fraction: float,
+        test_fraction: float,
+    ) -> None:
+        if not root.is_dir():
+            raise DataError(root, "dataset folder not found")
+        files = {"train": train_file, "val": val_file, "test": test_file}
+        if any(files.values()):
+            listed = {
+                stage: read_split_file(path if Path(path).is_absolute() or Path(path).exists() else root / path)
+                for stage, path in files.items()
+                if path
+            }
+            if "train" not in listed:
+                taken = {Path(n).stem for stage in ("val", "test") for n in listed.get(stage, [])}
+                first = list_images(root / self.dirs[0])
+                listed["train"] = [p.name for p in first if p.stem not in taken]
+            for stage, names in listed.items():
+                self.plan.add(stage, root, names)
+        elif (root / train_split).is_dir():
+            for stage, sub in (("train", train_split), ("val", val_split), ("test", test_split)):
+                if (root / sub).is_dir():
+                    self.plan.add(stage, root / sub, None)
+        else:
+            names = [p.name for p in list_images(root / self.dirs[0])]
+            if not names:
+                raise DataError(root / self.dirs[0], "no images found")
+            order = np.random.default_rng(self.seed).permutation(len(names))
+            shuffled = [names[i] for i in order]
+            n_val = int(round(len(names) * val_fraction)) if val_fraction > 0 else 0
+            n_test = int(round(len(names) * test_fraction)) if test_fraction > 0 else 0
+            n_val = max(n_val, 1) if val_fraction > 0 else 0
+            n_test = max(n_test, 1) if test_fraction > 0 else 0
+            if n_val + n_test >= len(names):
+                raise DataError(
+                    root,
+                    f"{len(names)} images are too few for val_fraction={val_fraction}, test_fraction={test_fraction}",
+                )
+            splits = {
+                "val": shuffled[:n_val],
+                "test": shuffled[n_val : n_val + n_test],
+                "train": shuffled[n_val + n_test :],
+            }
+            for stage, chosen in splits.items():
+                if chosen:
+                    self.plan.add(stage, root, sorted(chosen))
+        if "train" not in self.plan.folders and not self.plan.folders:
+            raise DataError(root, "no splits found")
+
+    def _first_image(self) -> Path:
+        stage = "train" if "train" in self.plan.folders else next(iter(self.plan.folders))
+        folder = self.plan.folders[stage] / self.dirs[0]
+        names = self.plan.names[stage]
+        images = list_images(folder)
+        if not images:
+            raise DataError(folder, "no images found")
+        if names:
+            by_name = {p.name: p for p in images} | {p.stem: p for p in images}
+            if names[0] in by_name:
+                return by_name[names[0]]
+        return images[0]
+
+    def _folder_dataset(self, stage: Stage) -> Dataset[Any]:
+        raise NotImplementedError
+
+    def _synthetic_dataset(self, stage: Stage) -> Dataset[Any]:
+        raise NotImplementedError
+
+    def _dataset(self, stage: Stage) -> Dataset[Any] | None:
+        if stage not in self.datasets:
+            if self.root is None:
+                self.datasets[stage] = self._synthetic_dataset(stage)
+            elif stage in self.plan.folders:
+                self.datasets[stage] = self._folder_dataset(stage)
+            else:
+                return None
+        return self.datasets[stage]
+
+    def setup(self, stage: str | None = None) -> None:
+        """Builds (and checks every file of) the datasets that ``stage`` needs.
+
+        Args:
+            stage: ``"fit"``, ``"validate"``, ``"test"``, or ``None`` for all.
+        """
+        wanted: dict[str | None, tuple[Stage, ...]] = {
+            "fit": ("train", "val"),
+            "validate": ("val",),
+            "test": ("test",),
+            None: ("train", "val", "test"),
+        }
+        for split in wanted.get(stage, ()):
+            self._dataset(split)
+        if stage == "fit" and self._dataset("train") is None:
+            raise DataError(self.root, "no training split found")
+        if stage == "test" and self._dataset("test") is None:
+            raise DataError(self.root, "no test split: add a test/ sub-folder, a test_file or test_fraction > 0")
+        if stage == "validate" and self._dataset("val") is None:
+            raise DataError(self.root, "no validation split: add a val/ sub-folder, a val_file or val_fraction > 0")
+
+    def _loader(self, stage: Stage) -> DataLoader[Any] | list[Any]:
+        dataset = self._dataset(stage)
+        if dataset is None:
+            return []
+        train = stage == "train"
+        size = len(dataset)  # type: ignore[arg-type]
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train and size > self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> Any:
+        """Shuffled training batches of random windows, augmented."""
+        return self._loader("train")
+
+    def val_dataloader(self) -> Any:
+        """Validation batches on a grid of windows, not augmented (empty without a validation split)."""
+        return self._loader("val")
+
+    def test_dataloader(self) -> Any:
+        """Test batches on a grid of windows, not augmented."""
+        return self._loader("test")
+
+
+class ChangeDetectionDataModule(_BaseDataModule):
+    """Bi-temporal change detection data: a LEVIR-CD style folder, or synthetic pairs with ``root=None``.
+
+    Batches: ``"image1"``, ``"image2"`` float32 B x C x H x W, ``"mask"`` int64 B x H x W, plus
+    ``"segmentation"``, ``"boundary"``, ``"distance"`` float32 B x K x H x W when ``multitask``.
+    After construction ``in_channels`` (bands per date) and ``num_classes`` are set, for building the model.
+
+    Args:
+        root: Dataset folder (see the module docstring for splits); ``None`` for synthetic pairs.
+        dirs: Sub-folders of the first date, the second date and the change masks (WHU: prev, curr, label).
+        train_split: Sub-folder of the training split, if ``root`` has split sub-folders.
+        val_split: Sub-folder of the validation split.
+        test_split: Sub-folder of the test split.
+        train_file: File listing the training file names (one per line), or ``None``.
+        val_file: File listing the validation file names, or ``None``.
+        test_file: File listing the test file names, or ``None``.
+        val_fraction: Share of a folder without splits used for validation (seeded).
+        test_fraction: Share of a folder without splits used for testing (seeded).
+        patch_size: Side of the square windows (and of synthetic pairs).
+        samples_per_image: Random training windows per image and epoch; ``None`` for the grid's count.
+        batch_size: Samples per batch.
+        num_workers: DataLoader worker processes (0 loads in the main process).
+        num_classes: K; 2 (no change, change).
+        mean: Per-band means in stored units, shared by both dates (``mantis stats``); ``None`` scales
+            by dtype (uint8 / 255, uint16 / 65535, floats unchanged).
+        std: Per-band standard deviations in stored units.
+        mask_mapping: ``{stored mask value: class}``; ``None`` accepts 0/1 and 0/255 masks.
+        ignore_index: Class id of unlabelled pixels in the batches' masks.
+        multitask: Add boundary and distance targets (and the one-hot mask) for multitask models.
+        augment: Training augmentation (validation and test are never augmented); ``None`` for none.
+        small_images: ``"pad"`` reflect-pads images smaller than ``patch_size``; ``"error"`` refuses them.
+        num_train: Synthetic training pairs per epoch.
+        num_val: Synthetic validation pairs.
+        num_test: Synthetic test pairs.
+        bands: Bands per date of synthetic pairs.
+        seed: Seed of the synthetic scenes and of the random val/test split of a folder.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        dirs: tuple[str, str, str] = ("A", "B", "label"),
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str = "test",
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        patch_size: int = 256,
+        samples_per_image: int | None = None,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        num_classes: int = 2,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        mask_mapping: dict[int, int] | None = None,
+        ignore_index: int = 255,
+        multitask: bool = False,
+        augment: Augment | None = DEFAULT_AUGMENT,
+        small_images: Literal["pad", "error"] = "pad",
+        num_train: int = 256,
+        num_val: int = 32,
+        num_test: int = 32,
+        bands: int = 3,
+        seed: int = 0,
+    ) -> None:
+        if len(dirs) != 3:
+            raise ValueError(f"dirs needs three folders (first date, second date, masks), got {list(dirs)}")
+        super().__init__(
+            root, dirs, train_split, val_split, test_split, train_file, val_file, test_file, val_fraction,
+            test_fraction, patch_size, samples_per_image, batch_size, num_workers, mean, std, seed,
+        )  # fmt: skip
+        self.num_classes = num_classes
+        self.mask_mapping = mask_mapping
+        self.ignore_index = ignore_index
+        self.multitask = multitask
+        self.augment = None if augment is None else dataclasses.replace(augment, ignore_index=ignore_index)
+        self.small_images: Literal["pad", "error"] = small_images
+        self.sizes = {"train": num_train, "val": num_val, "test": num_test}
+        self.bands = bands
+        self.in_channels = bands if self.root is None else raster_info(self._first_image()).bands
+        self.class_names = ["no change", "change"] if num_classes == 2 else [f"class {k}" for k in range(num_classes)]
+
+    def _folder_dataset(self, stage: Stage) -> Dataset[Any]:
+        return ChangeDetectionFolder(
+            self.plan.folders[stage],
+            dirs=self.dirs,
+            patch_size=self.patch_size,
+            train=stage == "train",
+            files=self.plan.names[stage],
+            samples_per_image=self.samples_per_image,
+            num_classes=self.num_classes,
+            mask_mapping=self.mask_mapping,
+            ignore_index=self.ignore_index,
+            mean=self.mean,
+            std=self.std,
+            augment=self.augment if stage == "train" else None,
+            multitask=self.multitask,
+            small_images=self.small_images,
+        )
+
+    def _synthetic_dataset(self, stage: Stage) -> Dataset[Any]:
+        if self.num_classes != 2:
+            raise ValueError(f"synthetic change detection has 2 classes, got num_classes={self.num_classes}")
+        return SyntheticChangeDetection(
+            self.sizes[stage],
+            size=self.patch_size,
+            bands=self.bands,
+            seed=self.seed,
+            split=stage,
+            augment=self.augment if stage == "train" else None,
+            multitask=self.multitask,
+            mean=self.mean,
+            std=self.std,
+        )
+
+
+class SegmentationDataModule(_BaseDataModule):
+    """Semantic segmentation data: an images/masks folder, or synthetic scenes with ``root=None``.
+
+    Batches: ``"image"`` float32 B x C x H x W, ``"mask"`` int64 B x H x W, plus ``"segmentation"``,
+    ``"boundary"``, ``"distance"`` float32 B x K x H x W when ``multitask`` and ``"colour"`` float32
+    B x 3 x H x W when ``colour``. After construction ``in_channels`` and ``num_classes`` are set.
+
+    Args:
+        root: Dataset folder (see the module docstring for splits); ``None`` for synthetic scenes
+            (classes background, building, road).
+        dirs: Sub-folders of the images and the masks.
+        train_split: Sub-folder of the training split, if ``root`` has split sub-folders.
+        val_split: Sub-folder of the validation split.
+        test_split: Sub-folder of the test split.
+        train_file: File listing the training file names (one per line), or ``None``.
+        val_file: File listing the validation file names, or ``None``.
+        test_file: File listing the test file names, or ``None``.
+        val_fraction: Share of a folder without splits used for validation (seeded).
+        test_fraction: Share of a folder without splits used for testing (seeded).
+        patch_size: Side of the square windows (and of synthetic scenes).
+        samples_per_image: Random training windows per image and epoch; ``None`` for the grid's count.
+        batch_size: Samples per batch.
+        num_workers: DataLoader worker processes (0 loads in the main process).
+        num_classes: K; ``None`` for 3 with synthetic scenes and 2 with a folder.
+        mean: Per-band means in stored units (``mantis stats``); ``None`` scales by dtype.
+        std: Per-band standard deviations in stored units.
+        mask_mapping: ``{stored mask value: class}``; ``None`` for ids 0..K-1 (plus 0/255 when K = 2).
+        ignore_index: Class id of unlabelled pixels in the batches' masks.
+        multitask: Add boundary and distance targets (and the one-hot mask) for multitask models.
+        colour: Add the HSV colour target of ResUNet-a.
+        rgb_bands: Indices of the red, green and blue bands (for ``colour``).
+        augment: Training augmentation (validation and test are never augmented); ``None`` for none.
+        small_images: ``"pad"`` reflect-pads images smaller than ``patch_size``; ``"error"`` refuses them.
+        num_train: Synthetic training scenes per epoch.
+        num_val: Synthetic validation scenes.
+        num_test: Synthetic test scenes.
+        bands: Bands of synthetic scenes.
+        seed: Seed of the synthetic scenes and of the random val/test split of a folder.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        dirs: tuple[str, str] = ("images", "masks"),
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str = "test",
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        patch_size: int = 256,
+        samples_per_image: int | None = None,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        num_classes: int | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        mask_mapping: dict[int, int] | None = None,
+        ignore_index: int = 255,
+        multitask: bool = False,
+        colour: bool = False,
+        rgb_bands: tuple[int, int, int] = (0, 1, 2),
+        augment: Augment | None = DEFAULT_AUGMENT,
+        small_images: Literal["pad", "error"] = "pad",
+        num_train: int = 256,
+        num_val: int = 32,
+        num_test: int = 32,
+        bands: int = 3,
+        seed: int = 0,
+    ) -> None:
+        if len(dirs) != 2:
+            raise ValueError(f"dirs needs two folders (images, masks), got {list(dirs)}")
+        super().__init__(
+            root, dirs, train_split, val_split, test_split, train_file, val_file, test_file, val_fraction,
+            test_fraction, patch_size, samples_per_image, batch_size, num_workers, mean, std, seed,
+        )  # fmt: skip
+        synthetic = self.root is None
+        self.num_classes = num_classes if num_classes is not None else (len(SEGMENTATION_CLASSES) if synthetic else 2)
+        if synthetic and self.num_classes != len(SEGMENTATION_CLASSES):
+            raise ValueError(f"synthetic scenes have {len(SEGMENTATION_CLASSES)} classes, got {self.num_classes}")
+        self.mask_mapping = mask_mapping
+        self.ignore_index = ignore_index
+        self.multitask = multitask
+        self.colour = colour
+        self.rgb_bands = rgb_bands
+        self.augment = None if augment is None else dataclasses.replace(augment, ignore_index=ignore_index)
+        self.small_images: Literal["pad", "error"] = small_images
+        self.sizes = {"train": num_train, "val": num_val, "test": num_test}
+        self.bands = bands
+        self.in_channels = bands if synthetic else raster_info(self._first_image()).bands
+        self.class_names = list(SEGMENTATION_CLASSES) if synthetic else [f"class {k}" for k in range(self.num_classes)]
+
+    def _folder_dataset(self, stage: Stage) -> Dataset[Any]:
+        return SegmentationFolder(
+            self.plan.folders[stage],
+            dirs=self.dirs,
+            patch_size=self.patch_size,
+            train=stage == "train",
+            files=self.plan.names[stage],
+            samples_per_image=self.samples_per_image,
+            num_classes=self.num_classes,
+            mask_mapping=self.mask_mapping,
+            ignore_index=self.ignore_index,
+            mean=self.mean,
+            std=self.std,
+            augment=self.augment if stage == "train" else None,
+            multitask=self.multitask,
+            colour=self.colour,
+            rgb_bands=self.rgb_bands,
+            small_images=self.small_images,
+        )
+
+    def _synthetic_dataset(self, stage: Stage) -> Dataset[Any]:
+        return SyntheticSegmentation(
+            self.sizes[stage],
+            size=self.patch_size,
+            bands=self.bands,
+            seed=self.seed,
+            split=stage,
+            augment=self.augment if stage == "train" else None,
+            multitask=self.multitask,
+            colour=self.colour,
+            mean=self.mean,
+            std=self.std,
+        )
