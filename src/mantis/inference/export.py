@@ -1,0 +1,216 @@
+"""Export a model as safetensors + config.json, ONNX (checked with onnxruntime) and torch.export (.pt2)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mantis.inference.checkpoint import ModelMeta, save_pretrained
+from mantis.inference.errors import InputError
+from mantis.inference.outputs import output_fields
+
+FORMATS = ("safetensors", "onnx", "pt2")
+ONNX_FILE = "model.onnx"
+PT2_FILE = "model.pt2"
+
+
+class TupleOutput(nn.Module):
+    """Wraps a model so that it returns a plain tuple of its output fields (exporters' common ground).
+
+    Args:
+        model: the model to wrap.
+        fields: the output fields to return, in order.
+    """
+
+    def __init__(self, model: nn.Module, fields: Sequence[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.fields = list(fields)
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The fields of ``model(*inputs)`` as a tuple, each N x K x S."""
+        out = output_fields(self.model(*inputs))
+        return tuple(out[f] for f in self.fields)
+
+
+def example_inputs(
+    meta: ModelMeta, window: int | Sequence[int], batch_size: int = 1, seed: int = 0
+) -> tuple[torch.Tensor, ...]:
+    """Random inputs of the exported shape: one or two N x C x W tensors (C from ``meta.in_channels``)."""
+    if meta.in_channels is None:
+        raise InputError("the model's config has no 'in_channels'; cannot build an example input to export")
+    spatial_dims = int(meta.model_kwargs.get("spatial_dims", 2))
+    win = (window,) * spatial_dims if isinstance(window, int) else tuple(window)
+    g = torch.Generator().manual_seed(seed)
+    shape = (batch_size, meta.in_channels, *win)
+    return tuple(torch.rand(shape, generator=g) for _ in range(2 if meta.pair else 1))
+
+
+def _fields(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[list[str], dict[str, torch.Tensor]]:
+    with torch.inference_mode():
+        out = output_fields(model(*inputs))
+    return list(out), out
+
+
+def _dynamic_shapes(inputs: tuple[torch.Tensor, ...], dynamic_batch: bool) -> Any:
+    if not dynamic_batch:
+        return None
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    return tuple({0: batch} for _ in inputs)
+
+
+def _input_names(n: int) -> list[str]:
+    return ["x"] if n == 1 else ["x1", "x2"]
+
+
+def _compare(name: str, got: Sequence[np.ndarray], want: dict[str, torch.Tensor], atol: float) -> float:
+    worst = 0.0
+    for (field, w), g in zip(want.items(), got):
+        worst = max(worst, float(np.abs(np.asarray(g) - w.detach().cpu().numpy()).max()))
+        if not worst <= atol:
+            raise InputError(f"{name}: output {field!r} differs from PyTorch by {worst:.3g} (> {atol:g})")
+    return worst
+
+
+def _check_inputs(inputs: tuple[torch.Tensor, ...], dynamic_batch: bool) -> list[tuple[torch.Tensor, ...]]:
+    # Check on fresh data, and on another batch size when the batch is meant to be dynamic.
+    fresh = tuple(torch.rand_like(t) for t in inputs)
+    checks = [fresh]
+    if dynamic_batch:
+        checks.append(tuple(torch.cat([t, t.flip(0)]) for t in fresh))
+    return checks
+
+
+def export_onnx(
+    model: nn.Module,
+    meta: ModelMeta,
+    path: str | os.PathLike[str],
+    window: int | Sequence[int] = 256,
+    batch_size: int = 1,
+    dynamic_batch: bool = False,
+    opset: int | None = None,
+    atol: float = 1e-4,
+) -> float:
+    """Write an ONNX graph and check it with onnxruntime against PyTorch on random inputs.
+
+    Inputs are named ``x`` (or ``x1``, ``x2``), shape N x C x W (N = ``batch_size`` unless ``dynamic_batch``);
+    outputs are named after the model's fields (``segmentation``, ``boundary``...).
+
+    Returns:
+        The largest absolute difference between onnxruntime and PyTorch.
+
+    Raises:
+        InputError: the export fails or its outputs differ from PyTorch by more than ``atol``.
+    """
+    import onnxruntime as ort
+
+    model = model.eval()
+    inputs = example_inputs(meta, window, batch_size)
+    fields, _ = _fields(model, inputs)
+    names = _input_names(len(inputs))
+    wrapped = TupleOutput(model, fields).eval()
+    try:
+        torch.onnx.export(
+            wrapped,
+            inputs,
+            str(path),
+            dynamo=True,
+            input_names=names,
+            output_names=fields,
+            dynamic_shapes=_dynamic_shapes(inputs, dynamic_batch),
+            opset_version=opset,
+            external_data=False,
+            verbose=False,
+        )
+    except Exception as error:
+        raise InputError(f"{path}: ONNX export failed ({_first_line(error)})") from None
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for check in _check_inputs(inputs, dynamic_batch):
+        _, want = _fields(model, check)
+        got = session.run(None, {n: t.numpy() for n, t in zip(names, check)})
+        worst = max(worst, _compare(str(path), got, want, atol))
+    return worst
+
+
+def export_program(
+    model: nn.Module,
+    meta: ModelMeta,
+    path: str | os.PathLike[str],
+    window: int | Sequence[int] = 256,
+    batch_size: int = 1,
+    dynamic_batch: bool = False,
+    atol: float = 1e-4,
+) -> float:
+    """Write a ``torch.export`` program (.pt2) returning a tuple of the output fields, and check it.
+
+    The field names and the model config are stored in the archive as ``fields.json`` and ``config.json``
+    (read them with ``torch.export.load(path, extra_files={"fields.json": "", "config.json": ""})``).
+
+    Returns:
+        The largest absolute difference between the reloaded program and the model.
+    """
+    model = model.eval()
+    inputs = example_inputs(meta, window, batch_size)
+    fields, _ = _fields(model, inputs)
+    wrapped = TupleOutput(model, fields).eval()
+    try:
+        program = torch.export.export(wrapped, inputs, dynamic_shapes=_dynamic_shapes(inputs, dynamic_batch))
+        extra = {"fields.json": json.dumps(fields), "config.json": json.dumps(meta.to_config())}
+        torch.export.save(program, str(path), extra_files=extra)
+    except Exception as error:
+        raise InputError(f"{path}: torch.export failed ({_first_line(error)})") from None
+    loaded = torch.export.load(str(path)).module()
+    worst = 0.0
+    for check in _check_inputs(inputs, dynamic_batch):
+        _, want = _fields(model, check)
+        with torch.inference_mode():
+            got = [t.numpy() for t in loaded(*check)]
+        worst = max(worst, _compare(str(path), got, want, atol))
+    return worst
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def export_model(
+    model: nn.Module,
+    meta: ModelMeta,
+    directory: str | os.PathLike[str],
+    formats: Sequence[str] = FORMATS,
+    window: int | Sequence[int] = 256,
+    batch_size: int = 1,
+    dynamic_batch: bool = False,
+    opset: int | None = None,
+) -> dict[str, Path]:
+    """Export ``model`` into ``directory`` in each of ``formats`` (safetensors always writes config.json).
+
+    Returns:
+        Format -> file written (``safetensors`` -> the weights file; the directory loads with
+        :func:`mantis.inference.load_pretrained`).
+    """
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise InputError(f"unknown export format {unknown!r}; choose from {', '.join(FORMATS)}")
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    if "safetensors" in formats:
+        written["safetensors"] = save_pretrained(model, meta, out) / "model.safetensors"
+    if "onnx" in formats:
+        export_onnx(model, meta, out / ONNX_FILE, window, batch_size, dynamic_batch, opset)
+        written["onnx"] = out / ONNX_FILE
+    if "pt2" in formats:
+        export_program(model, meta, out / PT2_FILE, window, batch_size, dynamic_batch)
+        written["pt2"] = out / PT2_FILE
+    return written

@@ -1,0 +1,207 @@
+"""``mantis predict``: blended sliding-window prediction on rasters or folders of any size."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mantis.inference.errors import InputError
+from mantis.inference.predict import FORMATS, PROB_DTYPES, PRODUCTS
+from mantis.inference.tiling import BLEND_MODES
+
+PROG = "mantis predict"
+
+DESCRIPTION = """\
+Predict class maps (and probabilities, boundaries, distances) on rasters of any size: overlapping
+windows are blended, borders reflect-padded, and rows are written as soon as they are final, so memory
+does not grow with the raster. One input is a segmentation image, two are a change-detection pair;
+folders predict every file (pairs: same file names in both folders). Outputs are written as
+<output>/<input stem>_<product>.tif (GeoTIFF: tiled, compressed, CRS/transform/nodata kept) or .png for
+PNG/JPEG inputs, under a temporary name renamed when complete.
+"""
+
+EPILOG = """\
+examples:
+  mantis predict -c best.ckpt -i scene.tif -o predictions/
+  mantis predict -c a.ckpt b.ckpt -i 2019.tif 2021.tif -o out/ --stride 64 --tta --outputs class prob
+  mantis predict --config configs/predict.yaml --input A/ B/
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``mantis predict`` (every option may also come from ``--config``)."""
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", metavar="FILE", help="YAML file of options (keys as below, - or _); flags override it")
+    p.add_argument(
+        "-c",
+        "--checkpoint",
+        nargs="+",
+        metavar="CKPT",
+        help="checkpoint(s): .ckpt or export folder; several are averaged (an ensemble)",
+    )
+    p.add_argument(
+        "-i",
+        "--input",
+        nargs="+",
+        metavar="PATH",
+        help="an image, or two for change detection (date 1, date 2); or one/two folders of them",
+    )
+    p.add_argument("-o", "--output", metavar="DIR", help="output folder (created if needed)")
+    p.add_argument(
+        "--outputs",
+        nargs="+",
+        choices=list(PRODUCTS),
+        default=["class"],
+        help="products to write: class map, class probabilities, boundary, distance (default: class)",
+    )
+    p.add_argument("--window", nargs="+", type=int, default=[256], metavar="N", help="window size, N or H W (256)")
+    step = p.add_mutually_exclusive_group()
+    step.add_argument("--stride", nargs="+", type=int, metavar="N", help="window step (the paper: 64 for 256)")
+    step.add_argument("--overlap", type=float, help="fraction of a window shared by neighbours (default 0.5)")
+    p.add_argument("--blend", choices=BLEND_MODES, default="mean", help="weights of overlapping windows (mean)")
+    p.add_argument("--pad", type=int, help="reflect padding of the borders (default (window - stride) / 2)")
+    p.add_argument("--batch-size", type=int, default=8, help="windows per model call (8)")
+    p.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations (D4), 8x slower")
+    p.add_argument(
+        "--prob-dtype",
+        choices=PROB_DTYPES,
+        default="uint8",
+        help="probabilities as uint8 (value/254, 255 = nodata) or float32 (NaN = nodata)",
+    )
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 autocast where supported")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (auto: cuda if available)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--format", choices=FORMATS, default="auto", help="output format (auto: PNG for PNG/JPEG)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--skip-existing", action="store_true", help="folders: skip inputs already predicted")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _config_defaults(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        with open(path) as handle:
+            data = yaml.safe_load(handle) or {}
+    except OSError as error:
+        raise InputError(f"{path}: cannot read config ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a config must be a mapping of option: value")
+    known = {a.dest for a in parser._actions}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dest = str(key).replace("-", "_")
+        if dest not in known or dest in ("help", "config"):
+            raise InputError(f"{path}: unknown option {key!r}")
+        listy = dest in ("checkpoint", "input", "outputs", "window", "stride")
+        out[dest] = [value] if listy and not isinstance(value, list) else value
+    return out
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _window(values: Sequence[int] | None, what: str) -> int | tuple[int, ...] | None:
+    if values is None:
+        return None
+    if len(values) not in (1, 2):
+        raise InputError(f"--{what} takes one or two numbers, got {len(values)}")
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Path]]:
+    """Predict as the parsed ``args`` say; returns the files written for each input."""
+    from mantis.inference.checkpoint import load_models
+    from mantis.inference.predict import predict_folder, predict_raster
+
+    if not args.checkpoint or not args.input or not args.output:
+        missing = [f"--{n}" for n in ("checkpoint", "input", "output") if not getattr(args, n)]
+        raise InputError(f"missing {', '.join(missing)} (on the command line or in --config)")
+    if len(args.input) > 2:
+        raise InputError(f"--input takes one path, or two for change detection; got {len(args.input)}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    inputs = [Path(p) for p in args.input]
+    for path in inputs:
+        if not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+    folders = [p.is_dir() for p in inputs]
+    if any(folders) and not all(folders):
+        raise InputError(f"{inputs[folders.index(False)]}: give files or folders, not a mix")
+    device = _device(args.device)
+    model, meta = load_models(args.checkpoint, device)
+    options: dict[str, Any] = {
+        "outputs": args.outputs,
+        "window": _window(args.window, "window"),
+        "stride": _window(args.stride, "stride"),
+        "overlap": args.overlap,
+        "blend": args.blend,
+        "batch_size": args.batch_size,
+        "tta": args.tta,
+        "pad": args.pad,
+        "prob_dtype": args.prob_dtype,
+        "precision": args.precision,
+        "device": device,
+        "output_format": args.format,
+        "overwrite": args.overwrite,
+        "progress": not args.no_progress,
+    }
+    if all(folders):
+        return predict_folder(model, inputs, args.output, meta, skip_existing=args.skip_existing, **options)
+    return [predict_raster(model, inputs, args.output, meta, **options)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``mantis predict``; returns the exit status (2 and one line on stderr for bad input)."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    errors: tuple[type[BaseException], ...] = (InputError, FileNotFoundError, NotADirectoryError)
+    try:
+        from mantis.data.errors import DataError
+
+        errors = (*errors, DataError)
+    except ImportError:  # pragma: no cover - the data package is optional here
+        pass
+    try:
+        config = _peek_config(argv)
+        if config is not None:
+            parser.set_defaults(**_config_defaults(parser, config))
+        args = parser.parse_args(argv)
+        results = run(args)
+    except SystemExit as stop:  # argparse: --help (0) or a usage error (2, message already printed)
+        return stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 2
+    except errors as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; no partial output was left", file=sys.stderr)
+        return 130
+    for result in results:
+        for path in result.values():
+            print(f"wrote {path}")
+    return 0
+
+
+def _peek_config(argv: Sequence[str]) -> str | None:
+    peek = argparse.ArgumentParser(add_help=False)
+    peek.add_argument("--config")
+    known, _ = peek.parse_known_args(argv)
+    return known.config
