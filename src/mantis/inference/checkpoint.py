@@ -100,7 +100,11 @@ def _build(meta: ModelMeta, source: str | os.PathLike[str]) -> nn.Module:
 
 
 def _load_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str | os.PathLike[str]) -> None:
-    result = model.load_state_dict(dict(state), strict=False)
+    try:
+        result = model.load_state_dict(dict(state), strict=False)
+    except RuntimeError as error:  # shape mismatches raise even when not strict
+        lines = [line.strip() for line in str(error).splitlines() if "mismatch" in line]
+        raise InputError(f"{source}: weights do not fit the model: {lines[0] if lines else error}") from None
     _report_mismatch(list(result.missing_keys), list(result.unexpected_keys), source)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 from collections.abc import Sequence
@@ -117,18 +119,19 @@ def export_onnx(
     names = _input_names(len(inputs))
     wrapped = TupleOutput(model, fields).eval()
     try:
-        torch.onnx.export(
-            wrapped,
-            inputs,
-            str(path),
-            dynamo=True,
-            input_names=names,
-            output_names=fields,
-            dynamic_shapes=_dynamic_shapes(inputs, dynamic_batch),
-            opset_version=opset,
-            external_data=False,
-            verbose=False,
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its steps on stdout
+            torch.onnx.export(
+                wrapped,
+                inputs,
+                str(path),
+                dynamo=True,
+                input_names=names,
+                output_names=fields,
+                dynamic_shapes=_dynamic_shapes(inputs, dynamic_batch),
+                opset_version=opset,
+                external_data=False,
+                verbose=False,
+            )
     except Exception as error:
         raise InputError(f"{path}: ONNX export failed ({_first_line(error)})") from None
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
