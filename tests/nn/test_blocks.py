@@ -204,3 +204,30 @@ def test_heads(dims: int) -> None:
     assert single.segmentation.shape[1] == 1 and bool(((single.segmentation > 0) & (single.segmentation < 1)).all())
     ra = ResUNetAHead(8, 2, psp_depth=2, spatial_dims=dims)(dec, stem)
     assert ra.color.shape == (2, 3, *([8] * dims))
+
+
+def test_fused_attention_equals_autograd_form_values_and_gradients() -> None:
+    from mantis.nn.attention import attend, fractal_similarity_maps
+
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.rand(2, 6, 5, 7, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    assert torch.autograd.gradcheck(lambda a, b, c: attend(a, b, c, 5), (q, k, v))
+    fused = attend(q, k, v, 7)
+    sp, ch = fractal_similarity_maps(q, k, 7)
+    plain = 0.5 * v * (sp + ch)
+    torch.testing.assert_close(fused, plain)
+    w = torch.randn_like(fused)
+    grads_fused = torch.autograd.grad((fused * w).sum(), (q, k, v))
+    grads_plain = torch.autograd.grad((plain * w).sum(), (q, k, v))
+    for a, b in zip(grads_fused, grads_plain):
+        torch.testing.assert_close(a, b)
+
+
+def test_fused_attention_bf16_close_to_fp32() -> None:
+    from mantis.nn.attention import attend
+
+    q, k, v = (torch.rand(2, 16, 32, 32) for _ in range(3))
+    want = attend(q, k, v, 5)
+    got = attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), 5)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want, atol=2e-2, rtol=2e-2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from math import gcd
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -19,23 +20,114 @@ def fractal_similarity_maps(
 
     The elementwise products are formed once and reduced twice: over channels for the
     spatial map (B x 1 x S) and over space for the channel map (B x C x 1...).
+    Differentiable by autograd; :func:`attend` is the faster fused equivalent used by the layer.
     """
     spatial_axes = tuple(range(2, q.dim()))
-    acc = torch.float64 if q.dtype == torch.float64 else torch.float32
+    acc = _acc_dtype(q)
     prod = q * k
     diff = q - k
     sq = diff * diff
     plus = q + k
     maps = []
     for axes in ((1,), spatial_axes):
-        count = 1
-        for a in axes:
-            count *= q.shape[a]
         pl = prod.sum(axes, keepdim=True, dtype=acc)
         dd = sq.sum(axes, keepdim=True, dtype=acc)
         total = plus.sum(axes, keepdim=True, dtype=acc)
-        maps.append(fractal_tanimoto_from_sums(pl, dd, total, float(count), depth, True, smooth))
+        maps.append(fractal_tanimoto_from_sums(pl, dd, total, float(_count(q, axes)), depth, True, smooth))
     return maps[0], maps[1]
+
+
+def _acc_dtype(x: torch.Tensor) -> torch.dtype:
+    # Reductions and Tanimoto denominators stay in float32 (float64 for float64 inputs), bf16-safe.
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _count(x: torch.Tensor, axes: tuple[int, ...]) -> int:
+    n = 1
+    for a in axes:
+        n *= x.shape[a]
+    return n
+
+
+def _tanimoto_and_grads(
+    pl: torch.Tensor, dd: torch.Tensor, depth: int, smooth: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``T = (pl + s)/d * sum_i 1/D_i`` with ``D_i = 2^i dd + pl + s``, and its partials dT/dpl, dT/ddd."""
+    terms = max(int(depth), 1)
+    base = pl + smooth
+    inv = torch.zeros_like(pl)
+    inv_sq = torch.zeros_like(pl)
+    inv_sq_scaled = torch.zeros_like(pl)
+    for i in range(terms):
+        r = torch.reciprocal(dd * float(2**i) + base)
+        r2 = r * r
+        inv = inv + r
+        inv_sq = inv_sq + r2
+        inv_sq_scaled = inv_sq_scaled + r2 * float(2**i)
+    return base * inv / terms, (inv - base * inv_sq) / terms, -base * inv_sq_scaled / terms
+
+
+class _FusedAttention(torch.autograd.Function):
+    """``y = 0.5 * v * (FT_spatial(q, k) + FT_channel(q, k))`` with an analytic backward.
+
+    The backward needs only q, k, v and a few reduced maps: no products are stored, and the gradient
+    of the five reductions per axis is applied in four fused passes.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, depth: int, smooth: float
+    ) -> torch.Tensor:
+        acc = _acc_dtype(q)
+        prod = q * k
+        diff = q - k
+        sq = diff * diff
+        plus = q + k
+        weights = []
+        partials = []
+        for axes in ((1,), tuple(range(2, q.dim()))):
+            pl = prod.sum(axes, keepdim=True, dtype=acc)
+            dd = sq.sum(axes, keepdim=True, dtype=acc)
+            total = plus.sum(axes, keepdim=True, dtype=acc)
+            t, t_pl, t_dd = _tanimoto_and_grads(pl, dd, depth, smooth)
+            # Complement: <1-q, 1-k> = n - sum(q + k) + <q, k>; the squared distance is unchanged.
+            tc, tc_pl, tc_dd = _tanimoto_and_grads(_count(q, axes) - total + pl, dd, depth, smooth)
+            weights.append((0.25 * (t + tc)).to(v.dtype))  # 0.5 for the complement mean x 0.5 of the layer
+            partials += [0.25 * (t_pl + tc_pl), 0.25 * (t_dd + tc_dd), -0.25 * tc_pl]
+        y = v * weights[0]
+        y.addcmul_(v, weights[1])
+        ctx.save_for_backward(q, k, v, *weights, *partials)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        q, k, v, w_sp, w_ch, sp_pl, sp_dd, sp_tot, ch_pl, ch_dd, ch_tot = ctx.saved_tensors
+        acc = sp_pl.dtype
+        grad_v = grad * w_sp
+        grad_v.addcmul_(grad, w_ch)
+        gv = grad * v
+        g_sp = gv.sum((1,), keepdim=True, dtype=acc)
+        g_ch = gv.sum(tuple(range(2, q.dim())), keepdim=True, dtype=acc)
+        del gv
+        dt = q.dtype
+        coef_pl = (g_sp * sp_pl).to(dt) + (g_ch * ch_pl).to(dt)
+        coef_dd = (2 * g_sp * sp_dd).to(dt) + (2 * g_ch * ch_dd).to(dt)
+        coef_tot = (g_sp * sp_tot).to(dt) + (g_ch * ch_tot).to(dt)
+        dd_term = coef_dd * (q - k)
+        grad_q = torch.addcmul(coef_tot, coef_pl, k).add_(dd_term)
+        grad_k = torch.addcmul(coef_tot, coef_pl, q).sub_(dd_term)
+        return grad_q, grad_k, grad_v, None, None
+
+
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, depth: int, smooth: float = DEFAULT_SMOOTH
+) -> torch.Tensor:
+    """``0.5 * v * (spatial + channel similarity of q and k)``: the un-normalised FracTAL attention.
+
+    Shapes: q, k, v B x C x S (values in [0, 1]) -> B x C x S. Same values as
+    :func:`fractal_similarity_maps` followed by the product, with a fused analytic backward.
+    """
+    return _FusedAttention.apply(q, k, v, depth, smooth)
 
 
 class FracTALAttention(nn.Module):
@@ -97,9 +189,7 @@ class FracTALAttention(nn.Module):
         q = torch.sigmoid(self.query(q_src))
         k = torch.sigmoid(self.key(k_src))
         v = torch.sigmoid(self.value(v_src))
-        spatial, channel = fractal_similarity_maps(q, k, self.depth, self.smooth)
-        att = 0.5 * v * (spatial + channel).to(v.dtype)
-        return self.norm(att)
+        return self.norm(attend(q, k, v, self.depth, self.smooth))
 
 
 class CATFusion(nn.Module):
