@@ -1,0 +1,220 @@
+"""What every Mantis task shares: the network from the registry, Adam/AdamW with ReduceLROnPlateau, and
+per-class metrics logged for training, validation and test."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import lightning
+import torch
+import torch.nn as nn
+from torchmetrics import MeanMetric
+
+from mantis.metrics import ConfusionScores, scores_to_json
+from mantis.models.registry import create_model
+
+Stage = Literal["train", "val", "test"]
+OptimizerName = Literal["adam", "adamw"]
+
+
+def metric_safe_names(names: Sequence[str]) -> list[str]:
+    """Class names usable as metric-key suffixes: lower case, runs of other characters -> ``_``."""
+    out = [re.sub(r"[^0-9a-z]+", "_", str(n).lower()).strip("_") or str(i) for i, n in enumerate(names)]
+    if len(set(out)) != len(out):
+        raise ValueError(f"class names {list(names)} are not distinct once made metric-safe: {out}")
+    return out
+
+
+class BaseTask(lightning.LightningModule):
+    """Shared machinery of the Mantis LightningModules (not used directly).
+
+    The network is ``self.model = mantis.create_model(model, **model_kwargs)``. The checkpoint's
+    ``hyper_parameters`` hold ``model``, the complete ``model_kwargs`` (with ``in_channels`` and
+    ``num_classes``), ``task``, ``band_mean`` and ``band_std``, so that inference can rebuild the network
+    without this class.
+
+    Args:
+        model: registry name (``mantis.list_models()``).
+        model_kwargs: keyword arguments of the network (``nf``, ``depth``, ...).
+        in_channels: bands per image; the CLI takes it from the data. Overrides nothing: if
+            ``model_kwargs`` sets it too, both must agree.
+        num_classes: K; the CLI takes it from the data (same rule).
+        class_names: K names used in metric keys (made lower-case and ``_``-separated).
+        ignore_index: mask value of unlabelled pixels (not counted in loss or metrics).
+        band_mean: per-band means the data were normalised with (stored for inference).
+        band_std: per-band standard deviations the data were normalised with.
+        optimizer: ``adam`` or ``adamw``.
+        lr: learning rate.
+        betas: Adam betas.
+        weight_decay: weight decay (decoupled for AdamW).
+        lr_factor: ReduceLROnPlateau factor.
+        lr_patience: ReduceLROnPlateau patience, in validation epochs.
+        min_lr: lowest learning rate.
+        monitor: metric that drives ReduceLROnPlateau and the best checkpoint (``None``: the task's default,
+            validation MCC); names ending in ``loss`` are minimised, others maximised.
+    """
+
+    task_name = "base"
+
+    def __init__(
+        self,
+        model: str,
+        model_kwargs: dict[str, Any] | None = None,
+        in_channels: int | None = None,
+        num_classes: int | None = None,
+        class_names: list[str] | None = None,
+        ignore_index: int | None = 255,
+        band_mean: list[float] | None = None,
+        band_std: list[float] | None = None,
+        optimizer: OptimizerName = "adam",
+        lr: float = 1e-3,
+        betas: Sequence[float] = (0.9, 0.999),
+        weight_decay: float = 0.0,
+        lr_factor: float = 0.1,
+        lr_patience: int = 10,
+        min_lr: float = 1e-6,
+        monitor: str | None = None,
+    ) -> None:
+        super().__init__()
+        if optimizer not in ("adam", "adamw"):
+            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {optimizer!r}")
+        if not 0.0 < lr_factor < 1.0:
+            raise ValueError(f"lr_factor must be in (0, 1), got {lr_factor}")
+        if len(betas) != 2:
+            raise ValueError(f"betas needs two values, got {list(betas)}")
+        if (band_mean is None) != (band_std is None):
+            raise ValueError("give both band_mean and band_std, or neither")
+        kwargs = dict(model_kwargs or {})
+        for key, value in (("in_channels", in_channels), ("num_classes", num_classes)):
+            if value is None:
+                continue
+            if key in kwargs and kwargs[key] != value:
+                what = "bands per image" if key == "in_channels" else "classes"
+                raise ValueError(f"model_kwargs sets {key}={kwargs[key]} but the data has {value} {what}")
+            kwargs[key] = value
+        k = int(kwargs.setdefault("num_classes", 2))
+        self.model: nn.Module = create_model(model, **kwargs)
+        if "in_channels" not in kwargs and isinstance(getattr(self.model, "in_channels", None), int):
+            kwargs["in_channels"] = self.model.in_channels
+        if class_names is not None and len(class_names) != k:
+            raise ValueError(f"{len(class_names)} class names given for {k} classes")
+        self.class_names = metric_safe_names(class_names) if class_names else self.default_class_names(k)
+        self.num_classes = k
+        self.ignore_index = ignore_index
+        betas = [float(b) for b in betas]
+        self.save_hyperparameters()
+        # What inference reads: the complete network arguments and the kind of task.
+        self.hparams["model_kwargs"] = kwargs
+        self.hparams["task"] = self.task_name
+        self.monitor = monitor or self.default_monitor()
+        self.monitor_mode: Literal["min", "max"] = "min" if self.monitor.endswith("loss") else "max"
+        # One confusion matrix per stage ("train" would clash with Module.train in a ModuleDict).
+        self.train_scores = ConfusionScores(k, ignore_index, self.class_names)
+        self.val_scores = ConfusionScores(k, ignore_index, self.class_names)
+        self.test_scores = ConfusionScores(k, ignore_index, self.class_names)
+        self.val_loss_mean = MeanMetric()
+        self.test_loss_mean = MeanMetric()
+        self.val_results: dict[str, float | None] = {}
+        self.test_results: dict[str, float | None] = {}
+
+    # -- what subclasses define -------------------------------------------------------------------
+
+    def default_class_names(self, num_classes: int) -> list[str]:
+        """Metric-key names of the classes when none are given."""
+        return [str(i) for i in range(num_classes)]
+
+    def default_monitor(self) -> str:
+        """Metric that drives the LR schedule and the best checkpoint by default."""
+        return "val/mcc_macro"
+
+    def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the network on a batch: returns (loss, class scores B x K x ..., true ids B x ...)."""
+        raise NotImplementedError
+
+    # -- Lightning hooks ------------------------------------------------------------------------
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        """One optimisation step's loss; updates the training confusion matrix."""
+        loss, scores, target = self.compute_loss(batch)
+        self.train_scores.update(scores, target)
+        n = int(target.shape[0])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
+        return loss
+
+    def _scores(self, stage: Stage) -> ConfusionScores:
+        return {"train": self.train_scores, "val": self.val_scores, "test": self.test_scores}[stage]
+
+    def _loss_mean(self, stage: Stage) -> MeanMetric:
+        return self.val_loss_mean if stage == "val" else self.test_loss_mean
+
+    def _eval_step(self, batch: Mapping[str, Any], stage: Stage) -> torch.Tensor:
+        loss, scores, target = self.compute_loss(batch)
+        self._scores(stage).update(scores, target)
+        self._loss_mean(stage).update(loss.detach(), int(target.shape[0]))
+        return loss
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        """Loss and confusion matrix of one validation batch."""
+        return self._eval_step(batch, "val")
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        """Loss and confusion matrix of one test batch."""
+        return self._eval_step(batch, "test")
+
+    def _log_scores(self, stage: Stage) -> dict[str, float | None]:
+        metric = self._scores(stage)
+        scores = metric.compute()
+        metric.reset()
+        logged = {f"{stage}/{k}": v.float() for k, v in scores.items() if not k.startswith("support_")}
+        if stage != "train":
+            mean = self._loss_mean(stage)
+            loss = mean.compute()
+            mean.reset()
+            logged[f"{stage}/loss"] = loss.float()
+            scores = {"loss": loss, **scores}
+        # Already reduced across processes by torchmetrics: no second sync. The monitored value shows in
+        # the progress bar.
+        monitored = logged.pop(self.monitor, None)
+        self.log_dict(logged)
+        if monitored is not None:
+            self.log(self.monitor, monitored, prog_bar=True)
+        return scores_to_json(scores)
+
+    def on_train_epoch_end(self) -> None:
+        """Log the epoch's training metrics."""
+        self._log_scores("train")
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the validation metrics (per class and macro); keep them in :attr:`val_results`."""
+        self.val_results = self._log_scores("val")
+
+    def on_test_epoch_end(self) -> None:
+        """Log the test metrics and keep them in :attr:`test_results` (written to JSON by the CLI)."""
+        self.test_results = self._log_scores("test")
+
+    def configure_optimizers(self) -> Any:
+        """Adam/AdamW and ReduceLROnPlateau on :attr:`monitor`."""
+        hp = self.hparams
+        cls = torch.optim.Adam if hp["optimizer"] == "adam" else torch.optim.AdamW
+        optimizer = cls(self.parameters(), lr=hp["lr"], betas=tuple(hp["betas"]), weight_decay=hp["weight_decay"])
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=self.monitor_mode, factor=hp["lr_factor"], patience=hp["lr_patience"], min_lr=hp["min_lr"]
+        )
+        return {
+            "optimizer": optimizer,
+            # strict=False: runs without a validation split train on at a constant rate.
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch", "strict": False},
+        }
+
+    def current_lr(self) -> float:
+        """Learning rate of the first parameter group (NaN before the optimiser exists)."""
+        try:
+            optimizer = self.optimizers(use_pl_optimizer=False)
+        except RuntimeError:
+            return math.nan
+        if isinstance(optimizer, list):
+            optimizer = optimizer[0]
+        return float(optimizer.param_groups[0]["lr"])

@@ -1,0 +1,151 @@
+"""Dense prediction with the fractal Tanimoto loss on every head, and the paper's evolving loss."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from mantis.losses import MultitaskLoss, to_one_hot
+from mantis.tasks.base import BaseTask, OptimizerName
+
+DEFAULT_DEPTH_SCHEDULE = (0, 10, 20, 30)
+TARGET_KEYS = {"segmentation": "segmentation", "boundary": "boundary", "distance": "distance", "color": "colour"}
+
+
+class DenseTask(BaseTask):
+    """A task whose network maps images to per-pixel class probabilities (not used directly).
+
+    Multitask networks (FracTAL ResUNet, CEECNet, ResUNet-a) train every head with
+    :class:`~mantis.losses.MultitaskLoss` against the batch's ``segmentation``, ``boundary``, ``distance``
+    (and ``colour``) targets; heads without a target in the batch are skipped (the one-hot segmentation
+    target is made from ``mask`` when absent). Metrics use the argmax of ``segmentation``.
+
+    Evolving loss (Diakogiannis et al.): the fractal depth starts at ``depth_schedule[0]``; every time
+    ReduceLROnPlateau lowers the learning rate the depth moves to the next entry (0 -> 10 -> 20 -> 30,
+    then stays) and the optimiser state (Adam moments and step counts) is reset.
+
+    Args:
+        model: registry name.
+        model_kwargs: keyword arguments of the network.
+        loss_depth: fractal depth of the loss when ``evolving_loss`` is off.
+        loss_weights: per-head weights, e.g. ``{"segmentation": 1, "boundary": 1, "distance": 1}``.
+        evolving_loss: raise the loss depth along ``depth_schedule`` at each LR drop.
+        depth_schedule: the fractal depths of the evolving loss.
+        reset_optimizer: with ``evolving_loss``, reset the optimiser state at each LR drop.
+        **others: see :class:`~mantis.tasks.base.BaseTask`.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        model_kwargs: dict[str, Any] | None = None,
+        in_channels: int | None = None,
+        num_classes: int | None = None,
+        class_names: list[str] | None = None,
+        ignore_index: int | None = 255,
+        band_mean: list[float] | None = None,
+        band_std: list[float] | None = None,
+        loss_depth: int = 0,
+        loss_weights: dict[str, float] | None = None,
+        evolving_loss: bool = True,
+        depth_schedule: Sequence[int] = DEFAULT_DEPTH_SCHEDULE,
+        reset_optimizer: bool = True,
+        optimizer: OptimizerName = "adam",
+        lr: float = 1e-3,
+        betas: Sequence[float] = (0.9, 0.999),
+        weight_decay: float = 0.0,
+        lr_factor: float = 0.1,
+        lr_patience: int = 10,
+        min_lr: float = 1e-6,
+        monitor: str | None = None,
+    ) -> None:
+        depth_schedule = [int(d) for d in depth_schedule]
+        if evolving_loss and not depth_schedule:
+            raise ValueError("depth_schedule needs at least one depth for the evolving loss")
+        if any(d < 0 for d in [loss_depth, *depth_schedule]):
+            raise ValueError("loss depths must not be negative")
+        unknown = set(loss_weights or {}) - set(TARGET_KEYS)
+        if unknown:
+            raise ValueError(f"unknown loss_weights keys {sorted(unknown)}; use {sorted(TARGET_KEYS)}")
+        super().__init__(
+            model, model_kwargs, in_channels, num_classes, class_names, ignore_index, band_mean, band_std,
+            optimizer, lr, betas, weight_decay, lr_factor, lr_patience, min_lr, monitor,
+        )  # fmt: skip
+        self.depth_schedule = depth_schedule
+        self.loss = MultitaskLoss(
+            depth_schedule[0] if evolving_loss else loss_depth, loss_weights, ignore_index=ignore_index
+        )
+        self.lr_drops = 0  # LR drops seen so far (saved in checkpoints)
+        self._last_lr: float | None = None
+        self._warned_targets = False
+
+    # -- evolving loss ----------------------------------------------------------------------------
+
+    def on_train_epoch_start(self) -> None:
+        """Detect a learning-rate drop since the last epoch: raise the loss depth, reset the optimiser."""
+        lr = self.current_lr()
+        if self._last_lr is not None and lr < self._last_lr * (1 - 1e-9):
+            self.lr_drops += 1
+            self.on_lr_drop()
+        self._last_lr = lr
+        self.log("train/lr", lr, on_step=False, on_epoch=True)
+        self.log("train/loss_depth", float(self.loss.depth), on_step=False, on_epoch=True)
+
+    def on_lr_drop(self) -> None:
+        """Apply the evolving loss after the ``lr_drops``-th drop of the learning rate."""
+        if not self.hparams["evolving_loss"]:
+            return
+        self.loss.depth = self.depth_schedule[min(self.lr_drops, len(self.depth_schedule) - 1)]
+        if self.hparams["reset_optimizer"]:
+            optimizers = self.optimizers(use_pl_optimizer=False)
+            for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
+                optimizer.state.clear()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the evolving-loss state, so that a resumed run continues at the same depth."""
+        checkpoint["evolving_loss"] = {"lr_drops": self.lr_drops, "last_lr": self._last_lr, "depth": self.loss.depth}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the evolving-loss state saved by :meth:`on_save_checkpoint`."""
+        state = checkpoint.get("evolving_loss")
+        if state:
+            self.lr_drops = int(state["lr_drops"])
+            self._last_lr = state["last_lr"]
+            self.loss.depth = int(state["depth"])
+
+    # -- forward and loss ------------------------------------------------------------------------
+
+    def predict_probabilities(self, batch: Mapping[str, Any]) -> Any:
+        """The network's output for a batch (a NamedTuple of B x K x S maps, or class scores)."""
+        raise NotImplementedError
+
+    def _targets(self, batch: Mapping[str, Any], outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        mask = batch["mask"]
+        targets = {"mask": mask}
+        for head, key in TARGET_KEYS.items():
+            if head in outputs and key in batch:
+                targets[head] = batch[key].float()
+        if "segmentation" not in targets:
+            targets["segmentation"] = to_one_hot(mask, self.num_classes, self.ignore_index)
+        missing = sorted(set(outputs) - set(targets))
+        if missing and not self._warned_targets:
+            self._warned_targets = True
+            warnings.warn(
+                f"the batches hold no {', '.join(missing)} targets: those heads are not trained "
+                "(give the data module multitask=True)",
+                stacklevel=2,
+            )
+        return targets
+
+    def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Multitask fractal Tanimoto loss; returns (loss, probabilities B x K x S, mask B x S)."""
+        raw = self.predict_probabilities(batch)
+        if hasattr(raw, "_asdict"):
+            outputs = {k: v.float() for k, v in raw._asdict().items()}
+        else:  # a plain network: B x K x S class scores
+            outputs = {"segmentation": torch.softmax(raw.float(), dim=1)}
+        loss = self.loss(outputs, self._targets(batch, outputs))
+        return loss, outputs["segmentation"].detach(), batch["mask"]
