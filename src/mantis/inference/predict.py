@@ -60,6 +60,8 @@ FORMATS = ("auto", "tif", "png")
 #: uint8 probabilities are ``round(p * 254)``; 255 is nodata.
 UINT8_SCALE = 254
 UINT8_NODATA = 255
+#: GDAL block cache while predicting (its default, 5% of RAM, would grow with the raster).
+GDAL_CACHE_MB = 32
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,7 @@ def _gdal_env(job: PredictJob) -> contextlib.AbstractContextManager[Any]:
         return contextlib.nullcontext()
     import rasterio
 
-    return rasterio.Env(GDAL_CACHEMAX=64)
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
 
 
 def run_prediction(
@@ -312,13 +314,15 @@ def _writer(temp: Path, final: Path, header: RasterHeader, spec: BandSpec) -> Ro
 
 
 def _shift(sums: dict[str, torch.Tensor], weight_sum: torch.Tensor, n: int) -> None:
-    """Move the accumulator down by ``n`` finished rows and clear the rows that open below."""
+    """Move the accumulator up by ``n`` finished rows and clear the rows that open below, in place."""
     for acc in (*sums.values(), weight_sum):
-        rows_axis = acc.ndim - 2
-        height = acc.shape[rows_axis]
-        if n < height:
-            acc.narrow(rows_axis, 0, height - n).copy_(acc.narrow(rows_axis, n, height - n).clone())
-        acc.narrow(rows_axis, max(height - n, 0), min(n, height)).zero_()
+        axis = acc.ndim - 2
+        height = acc.shape[axis]
+        # Copies of at most n rows never overlap their source: no temporary buffer needed.
+        for top in range(0, height - n, n):
+            rows = min(n, height - n - top)
+            acc.narrow(axis, top, rows).copy_(acc.narrow(axis, top + n, rows))
+        acc.narrow(axis, max(height - n, 0), min(n, height)).zero_()
 
 
 def _load(

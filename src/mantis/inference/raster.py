@@ -151,7 +151,7 @@ class RasterReader:
                 block = self._ds.read(window=Window(c0, r0, c1 - c0, r1 - r0))
             except Exception as error:
                 raise InputError(f"{self.path}: cannot read rows {r0}-{r1} ({_reason(error)})") from None
-        return block[:, rows - r0][:, :, cols - c0]
+        return _take(_take(block, rows - r0, 1), cols - c0, 2)
 
     def close(self) -> None:
         """Release the file."""
@@ -166,6 +166,14 @@ class RasterReader:
         self.close()
 
 
+def _take(a: np.ndarray, index: np.ndarray, axis: int) -> np.ndarray:
+    # Interior strips are plain ranges: a view instead of a copy.
+    n = a.shape[axis]
+    if index.size == n and (n < 2 or (index[0] == 0 and bool(np.all(np.diff(index) == 1)))):
+        return a
+    return np.take(a, index, axis=axis)
+
+
 def read_header(path: str | os.PathLike[str]) -> RasterHeader:
     """The :class:`RasterHeader` of ``path``; :class:`InputError` if it is missing or unreadable."""
     with RasterReader(path) as reader:
@@ -178,13 +186,12 @@ def normalise(data: np.ndarray, mean: Sequence[float] | None = None, std: Sequen
     With ``mean``/``std`` (per band, from the checkpoint): ``(x - mean) / std``. Without: uint8 images
     are divided by 255, every other dtype is used as it is (cast to float32).
     """
-    x = data.astype(np.float32, copy=False)
+    x = data.astype(np.float32, copy=True)
     if mean is not None and std is not None:
-        m = np.asarray(mean, dtype=np.float32)[:, None, None]
-        s = np.asarray(std, dtype=np.float32)[:, None, None]
-        return (x - m) / s
-    if data.dtype == np.uint8:
-        return x / np.float32(255.0)
+        x -= np.asarray(mean, dtype=np.float32)[:, None, None]
+        x /= np.asarray(std, dtype=np.float32)[:, None, None]
+    elif data.dtype == np.uint8:
+        x /= np.float32(255.0)
     return x
 
 
