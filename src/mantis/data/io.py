@@ -298,7 +298,8 @@ def write_image(
         like: A raster (path or :class:`RasterInfo`) whose CRS, transform and nodata to copy.
         crs: CRS for a GeoTIFF (anything rasterio accepts, e.g. ``"EPSG:32633"``); overrides ``like``.
         transform: ``affine.Affine`` for a GeoTIFF; overrides ``like``.
-        nodata: Nodata value for a GeoTIFF; overrides ``like``.
+        nodata: Nodata value for a GeoTIFF; overrides ``like`` (whose value is copied only if the
+            array's dtype can hold it).
         compress: GeoTIFF compression, e.g. ``"deflate"``; ``None`` for none.
 
     Raises:
@@ -325,7 +326,7 @@ def write_image(
         "dtype": data.dtype.name,
         "crs": crs if crs is not None else (info.crs if info is not None else None),
         "transform": transform if transform is not None else (info.transform if info is not None else None),
-        "nodata": nodata if nodata is not None else (info.nodata if info is not None else None),
+        "nodata": nodata if nodata is not None else _fitting_nodata(info, data.dtype),
     }
     if compress is not None:
         profile["compress"] = compress
@@ -334,6 +335,18 @@ def write_image(
         warnings.simplefilter("ignore")
         with rasterio.open(path, "w", **profile) as ds:
             ds.write(data)
+
+
+def _fitting_nodata(info: RasterInfo | None, dtype: np.dtype) -> float | None:
+    """The template's nodata value if the new dtype can hold it, else None."""
+    if info is None or info.nodata is None:
+        return None
+    if np.issubdtype(dtype, np.integer):
+        limits = np.iinfo(dtype)
+        value = info.nodata
+        if not (np.isfinite(value) and value == int(value) and limits.min <= value <= limits.max):
+            return None
+    return info.nodata
 
 
 def _write_pil(path: PathLike, data: np.ndarray) -> None:

@@ -340,7 +340,10 @@ def _scene(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndarray
 
 
 def synthetic_change_pair(
-    rng: np.random.Generator | int, size: int | tuple[int, int] = 256, bands: int = 3
+    rng: np.random.Generator | int,
+    size: int | tuple[int, int] = 256,
+    bands: int = 3,
+    footprints: bool = False,
 ) -> dict[str, np.ndarray]:
     """Renders a bi-temporal pair with a building-change mask.
 
@@ -348,10 +351,14 @@ def synthetic_change_pair(
         rng: NumPy generator or seed; the same seed gives the same pair.
         size: H (= W) or (H, W) in pixels; buildings are 8 to 40 pixels across whatever the size.
         bands: Number of bands C (see the module docstring for what they mean).
+        footprints: Also return the building footprints of each date.
 
     Returns:
         ``{"image1": C x H x W, "image2": C x H x W}`` float32 in [0, 1] and ``"mask"`` uint8 H x W,
-        1 where a building appeared or vanished, 0 elsewhere (aligned with ``image1``).
+        1 where a building appeared or vanished, 0 elsewhere. With ``footprints``, also ``"buildings1"``
+        and ``"buildings2"``, uint8 H x W, 1 on the buildings standing at each date, so that
+        ``mask == buildings1 ^ buildings2``. The masks are aligned with ``image1``; ``image2`` is
+        misregistered by up to two pixels.
     """
     rng = np.random.default_rng(rng)
     height, width = _size(size)
@@ -361,17 +368,23 @@ def synthetic_change_pair(
     _assign_changes(rng, buildings, height * width)
     first = _render(rng, palette, roads, buildings, 1, fields)
     second = _render(rng, palette, roads, buildings, 2, fields)
-    changed = np.zeros(canvas, dtype=np.uint8)
+    standing = {date: np.zeros(canvas, dtype=np.uint8) for date in (1, 2)}
     for building in buildings:
-        if building.state != "kept":
-            rows, cols = building.box()
-            changed[rows, cols] |= building.footprint
+        rows, cols = building.box()
+        for date, layer in standing.items():
+            if building.stands_at(date):
+                layer[rows, cols] |= building.footprint
     dy, dx = (int(v) for v in rng.integers(-_MARGIN, _MARGIN + 1, size=2))
-    return {
+    inner = (slice(_MARGIN, _MARGIN + height), slice(_MARGIN, _MARGIN + width))
+    out = {
         "image1": _finish(rng, first, (_MARGIN, _MARGIN), (height, width)),
         "image2": _finish(rng, second, (_MARGIN + dy, _MARGIN + dx), (height, width)),
-        "mask": np.ascontiguousarray(changed[_MARGIN : _MARGIN + height, _MARGIN : _MARGIN + width]),
+        "mask": np.ascontiguousarray((standing[1] ^ standing[2])[inner]),
     }
+    if footprints:
+        out["buildings1"] = np.ascontiguousarray(standing[1][inner])
+        out["buildings2"] = np.ascontiguousarray(standing[2][inner])
+    return out
 
 
 def synthetic_segmentation_scene(

@@ -1,0 +1,104 @@
+"""Data modules: splits, checks before training, batches, reproducibility, YAML configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from jsonargparse import ArgumentParser
+
+from mantis.data.augment import Augment
+from mantis.data.datamodule import ChangeDetectionDataModule, SegmentationDataModule
+from mantis.data.errors import DataError
+from tests.data.helpers import make_cd_folder, make_seg_folder
+
+
+def test_synthetic_change_detection_batches() -> None:
+    data = ChangeDetectionDataModule(patch_size=32, batch_size=4, num_train=8, num_val=4, bands=4, multitask=True)
+    assert (data.in_channels, data.num_classes) == (4, 2)
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    assert batch["image1"].shape == (4, 4, 32, 32) and batch["mask"].shape == (4, 32, 32)
+    assert batch["boundary"].shape == (4, 2, 32, 32)
+    assert len(data.val_dataloader()) == 1
+
+
+def test_synthetic_segmentation_defaults() -> None:
+    data = SegmentationDataModule(patch_size=32, batch_size=2, num_train=2, colour=True)
+    assert (data.in_channels, data.num_classes) == (3, 3)
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    assert batch["colour"].shape == (2, 3, 32, 32)
+
+
+def test_training_batches_are_reproducible_when_seeded() -> None:
+    data = ChangeDetectionDataModule(patch_size=32, batch_size=2, num_train=4, augment=Augment(rotate_zoom_p=1.0))
+    data.setup("fit")
+
+    def epoch() -> list[torch.Tensor]:
+        return [batch["image1"] for batch in data.train_dataloader()]
+
+    torch.manual_seed(0)
+    first, second = epoch(), epoch()
+    torch.manual_seed(0)
+    again = epoch()
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not all(torch.equal(a, b) for a, b in zip(first, second))  # epochs differ
+
+
+def test_random_split_of_a_flat_folder(tmp_path: Path) -> None:
+    make_cd_folder(tmp_path, names=[f"{i:02d}" for i in range(10)], size=(32, 32))
+    data = ChangeDetectionDataModule(str(tmp_path), patch_size=32, val_fraction=0.2, test_fraction=0.1)
+    names = data.plan.names
+    assert [len(names[s] or []) for s in ("train", "val", "test")] == [7, 2, 1]
+    assert set(names["train"] or []) | set(names["val"] or []) | set(names["test"] or []) == {
+        f"{i:02d}.png" for i in range(10)
+    }
+    again = ChangeDetectionDataModule(str(tmp_path), patch_size=32, val_fraction=0.2, test_fraction=0.1)
+    assert again.plan.names == names
+    assert data.in_channels == 3
+
+
+def test_split_sub_folders_and_missing_test_split(tmp_path: Path) -> None:
+    make_cd_folder(tmp_path / "train", names=("a", "b"), size=(32, 32))
+    make_cd_folder(tmp_path / "val", names=("c",), size=(32, 32))
+    data = ChangeDetectionDataModule(str(tmp_path), patch_size=32, batch_size=2)
+    data.setup("fit")
+    assert len(data.train_dataloader().dataset) == 2 and len(data.val_dataloader().dataset) == 1
+    with pytest.raises(DataError, match="no test split"):
+        data.setup("test")
+
+
+def test_split_files(tmp_path: Path) -> None:
+    make_seg_folder(tmp_path, names=("a", "b", "c", "d"), size=(32, 32))
+    (tmp_path / "val.txt").write_text("b.png\n")
+    (tmp_path / "test.txt").write_text("d\n")
+    data = SegmentationDataModule(str(tmp_path), num_classes=3, patch_size=32, val_file="val.txt", test_file="test.txt")
+    assert data.plan.names == {"val": ["b.png"], "test": ["d"], "train": ["a.png", "c.png"]}
+
+
+def test_bad_files_stop_setup_before_training(tmp_path: Path) -> None:
+    make_cd_folder(tmp_path / "train", names=("a", "b"), size=(32, 32))
+    (tmp_path / "train" / "label" / "b.png").unlink()
+    data = ChangeDetectionDataModule(str(tmp_path), patch_size=32)
+    with pytest.raises(DataError, match="b.png: has no matching file"):
+        data.setup("fit")
+    with pytest.raises(DataError, match="dataset folder not found"):
+        ChangeDetectionDataModule(str(tmp_path / "nowhere"))
+
+
+def test_configured_from_yaml_with_nested_augmentation(tmp_path: Path) -> None:
+    parser = ArgumentParser()
+    parser.add_class_arguments(ChangeDetectionDataModule, "data")
+    config = tmp_path / "data.yaml"
+    config.write_text(
+        "data:\n  patch_size: 32\n  mean: [0.5, 0.5, 0.5]\n  std: [0.2, 0.2, 0.2]\n"
+        "  mask_mapping: {0: 0, 255: 1}\n  augment:\n    rotate_zoom_p: 0.0\n    identity_p: 0.2\n"
+    )
+    data = parser.instantiate(parser.parse_path(config)).data
+    assert isinstance(data, ChangeDetectionDataModule)
+    assert data.augment == Augment(rotate_zoom_p=0.0, identity_p=0.2)
+    assert data.mean == [0.5, 0.5, 0.5] and data.mask_mapping == {0: 0, 255: 1}
+    none = parser.instantiate(parser.parse_args(["--data.augment=null"])).data
+    assert none.augment is None
