@@ -39,11 +39,11 @@ def test_mean_std_are_applied_per_band_in_stored_units(tmp_path: Path) -> None:
         ChangeDetectionFolder(root, patch_size=16, mean=[0.0, 0.0], std=[1.0, 1.0])
 
 
-def test_uint16_geotiffs_are_scaled_by_dtype(tmp_path: Path) -> None:
+def test_without_statistics_only_uint8_is_rescaled(tmp_path: Path) -> None:
     root = make_cd_folder(tmp_path, names=("x",), size=(16, 16), bands=5, suffix=".tif", dtype="uint16")
     sample = ChangeDetectionFolder(root, patch_size=16, train=False)[0]
     assert sample["image1"].shape == (5, 16, 16)
-    assert np.allclose(sample["image1"].numpy(), read_image(root / "A" / "x.tif") / 65535.0)
+    assert np.array_equal(sample["image1"].numpy(), read_image(root / "A" / "x.tif").astype(np.float32))
 
 
 def test_grid_windows_tile_a_large_image_exactly(tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def test_grid_windows_tile_a_large_image_exactly(tmp_path: Path) -> None:
     root = make_cd_folder(tmp_path, names=("big",), size=(100, 70), bands=4, suffix=".tif", dtype="uint16")
     data = ChangeDetectionFolder(root, patch_size=32, train=False)
     assert len(data) == len(windows) == 12
-    full = read_image(root / "A" / "big.tif") / 65535.0
+    full = read_image(root / "A" / "big.tif").astype(np.float32)
     mosaic = np.zeros_like(full)
     for index in range(len(data)):
         item, window = data.locate(index)
@@ -147,3 +147,20 @@ def test_segmentation_folder_with_colour(tmp_path: Path) -> None:
     assert list(sample) == ["image", "mask", "segmentation", "boundary", "distance", "colour"]
     assert sample["colour"].shape == (3, 32, 32) and sample["colour"].min() >= 0 and sample["colour"].max() <= 1
     assert set(np.unique(sample["mask"].numpy())) <= {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32"])
+def test_training_and_inference_normalise_alike(dtype: str) -> None:
+    raster = pytest.importorskip("mantis.inference.raster")
+    from mantis.data.normalize import normalize_image
+
+    data = (np.random.default_rng(0).random((3, 5, 5)) * 200).astype(dtype)
+    assert np.array_equal(normalize_image(data), raster.normalise(data))
+    mean, std = [1.0, 2.0, 3.0], [2.0, 3.0, 4.0]
+    assert np.allclose(normalize_image(data, mean, std), raster.normalise(data, mean, std))
+
+
+def test_16_bit_images_without_statistics_warn(tmp_path: Path) -> None:
+    root = make_cd_folder(tmp_path, names=("x",), size=(16, 16), suffix=".tif", dtype="uint16")
+    with pytest.warns(UserWarning, match="run `mantis stats`"):
+        ChangeDetectionFolder(root, patch_size=16)

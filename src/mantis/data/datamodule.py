@@ -265,7 +265,7 @@ class ChangeDetectionDataModule(_BaseDataModule):
         num_workers: DataLoader worker processes (0 loads in the main process).
         num_classes: K; 2 (no change, change).
         mean: Per-band means in stored units, shared by both dates (``mantis stats``); ``None`` scales
-            by dtype (uint8 / 255, uint16 / 65535, floats unchanged).
+            uint8 images by 255 and leaves other dtypes as stored (set them for 16-bit data).
         std: Per-band standard deviations in stored units.
         mask_mapping: ``{stored mask value: class}``; ``None`` accepts 0/1 and 0/255 masks.
         ignore_index: Class id of unlabelled pixels in the batches' masks.
@@ -384,7 +384,8 @@ class SegmentationDataModule(_BaseDataModule):
         batch_size: Samples per batch.
         num_workers: DataLoader worker processes (0 loads in the main process).
         num_classes: K; ``None`` for 3 with synthetic scenes and 2 with a folder.
-        mean: Per-band means in stored units (``mantis stats``); ``None`` scales by dtype.
+        mean: Per-band means in stored units (``mantis stats``); ``None`` divides uint8 by 255
+            and leaves other dtypes as stored (set them for 16-bit data).
         std: Per-band standard deviations in stored units.
         mask_mapping: ``{stored mask value: class}``; ``None`` for ids 0..K-1 (plus 0/255 when K = 2).
         ignore_index: Class id of unlabelled pixels in the batches' masks.

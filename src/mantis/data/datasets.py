@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -112,6 +113,12 @@ class _FolderDataset(Dataset[Sample]):
             raise DataError(self.items[0].images[0], f"has {self.in_channels} bands but mean has {len(mean)} values")
         if std is not None and len(std) != self.in_channels:
             raise DataError(self.items[0].images[0], f"has {self.in_channels} bands but std has {len(std)} values")
+        if mean is None and self.items[0].dtype not in ("uint8", "float32", "float64"):
+            warnings.warn(
+                f"{self.items[0].images[0]}: {self.items[0].dtype} images without mean/std go to the model as "
+                f"stored; run `mantis stats` on the image folders and set mean and std",
+                stacklevel=2,
+            )
         if patch_size is not None and small_images == "error":
             for item in self.items:
                 if item.height < patch_size or item.width < patch_size:
@@ -200,7 +207,8 @@ class ChangeDetectionFolder(_FolderDataset):
         mask_mapping: ``{stored value: class}``; ``None`` accepts 0/1 and 0/255 masks (see
             :mod:`mantis.data.masks`).
         ignore_index: Class id of unlabelled pixels.
-        mean: Per-band means in stored units (both dates share them); ``None`` scales by dtype.
+        mean: Per-band means in stored units (both dates share them); ``None`` divides uint8 images
+            by 255 and leaves other dtypes as stored.
         std: Per-band standard deviations in stored units.
         augment: Augmentation (both dates and the mask consistently), or ``None``.
         multitask: Add the ``"segmentation"``, ``"boundary"`` and ``"distance"`` targets.
@@ -257,7 +265,7 @@ class SegmentationFolder(_FolderDataset):
         num_classes: K.
         mask_mapping: ``{stored value: class}``; ``None`` for ids 0..K-1 (plus 0/255 when K = 2).
         ignore_index: Class id of unlabelled pixels.
-        mean: Per-band means in stored units; ``None`` scales by dtype.
+        mean: Per-band means in stored units; ``None`` divides uint8 by 255, other dtypes as stored.
         std: Per-band standard deviations in stored units.
         augment: Augmentation, or ``None``.
         multitask: Add the ``"segmentation"``, ``"boundary"`` and ``"distance"`` targets.

@@ -1,10 +1,13 @@
-"""From stored pixel values to network inputs: per-band standardisation, or a fixed per-dtype scale.
+"""From stored pixel values to network inputs.
 
-Band statistics (``mean``, ``std``) are in the units stored in the files, as ``mantis stats`` prints
-them. Without statistics an image is multiplied by a fixed factor chosen by its stored dtype: 1/255 for
-uint8, 1/65535 for uint16, 1/max for other integer types, 1 for floats (assumed already scaled, e.g.
-reflectance). The factor never depends on the image's content, so windows of one raster and both dates
-of a pair are scaled alike (no seams, no hidden radiometric correction).
+With band statistics (``mean``, ``std``, in the units stored in the files, as ``mantis stats`` prints
+them) every band is standardised: ``(x - mean) / std``. Without them, uint8 images are divided by 255
+and every other dtype goes in as stored (cast to float32); set ``mean``/``std`` for anything but 8-bit
+or already-scaled (e.g. reflectance in [0, 1]) data. The rule never depends on an image's content, so
+windows of one raster and both dates of a pair are treated alike, and it is the rule that
+:func:`mantis.inference.raster.normalise` applies at prediction time.
+
+:func:`dtype_scale` (a fixed factor per dtype to about [0, 1]) is used for the colour target only.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ __all__ = ["dtype_scale", "normalize_image"]
 
 
 def dtype_scale(dtype: npt.DTypeLike) -> float:
-    """The factor that maps a stored dtype's range to about [0, 1].
+    """The factor that maps a stored dtype's range to about [0, 1] (for the HSV colour target).
 
     Args:
         dtype: Stored pixel dtype, e.g. ``np.uint8``.
@@ -38,14 +41,14 @@ def normalize_image(
     std: Sequence[float] | None = None,
     source_dtype: npt.DTypeLike | None = None,
 ) -> np.ndarray:
-    """Standardises each band with ``mean``/``std``, or scales by the stored dtype when they are None.
+    """Standardises each band with ``mean``/``std``; without them divides uint8 images by 255.
 
     Args:
         image: C x S image (any spatial dims) in stored units, any dtype.
         mean: Per-band means in stored units (C values), or ``None``.
         std: Per-band standard deviations in stored units (C values), or ``None``.
-        source_dtype: The dtype the pixels were stored as (default: ``image.dtype``); picks the scale
-            when no statistics are given.
+        source_dtype: The dtype the pixels were stored as (default: ``image.dtype``); without
+            statistics, uint8 is divided by 255 and anything else is left as stored.
 
     Returns:
         float32 C x S array.
@@ -53,10 +56,12 @@ def normalize_image(
     Raises:
         ValueError: Only one of mean/std given, their length differs from C, or a std is not positive.
     """
-    data = np.asarray(image, dtype=np.float32)
+    data = np.array(image, dtype=np.float32)
     if mean is None and std is None:
-        scale = dtype_scale(source_dtype if source_dtype is not None else np.asarray(image).dtype)
-        return data * np.float32(scale) if scale != 1.0 else data.copy()
+        stored = np.dtype(source_dtype if source_dtype is not None else np.asarray(image).dtype)
+        if stored == np.uint8:
+            data /= np.float32(255.0)
+        return data
     if mean is None or std is None:
         raise ValueError("give both mean and std, or neither")
     if len(mean) != data.shape[0] or len(std) != data.shape[0]:
@@ -67,6 +72,6 @@ def normalize_image(
     if min(std) <= 0:
         raise ValueError(f"std values must be positive, got {list(std)}")
     shape = (-1,) + (1,) * (data.ndim - 1)
-    mean_array = np.asarray(mean, dtype=np.float32).reshape(shape)
-    std_array = np.asarray(std, dtype=np.float32).reshape(shape)
-    return (data - mean_array) / std_array
+    data -= np.asarray(mean, dtype=np.float32).reshape(shape)
+    data /= np.asarray(std, dtype=np.float32).reshape(shape)
+    return data

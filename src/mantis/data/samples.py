@@ -38,7 +38,7 @@ class SampleMaker:
     Args:
         num_classes: K.
         ignore_index: Mask value of unlabelled pixels.
-        mean: Per-band means in stored units, or ``None`` for the per-dtype scale.
+        mean: Per-band means in stored units, or ``None`` (uint8 / 255, other dtypes as stored).
         std: Per-band standard deviations in stored units, or ``None``.
         multitask: Add ``"segmentation"`` (one-hot), ``"boundary"`` and ``"distance"``, float32 K x H x W.
         colour: Add ``"colour"``, float32 3 x H x W HSV of ``rgb_bands`` (segmentation only).
