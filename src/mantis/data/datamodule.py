@@ -59,6 +59,8 @@ class _SplitPlan:
 class _BaseDataModule(lightning.LightningDataModule):
     """Split planning, checks and data loaders shared by the two data modules."""
 
+    bands: int  # bands of synthetic images, set by the subclasses
+
     def __init__(
         self,
         root: str | None,
@@ -98,12 +100,28 @@ class _BaseDataModule(lightning.LightningDataModule):
         self.std = std
         self.seed = seed
         self.datasets: dict[str, Dataset[Any]] = {}
-        self.plan = _SplitPlan()
-        if self.root is not None:
-            self._plan_splits(
-                self.root, train_split, val_split, test_split, train_file, val_file, test_file,
-                val_fraction, test_fraction,
-            )  # fmt: skip
+        self._split_args = (train_split, val_split, test_split, train_file, val_file, test_file)
+        self._fractions = (val_fraction, test_fraction)
+        self._plan: _SplitPlan | None = None
+        self._in_channels: int | None = None
+
+    # Files are looked at lazily, on first use, so that bad data surfaces as a DataError of its own
+    # rather than inside a configuration parser's error when the module is instantiated.
+    @property
+    def plan(self) -> _SplitPlan:
+        """Where each split's files are (folder data only); found on first use."""
+        if self._plan is None:
+            if self.root is None:
+                raise ValueError("synthetic data has no folder splits")
+            self._plan = self._plan_splits(self.root, *self._split_args, *self._fractions)
+        return self._plan
+
+    @property
+    def in_channels(self) -> int:
+        """Bands per image (per date for change detection), read from the first image's header."""
+        if self._in_channels is None:
+            self._in_channels = self.bands if self.root is None else raster_info(self._first_image()).bands
+        return self._in_channels
 
     def _plan_splits(
         self,
@@ -116,7 +134,8 @@ class _BaseDataModule(lightning.LightningDataModule):
         test_file: str | None,
         val_fraction: float,
         test_fraction: float,
-    ) -> None:
+    ) -> _SplitPlan:
+        plan = _SplitPlan()
         if not root.is_dir():
             raise DataError(root, "dataset folder not found")
         files = {"train": train_file, "val": val_file, "test": test_file}
@@ -131,11 +150,11 @@ class _BaseDataModule(lightning.LightningDataModule):
                 first = list_images(root / self.dirs[0])
                 listed["train"] = [p.name for p in first if p.stem not in taken]
             for stage, names in listed.items():
-                self.plan.add(stage, root, names)
+                plan.add(stage, root, names)
         elif (root / train_split).is_dir():
             for stage, sub in (("train", train_split), ("val", val_split), ("test", test_split)):
                 if (root / sub).is_dir():
-                    self.plan.add(stage, root / sub, None)
+                    plan.add(stage, root / sub, None)
         else:
             names = [p.name for p in list_images(root / self.dirs[0])]
             if not names:
@@ -158,9 +177,10 @@ class _BaseDataModule(lightning.LightningDataModule):
             }
             for stage, chosen in splits.items():
                 if chosen:
-                    self.plan.add(stage, root, sorted(chosen))
-        if "train" not in self.plan.folders and not self.plan.folders:
+                    plan.add(stage, root, sorted(chosen))
+        if not plan.folders:
             raise DataError(root, "no splits found")
+        return plan
 
     def _first_image(self) -> Path:
         stage = "train" if "train" in self.plan.folders else next(iter(self.plan.folders))
@@ -246,7 +266,8 @@ class ChangeDetectionDataModule(_BaseDataModule):
 
     Batches: ``"image1"``, ``"image2"`` float32 B x C x H x W, ``"mask"`` int64 B x H x W, plus
     ``"segmentation"``, ``"boundary"``, ``"distance"`` float32 B x K x H x W when ``multitask``.
-    After construction ``in_channels`` (bands per date) and ``num_classes`` are set, for building the model.
+    ``in_channels`` (bands per date, read from the first image's header on first access) and
+    ``num_classes`` tell the task how to build the model.
 
     Args:
         root: Dataset folder (see the module docstring for splits); ``None`` for synthetic pairs.
@@ -323,7 +344,6 @@ class ChangeDetectionDataModule(_BaseDataModule):
         self.small_images: Literal["pad", "error"] = small_images
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
         self.bands = bands
-        self.in_channels = bands if self.root is None else raster_info(self._first_image()).bands
         self.class_names = ["no change", "change"] if num_classes == 2 else [f"class {k}" for k in range(num_classes)]
 
     def _folder_dataset(self, stage: Stage) -> Dataset[Any]:
@@ -365,7 +385,8 @@ class SegmentationDataModule(_BaseDataModule):
 
     Batches: ``"image"`` float32 B x C x H x W, ``"mask"`` int64 B x H x W, plus ``"segmentation"``,
     ``"boundary"``, ``"distance"`` float32 B x K x H x W when ``multitask`` and ``"colour"`` float32
-    B x 3 x H x W when ``colour``. After construction ``in_channels`` and ``num_classes`` are set.
+    B x 3 x H x W when ``colour``. ``in_channels`` (read from the first image's header on first access)
+    and ``num_classes`` tell the task how to build the model.
 
     Args:
         root: Dataset folder (see the module docstring for splits); ``None`` for synthetic scenes
@@ -452,7 +473,6 @@ class SegmentationDataModule(_BaseDataModule):
         self.small_images: Literal["pad", "error"] = small_images
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
         self.bands = bands
-        self.in_channels = bands if synthetic else raster_info(self._first_image()).bands
         self.class_names = list(SEGMENTATION_CLASSES) if synthetic else [f"class {k}" for k in range(self.num_classes)]
 
     def _folder_dataset(self, stage: Stage) -> Dataset[Any]:
