@@ -84,8 +84,11 @@ def test_bad_files_stop_setup_before_training(tmp_path: Path) -> None:
     data = ChangeDetectionDataModule(str(tmp_path), patch_size=32)
     with pytest.raises(DataError, match="b.png: has no matching file"):
         data.setup("fit")
-    with pytest.raises(DataError, match="dataset folder not found"):
-        ChangeDetectionDataModule(str(tmp_path / "nowhere"))
+    missing = ChangeDetectionDataModule(str(tmp_path / "nowhere"))  # files are looked at on first use
+    with pytest.raises(DataError, match="nowhere: dataset folder not found"):
+        missing.in_channels  # noqa: B018
+    with pytest.raises(DataError, match="nowhere: dataset folder not found"):
+        missing.setup("fit")
 
 
 def test_configured_from_yaml_with_nested_augmentation(tmp_path: Path) -> None:
