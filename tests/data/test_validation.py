@@ -125,3 +125,14 @@ def test_split_file_problems(tmp_path: Path) -> None:
 def test_a_good_folder_passes(tmp_path: Path) -> None:
     make_cd_folder(tmp_path, suffix=".tif", dtype="uint16", bands=4)
     assert len(ChangeDetectionFolder(tmp_path, patch_size=32, train=False)) == 3 * 4
+
+
+def test_validate_checks_again_after_a_file_breaks(tmp_path: Path) -> None:
+    make_cd_folder(tmp_path)
+    data = ChangeDetectionFolder(tmp_path, patch_size=32)
+    data.validate()
+    path = tmp_path / "label" / "a.png"
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(DataError, match=r"label/a.png: cannot read image"):
+        data.validate()
+    assert len(ChangeDetectionFolder(tmp_path, patch_size=32, check=False)) == 3 * 4  # headers only

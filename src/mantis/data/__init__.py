@@ -1,7 +1,8 @@
 """Data: raster IO, label making, augmentation, synthetic scenes, datasets and data modules."""
 
+from typing import TYPE_CHECKING, Any
+
 from mantis.data.augment import Augment, d4_transform
-from mantis.data.datamodule import ChangeDetectionDataModule, SegmentationDataModule
 from mantis.data.datasets import (
     ChangeDetectionFolder,
     SegmentationFolder,
@@ -49,3 +50,17 @@ __all__ = [
     "synthetic_segmentation_scene",
     "write_image",
 ]
+
+if TYPE_CHECKING:
+    from mantis.data.datamodule import ChangeDetectionDataModule, SegmentationDataModule
+
+_LAZY = {"ChangeDetectionDataModule", "SegmentationDataModule"}
+
+
+def __getattr__(name: str) -> Any:
+    # The data modules import Lightning (seconds); readers and `mantis stats` should not pay for it.
+    if name in _LAZY:
+        from mantis.data import datamodule
+
+        return getattr(datamodule, name)
+    raise AttributeError(f"module 'mantis.data' has no attribute {name!r}")

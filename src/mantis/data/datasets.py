@@ -100,14 +100,12 @@ class _FolderDataset(Dataset[Sample]):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.decoder = MaskDecoder(num_classes, mask_mapping, ignore_index)
-        self.items: list[FolderItem] = index_folder(
-            self.root,
-            dirs,
-            self.decoder,
-            names=files,
-            split_file=_resolve_split_file(split_file, self.root),
-            check=check,
+        self._index_args = (
+            tuple(dirs),
+            None if files is None else list(files),
+            _resolve_split_file(split_file, self.root),
         )
+        self.items: list[FolderItem] = self._index(check)
         self.in_channels = self.items[0].bands
         if mean is not None and len(mean) != self.in_channels:
             raise DataError(self.items[0].images[0], f"has {self.in_channels} bands but mean has {len(mean)} values")
@@ -149,6 +147,18 @@ class _FolderDataset(Dataset[Sample]):
         else:
             for i, item in enumerate(self.items):
                 self.windows += [(i, w) for w in grid_windows(item.height, item.width, patch_size, stride)]
+
+    def _index(self, check: bool) -> list[FolderItem]:
+        dirs, files, split_file = self._index_args
+        return index_folder(self.root, dirs, self.decoder, names=files, split_file=split_file, check=check)
+
+    def validate(self) -> None:
+        """Checks every file again (done when the dataset is built unless ``check=False``).
+
+        Raises:
+            DataError: One line naming the first missing, unreadable, truncated or inconsistent file.
+        """
+        self._index(check=True)
 
     def __len__(self) -> int:
         return self._ends[-1] if self._ends else len(self.windows)
