@@ -1,0 +1,82 @@
+"""Shared helpers of the benchmark scripts: timing, machine description, docs/benchmarks.md sections."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "benchmarks.md"
+TITLE = (
+    "# Benchmarks\n\nEvery figure here comes from a script in `benchmarks/`; "
+    "ratios compare runs measured in the same run.\n"
+)
+
+
+def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 2) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo where available)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU advertises AVX512-BF16 or AMX-BF16."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def machine_line() -> str:
+    """One line naming the machine and the versions."""
+    threads = torch.get_num_threads()
+    bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{cpu_name()}, {os.cpu_count()} cores"
+    return (
+        f"Machine: {device} ({bf16}), {threads} torch threads; Python {platform.python_version()}, "
+        f"torch {torch.__version__}."
+    )
+
+
+def write_section(heading: str, body: str, path: Path = DOCS) -> None:
+    """Replace (or append) the ``## heading`` section of docs/benchmarks.md, keeping every other section."""
+    text = path.read_text() if path.exists() else TITLE
+    block = f"## {heading}\n\n{body.strip()}\n"
+    pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    found = pattern.search(text)
+    text = pattern.sub(lambda _: block + "\n", text) if found else text.rstrip() + "\n\n" + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.rstrip() + "\n")
+
+
+def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """Measured matrix-product throughput (GFLOP/s) of ``size``^2 products in ``dtype`` on this machine."""
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    seconds = median_time(lambda: torch.mm(a, b), repeats=repeats, warmup=2)
+    return 2 * size**3 / seconds / 1e9
