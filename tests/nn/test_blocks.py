@@ -231,3 +231,20 @@ def test_fused_attention_bf16_close_to_fp32() -> None:
     got = attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), 5)
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), want, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize("dims", DIMS)
+def test_attention_cannot_change_a_new_unit(dims: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every gate at 0 the attention maps, whatever they are, leave each unit's output unchanged."""
+    x = _x(dims, c=16)
+    units = [
+        FracTALResNetUnit(16, 4, spatial_dims=dims),
+        CEECUnitV1(16, 2, spatial_dims=dims),
+        CEECUnitV2(16, 2, spatial_dims=dims),
+        Fusion(16, 2, spatial_dims=dims),
+    ]
+    before = [u(x) if not isinstance(u, Fusion) else u(x, 2 * x) for u in units]
+    monkeypatch.setattr(FracTALAttention, "forward", lambda self, q, k=None, v=None: torch.randn_like(q) * 100)
+    after = [u(x) if not isinstance(u, Fusion) else u(x, 2 * x) for u in units]
+    for a, b in zip(before, after):
+        torch.testing.assert_close(a, b)
