@@ -176,14 +176,28 @@ def worker(args: argparse.Namespace) -> None:
     rss_ready = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     pair = (Path(args.pair[0]), Path(args.pair[1]))
     out = Path(args.out)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if args.tool == "monai":
         run_monai(model, pair, out, args)
     else:
         run_mantis(model, pair, out, args, pad=0 if args.tool == "mantis" else None)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": rss / 1024, "ready_rss_mb": rss_ready / 1024}))
+    print(
+        json.dumps(
+            {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": rss / 1024, "ready_rss_mb": rss_ready / 1024}
+        )
+    )
+
+
+def measure_best(
+    tool: str, model: str, size: int, pair: tuple[Path, Path], out: Path, args: argparse.Namespace, repeat: int
+) -> dict[str, Any]:
+    """The fastest of ``repeat`` fresh-process runs (the machine is shared), with the largest peak RSS seen."""
+    runs = [measure(tool, model, size, pair, out, args) for _ in range(repeat)]
+    best = dict(min(runs, key=lambda r: r["seconds"]))
+    best.update(peak_rss_mb=max(r["peak_rss_mb"] for r in runs), runs=len(runs))
+    return best
 
 
 def measure(
@@ -238,6 +252,8 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace, command: str,
         "end to end (read, windows, blend, argmax, write). Same model, window, overlap, blending (uniform mean)",
         "and batch size for both tools; each run in a fresh subprocess, peak RSS = its ru_maxrss (it includes",
         "torch and the model, ~the 'ready' column). MONAI reads the raster whole into memory (it has no reader).",
+        "The machine is shared with other jobs: wall times are noisy; small cases keep the best of several runs,",
+        "and CPU seconds (user + system of the run) are shown beside them.",
         "",
         f"- Command: `{command}` ({elapsed / 60:.1f} min)",
         f"- Machine: 2-core CPU ({platform.processor() or platform.machine()}, shared with other jobs), no GPU",
@@ -249,13 +265,13 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace, command: str,
         lines += [
             f"Model: {MODELS[model]}",
             "",
-            "| raster | tool | seconds | Mpx/s | peak RSS (MB) | ready RSS (MB) |",
-            "|---|---|---:|---:|---:|---:|",
+            "| raster | tool | runs | wall s (best) | CPU s | Mpx/s | peak RSS (MB) | ready RSS (MB) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
         ]
         for r in (r for r in results if r["model"] == model):
             lines.append(
-                f"| {r['size']}² | {r['tool']} | {r['seconds']:.1f} | {r['mpx_s']:.2f} | "
-                f"{r['peak_rss_mb']:.0f} | {r['ready_rss_mb']:.0f} |"
+                f"| {r['size']}² | {r['tool']} | {r['runs']} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | "
+                f"{r['mpx_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['ready_rss_mb']:.0f} |"
             )
         lines.append("")
         sizes = sorted({r["size"] for r in results if r["model"] == model})
@@ -295,6 +311,7 @@ def main() -> None:
     p.add_argument("--overlap", type=float, default=0.5)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--workdir", help="where to keep generated rasters (default: a temporary folder)")
+    p.add_argument("--repeat", type=int, default=3, help="runs of the small tiny-model cases (the best is kept)")
     p.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--tool", choices=["mantis", "mantis (reflect pad)", "monai"], help=argparse.SUPPRESS)
@@ -310,12 +327,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        plan = [("tiny", s, t) for s in args.sizes for t in ("mantis", "monai", "mantis (reflect pad)")]
+        plan = [("tiny", s, t) for s in args.sizes for t in ("mantis", "monai")]
+        plan.insert(2, ("tiny", args.sizes[0], "mantis (reflect pad)"))
         plan += [("cd", s, t) for s in args.cd_sizes for t in ("mantis", "monai")]
         results = []
         for model, size, tool in plan:
             pair = make_pair(work, size)
-            result = measure(tool, model, size, pair, work / "out", args)
+            repeat = args.repeat if model == "tiny" and size <= 1024 else 1
+            result = measure_best(tool, model, size, pair, work / "out", args, repeat)
             print(
                 f"{model:5s} {size:5d} {tool:22s} {result['seconds']:7.1f} s {result['mpx_s']:6.2f} Mpx/s "
                 f"{result['peak_rss_mb']:6.0f} MB",

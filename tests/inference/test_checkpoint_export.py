@@ -146,3 +146,37 @@ def test_real_registry_model_from_ckpt(tmp_path: Path) -> None:
     x = torch.rand(1, 2, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x).segmentation, model(x).segmentation, rtol=0, atol=0)
+
+
+def test_checkpoint_saved_by_the_training_task(tmp_path: Path, rng: np.random.Generator) -> None:
+    # The contract with mantis.tasks: what Lightning saves for a task, predict loads and runs.
+    import lightning as L
+
+    from mantis.tasks.change_detection import ChangeDetectionTask
+
+    from .conftest import write_geotiff
+
+    kwargs = {"in_channels": 3, "nf": 8, "depth": 2}
+    task = ChangeDetectionTask("fractal_resnet_cd", kwargs, band_mean=[100.0] * 3, band_std=[50.0] * 3)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        max_epochs=0,
+    )
+    trainer.strategy.connect(task)
+    trainer.save_checkpoint(tmp_path / "task.ckpt")
+    model, meta = load_model(tmp_path / "task.ckpt")
+    assert meta.task == "change_detection" and meta.in_channels == 3 and meta.band_mean == [100.0] * 3
+    a = rng.integers(0, 255, (3, 24, 20), dtype=np.uint8)
+    b = rng.integers(0, 255, (3, 24, 20), dtype=np.uint8)
+    pa, pb = write_geotiff(tmp_path / "a.tif", a), write_geotiff(tmp_path / "b.tif", b)
+    from mantis.inference import predict_raster
+
+    out = predict_raster(tmp_path / "task.ckpt", (pa, pb), tmp_path / "out", window=16, progress=False)
+    import rasterio
+
+    with rasterio.open(out["class"]) as ds:
+        assert ds.read(1).shape == (24, 20) and set(np.unique(ds.read(1))) <= {0, 1}

@@ -216,3 +216,12 @@ def test_folder_of_pairs_checked_first(tmp_path: Path, rng: np.random.Generator,
     with pytest.raises(InputError, match=r"B/z\.tif: size"):
         predict_folder(model, (d1, d2), tmp_path / "out3")
     assert model.calls == 0 and not (tmp_path / "out3").exists()
+
+
+def test_class_map_is_argmax_with_first_on_ties_and_threshold_for_one_class() -> None:
+    from mantis.inference.predict import _argmax
+
+    v = torch.rand(4, 6, 7)
+    v[1, 0, 0] = v[3, 0, 0] = 5.0  # a tie: the first wins, as with torch.argmax
+    torch.testing.assert_close(_argmax(v), v.argmax(dim=0).to(torch.uint8))
+    assert _argmax(torch.tensor([[[0.2, 0.7]]])).tolist() == [[0, 1]]

@@ -181,14 +181,26 @@ def _spec(product: str, k: int, prob_dtype: str) -> BandSpec:
     return BandSpec(k, "uint8", UINT8_NODATA, scale=1.0 / UINT8_SCALE, descriptions=names, tags=tags)
 
 
+def _argmax(values: torch.Tensor) -> torch.Tensor:
+    """uint8 index of the largest of K x n x W values (the first on ties); > 0.5 when K is 1."""
+    if values.shape[0] == 1:
+        return (values[0] > 0.5).to(torch.uint8)
+    # K passes over n x W planes: much faster on CPUs than a reduction over the outer axis.
+    best, index = values[0], torch.zeros(values.shape[1:], dtype=torch.uint8, device=values.device)
+    for k in range(1, values.shape[0]):
+        better = values[k] > best
+        best = torch.where(better, values[k], best)
+        index[better] = k
+    return index
+
+
 def _product(product: str, values: torch.Tensor, invalid: np.ndarray, prob_dtype: str) -> np.ndarray:
     """K x n x W blended values -> the product's bands, nodata where the input is invalid."""
     if product == "class":
-        cls = values.argmax(dim=0) if values.shape[0] > 1 else (values[0] > 0.5)
-        out = cls.to(torch.uint8).numpy()[None]
+        out = _argmax(values).cpu().numpy()[None]
         out[:, invalid] = UINT8_NODATA
         return out
-    v = values.numpy()
+    v = values.cpu().numpy()
     if prob_dtype == "float32":
         out = v.astype(np.float32, copy=True)
         out[:, invalid] = np.nan
@@ -238,9 +250,11 @@ def run_prediction(
     col_index = reflect_indices(-before[1], extents[1] - before[1], w)
     fields = list(dict.fromkeys(PRODUCTS[p] for p in job.outputs))
     forward = WindowForward(model, 2, tta=tta, precision=precision, device=device, fields=fields)
-    weights = blend_weights(win, step, blend, sigma_scale)
+    # Accumulate where the model runs: on a GPU only the finished rows travel back.
+    acc_device = forward.device
+    weights = blend_weights(win, step, blend, sigma_scale).to(acc_device)
     sums: dict[str, torch.Tensor] = {}
-    weight_sum = torch.zeros((win[0], extents[1]), dtype=torch.float32)
+    weight_sum = torch.zeros((win[0], extents[1]), dtype=torch.float32, device=acc_device)
     n_in = len(job.inputs)
     stats: list[tuple[Any, Any]] = []
     for i in range(n_in):
@@ -268,7 +282,7 @@ def run_prediction(
                     x = normalise(raw, mean, std)
                     x[:, bad] = 0.0  # nodata must not leak NaN or sentinels into neighbouring pixels
                     invalid |= bad
-                    tensors.append(torch.from_numpy(np.ascontiguousarray(x))[None])
+                    tensors.append(torch.from_numpy(np.ascontiguousarray(x))[None].to(acc_device))
                 accumulate_windows(
                     forward,
                     tuple(tensors),
