@@ -14,7 +14,7 @@ class SigmoidCrisp(nn.Module):
     def __init__(self, smooth: float = 1e-2) -> None:
         super().__init__()
         self.smooth = smooth
-        self.gamma = nn.Parameter(torch.ones(1))
+        self.gamma = nn.Parameter(torch.ones(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(x / (self.smooth + torch.sigmoid(self.gamma)))

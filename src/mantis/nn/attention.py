@@ -213,8 +213,8 @@ class CATFusion(nn.Module):
         groups = gcd(gcd(2 * in_channels, out_channels), nheads)
         self.relatt12 = FracTALAttention(in_channels, in_channels, nheads, depth, 3, norm, norm_groups, spatial_dims)
         self.relatt21 = FracTALAttention(in_channels, in_channels, nheads, depth, 3, norm, norm_groups, spatial_dims)
-        self.gamma1 = nn.Parameter(torch.zeros(1))
-        self.gamma2 = nn.Parameter(torch.zeros(1))
+        self.gamma1 = nn.Parameter(torch.zeros(()))
+        self.gamma2 = nn.Parameter(torch.zeros(()))
         self.fuse = ConvNormed(
             2 * in_channels,
             out_channels,

@@ -90,7 +90,7 @@ class FracTALResNetUnit(nn.Module):
         self.attention = FracTALAttention(
             channels, channels, nheads, attention_depth, 3, norm, norm_groups, spatial_dims
         )
-        self.gamma = nn.Parameter(torch.zeros(1))
+        self.gamma = nn.Parameter(torch.zeros(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x + self.block(x)) * (1 + self.gamma * self.attention(x))
@@ -162,9 +162,9 @@ class CEECUnitV1(nn.Module):
         self.att = FracTALAttention(c, c, nheads, attention_depth, 3, norm, norm_groups, spatial_dims)
         self.ratt122 = FracTALAttention(ni, ni, nheads, attention_depth, 3, norm, norm_groups, spatial_dims)
         self.ratt211 = FracTALAttention(ni, ni, nheads, attention_depth, 3, norm, norm_groups, spatial_dims)
-        self.gamma1 = nn.Parameter(torch.zeros(1))
-        self.gamma2 = nn.Parameter(torch.zeros(1))
-        self.gamma3 = nn.Parameter(torch.zeros(1))
+        self.gamma1 = nn.Parameter(torch.zeros(()))
+        self.gamma2 = nn.Parameter(torch.zeros(()))
+        self.gamma3 = nn.Parameter(torch.zeros(()))
         self.act = nn.ReLU()
         self._build_merges(c, ni, g, nheads, attention_depth, norm, norm_groups, spatial_dims)
 
