@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import re
 import sys
+import warnings
+from argparse import ArgumentError
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from jsonargparse import ParserError
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -65,6 +69,42 @@ class RunConfigSaver(SaveConfigCallback):
         if not self.already_saved:
             self.config_filename = "config.yaml" if stage == "fit" else f"config_{stage}.yaml"
         super().setup(trainer, pl_module, stage)
+
+
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Lightning's progress messages go to stdout (stderr is for problems); advertisements are dropped."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        """Whatever ``sys.stdout`` is at the time of writing (tests swap it)."""
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+    def filter(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        """Drop Lightning's product tips."""
+        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB}") and bool(super().filter(record))
+
+
+def _route_lightning_logs() -> None:
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:
+                logger.removeHandler(handler)
+        if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
+            logger.addHandler(_StdoutHandler())
+
+
+NOISY_WARNINGS = (
+    # the run folder holds config.yaml before the CSV logger starts: not a previous run's logs
+    "Experiment logs directory .* exists and is not empty",
+    ".*does not have many workers",
+    "The number of training batches .* is smaller than the logging interval",
+    ".*isinstance\\(treespec, LeafSpec\\)",
+)
 
 
 def _next_version(folder: Path) -> Path:
@@ -177,6 +217,11 @@ class MantisCLI(LightningCLI):
 
     # -- after each command ---------------------------------------------------------------------
 
+    def before_fit(self) -> None:
+        """With ``--test_after_fit``, check the test files now rather than after training."""
+        if self._subconfig().get("test_after_fit") and self.datamodule is not None:
+            self.datamodule.setup("test")
+
     def after_fit(self) -> None:
         """Plot the training curves; with ``--test_after_fit``, test the best checkpoint."""
         cfg = self._subconfig()
@@ -256,6 +301,77 @@ def _one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
+_SKIPPED_PARSER_LINES = (
+    "Does not validate against any",
+    "Subtypes:",
+    "Errors:",
+    "Given value type:",
+    "Given value:",
+    "Expected a <class 'NoneType'>",
+    "Not a valid subclass",
+)
+
+
+def config_error_line(message: str, args: Sequence[str] = ()) -> str:
+    """One line from jsonargparse's nested error message: the dotted key, the problem and, when the key is
+    not on the command line but written in a ``--config`` file of ``args``, that file.
+
+    Example:
+        ``configs/x.yaml: model.init_args.foo: unknown key`` for an option the task does not take.
+    """
+    keys: list[str] = []
+    problem = ""
+    for raw in message.splitlines():
+        line = raw.strip().lstrip("- ").strip()
+        if not line or line.startswith(_SKIPPED_PARSER_LINES):
+            continue
+        match = re.match(r'Parser key "([^"]+)":?\s*(.*)$', line)
+        if match:
+            keys.append(match.group(1))
+            if match.group(2):
+                problem = match.group(2)
+                break
+            continue
+        if line.startswith("Problem with given class_path"):
+            keys.append("init_args")
+            continue
+        problem = line
+        break
+    unknown = (
+        re.fullmatch(r"Option '([^']+)' is not accepted", problem)
+        or re.search(r'Key "([^"]+)" is not expected', problem)
+        or re.search(r"does not accept option '([^']+)'", problem)
+    )
+    if unknown:
+        keys.append(unknown.group(1))
+        problem = "unknown key"
+    typed = re.fullmatch(r"Expected a <class '([^']+)'>\. Got value: (.*)", problem)
+    if typed:
+        problem = f"expected {typed.group(1)}, got {typed.group(2)!r}"
+    key = ".".join(k for k in keys if k)
+    text = f"{key}: {problem}" if key and problem else (problem or key or _one_line(Exception(message)))
+    name = keys[-1].split(".")[-1] if keys else ""
+    if any(a.startswith("--") and re.search(rf"\b{re.escape(name)}\b", a) for a in args):
+        return " ".join(text.split())
+    for path in _config_files(args):
+        try:
+            if name and re.search(rf"\b{re.escape(name)}\b", Path(path).read_text()):
+                return " ".join(f"{path}: {text}".split())
+        except OSError:
+            continue
+    return " ".join(text.split())
+
+
+def _config_files(args: Sequence[str]) -> list[str]:
+    files = []
+    for i, arg in enumerate(args):
+        if arg in ("-c", "--config") and i + 1 < len(args):
+            files.append(args[i + 1])
+        elif arg.startswith("--config="):
+            files.append(arg.split("=", 1)[1])
+    return files
+
+
 def _dispatch(command: str, argv: list[str]) -> int:
     module_name, function = DISPATCH[command]
     try:
@@ -279,6 +395,9 @@ def run_lightning_command(argv: Sequence[str] | None) -> MantisCLI:
     Errors propagate; :func:`main` turns them into one line.
     """
     no_exit = {"exit_on_error": False}
+    for message in NOISY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+    _route_lightning_logs()
     return MantisCLI(
         model_class=None,
         datamodule_class=None,
@@ -320,6 +439,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as stop:  # --help, --print_config
         code = stop.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except (ArgumentError, ParserError) as error:
+        if debug:
+            raise
+        print(f"{PROG} {command}: error: {config_error_line(str(error), args)}", file=sys.stderr)
+        return 2
     except (CommandError, DataError, ValueError, FileNotFoundError, TypeError, KeyError) as error:
         if debug:
             raise

@@ -175,12 +175,12 @@ class BaseTask(lightning.LightningModule):
             mean.reset()
             logged[f"{stage}/loss"] = loss.float()
             scores = {"loss": loss, **scores}
-        # Already reduced across processes by torchmetrics: no second sync. The monitored value shows in
-        # the progress bar.
+        # Already reduced across processes by torchmetrics (the sync of equal values only silences Lightning).
+        # The monitored value shows in the progress bar.
         monitored = logged.pop(self.monitor, None)
-        self.log_dict(logged)
+        self.log_dict(logged, sync_dist=True)
         if monitored is not None:
-            self.log(self.monitor, monitored, prog_bar=True)
+            self.log(self.monitor, monitored, prog_bar=True, sync_dist=True)
         return scores_to_json(scores)
 
     def on_train_epoch_end(self) -> None:

@@ -24,6 +24,7 @@ class ChangeDetectionTask(DenseTask):
     """
 
     task_name = "change_detection"
+    inputs = 2
 
     def default_class_names(self, num_classes: int) -> list[str]:
         """``no_change``, ``change`` for two classes; class ids otherwise."""

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from mantis.inspect.summary import count_inputs
 from mantis.losses import MultitaskLoss, to_one_hot
 from mantis.tasks.base import BaseTask, OptimizerName
 
@@ -37,6 +38,8 @@ class DenseTask(BaseTask):
         reset_optimizer: with ``evolving_loss``, reset the optimiser state at each LR drop.
         **others: see :class:`~mantis.tasks.base.BaseTask`.
     """
+
+    inputs = 1  # tensors the network takes
 
     def __init__(
         self,
@@ -74,6 +77,14 @@ class DenseTask(BaseTask):
             model, model_kwargs, in_channels, num_classes, class_names, ignore_index, band_mean, band_std,
             optimizer, lr, betas, weight_decay, lr_factor, lr_patience, min_lr, monitor,
         )  # fmt: skip
+        taken = count_inputs(self.model)
+        if taken != self.inputs:
+            kind = "two dates" if self.inputs == 2 else "one image"
+            raise ValueError(
+                f"{type(self).__name__} needs a network that takes {kind}; {model!r} takes {taken} "
+                f"(change detection: ceecnet_v1, ceecnet_v2, fractal_resnet_cd; "
+                f"segmentation: fractal_resunet, resunet_a_d6, resunet_a_d7)"
+            )
         self.depth_schedule = depth_schedule
         self.loss = MultitaskLoss(
             depth_schedule[0] if evolving_loss else loss_depth, loss_weights, ignore_index=ignore_index

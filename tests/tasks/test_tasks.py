@@ -1,0 +1,173 @@
+"""Lightning tasks: hyper-parameters for inference, model checks, the evolving loss, ignore index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from mantis.tasks import ChangeDetectionTask, ClassificationTask, SegmentationTask
+from tests.tasks.folders import TINY_CD_MODEL, TINY_SEG_MODEL
+
+
+def _cd_batches(n: int, size: int = 32, bands: int = 3, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        x1 = torch.rand(bands, size, size, generator=g)
+        mask = (torch.rand(size, size, generator=g) < 0.2).long()
+        x2 = x1 + 0.5 * mask
+        out.append({"image1": x1, "image2": x2, "mask": mask})
+    return out
+
+
+def _trainer(**kw: Any) -> lightning.Trainer:
+    settings: dict[str, Any] = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+    }
+    return lightning.Trainer(**{**settings, **kw})
+
+
+def test_hyper_parameters_are_what_inference_reads() -> None:
+    task = ChangeDetectionTask(
+        "ceecnet_v1", dict(TINY_CD_MODEL), in_channels=4, num_classes=2, band_mean=[1, 2, 3, 4], band_std=[1] * 4
+    )
+    hp = task.hparams
+    assert hp["model"] == "ceecnet_v1"
+    assert hp["task"] == "change_detection"
+    assert hp["model_kwargs"] == {**TINY_CD_MODEL, "in_channels": 4, "num_classes": 2}
+    assert hp["band_mean"] == [1, 2, 3, 4] and hp["band_std"] == [1, 1, 1, 1]
+    assert all(k.startswith("model.") for k in task.state_dict())
+    out = task.model(torch.zeros(1, 4, 32, 32), torch.zeros(1, 4, 32, 32))
+    assert out.segmentation.shape == (1, 2, 32, 32)
+    assert task.class_names == ["no_change", "change"] and task.monitor == "val/mcc_change"
+    assert SegmentationTask("fractal_resunet", dict(TINY_SEG_MODEL)).hparams["task"] == "segmentation"
+
+
+def test_data_and_model_kwargs_must_agree() -> None:
+    with pytest.raises(ValueError, match="model_kwargs sets in_channels=3 but the data has 4 bands"):
+        ChangeDetectionTask("ceecnet_v1", {**TINY_CD_MODEL, "in_channels": 3}, in_channels=4)
+
+
+def test_task_refuses_a_network_of_the_wrong_kind() -> None:
+    with pytest.raises(ValueError, match="needs a network that takes two dates; 'fractal_resunet' takes 1"):
+        ChangeDetectionTask("fractal_resunet", dict(TINY_SEG_MODEL))
+    with pytest.raises(ValueError, match="takes one image; 'ceecnet_v1' takes 2"):
+        SegmentationTask("ceecnet_v1", dict(TINY_CD_MODEL))
+
+
+def test_bad_settings_are_value_errors() -> None:
+    with pytest.raises(ValueError, match="optimizer must be"):
+        ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL), optimizer="sgd")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown loss_weights keys"):
+        ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL), loss_weights={"edges": 1.0})
+    with pytest.raises(ValueError, match="2 class names given for 3 classes"):
+        SegmentationTask("fractal_resunet", dict(TINY_SEG_MODEL), num_classes=3, class_names=["a", "b"])
+
+
+class _PlateauTask(ChangeDetectionTask):
+    """Logs a constant validation score, so ReduceLROnPlateau (patience 0) drops the LR every epoch."""
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self.log("val/constant", 1.0)
+
+
+class _Recorder(lightning.Callback):
+    """At the first batch of every epoch: learning rate, loss depth and Adam's step count."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[float, int, int]] = []
+
+    def on_train_batch_start(self, trainer: lightning.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if batch_idx:
+            return
+        optimizer = trainer.optimizers[0]
+        state = optimizer.state.get(next(pl_module.parameters()), {})
+        steps = int(state["step"]) if "step" in state else 0
+        self.rows.append((optimizer.param_groups[0]["lr"], pl_module.loss.depth, steps))
+
+
+@pytest.mark.parametrize("evolving", [True, False])
+def test_evolving_loss_raises_depth_and_resets_optimizer_at_each_lr_drop(evolving: bool) -> None:
+    torch.manual_seed(0)
+    task = _PlateauTask(
+        "ceecnet_v1", dict(TINY_CD_MODEL), monitor="val/constant", lr_patience=0, evolving_loss=evolving, loss_depth=5
+    )
+    data = _cd_batches(2)
+    recorder = _Recorder()
+    trainer = _trainer(max_epochs=6, callbacks=[recorder], limit_val_batches=1)
+    trainer.fit(task, DataLoader(data, batch_size=1), DataLoader(data[:1], batch_size=1))
+    lrs = [round(lr, 10) for lr, _, _ in recorder.rows]
+    # epoch 0 sets the best score, every later epoch is a plateau: x0.1 after epochs 1, 2 and 3, then min_lr
+    assert lrs == [1e-3, 1e-3, 1e-4, 1e-5, 1e-6, 1e-6]
+    depths = [d for _, d, _ in recorder.rows]
+    steps = [s for _, _, s in recorder.rows]
+    if evolving:
+        assert depths == [0, 0, 10, 20, 30, 30]
+        # Adam's state is empty again after each drop (2 steps per epoch otherwise); min_lr stops the drops
+        assert steps == [0, 2, 0, 0, 0, 2]
+        assert task.lr_drops == 3
+    else:
+        assert depths == [5] * 6
+        assert steps == [0, 2, 4, 6, 8, 10]
+
+
+def test_evolving_state_travels_in_checkpoints() -> None:
+    task = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL))
+    task.lr_drops, task.loss.depth, task._last_lr = 2, 20, 1e-5
+    checkpoint: dict[str, Any] = {}
+    task.on_save_checkpoint(checkpoint)
+    restored = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL))
+    restored.on_load_checkpoint(checkpoint)
+    assert (restored.lr_drops, restored.loss.depth, restored._last_lr) == (2, 20, 1e-5)
+
+
+def test_ignored_pixels_count_in_neither_loss_nor_metrics() -> None:
+    torch.manual_seed(0)
+    task = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL), ignore_index=255)
+    batch = {k: v[None] for k, v in _cd_batches(1)[0].items()}
+    batch["mask"][:, :8] = 255
+    onehot = torch.nn.functional.one_hot(batch["mask"].clamp(max=1), 2).permute(0, 3, 1, 2).float()
+    batch["segmentation"] = onehot
+    other = dict(batch, segmentation=onehot.clone())
+    other["segmentation"][:, :, :8] = 1 - other["segmentation"][:, :, :8]  # targets under ignored pixels
+    with torch.no_grad():
+        loss_a = task.compute_loss(batch)[0]
+        loss_b = task.compute_loss(other)[0]
+        task._eval_step(batch, "val")
+    assert torch.isclose(loss_a, loss_b)
+    assert int(task.val_scores.confmat.sum()) == 32 * 32 - 8 * 32
+
+
+def test_segmentation_without_multitask_targets_trains_the_segmentation_head() -> None:
+    task = SegmentationTask("fractal_resunet", dict(TINY_SEG_MODEL), num_classes=3)
+    batch = {"image": torch.rand(2, 3, 32, 32), "mask": torch.randint(0, 3, (2, 32, 32))}
+    with pytest.warns(UserWarning, match="no boundary, distance targets"):
+        loss, probs, mask = task.compute_loss(batch)
+    loss.backward()
+    assert probs.shape == (2, 3, 32, 32) and mask is batch["mask"]
+    assert torch.isfinite(loss)
+
+
+def test_classification_task_trains_and_tests_with_tuple_batches() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+    y = (x[:, 0] > 0).long()
+    task = ClassificationTask("mlp", {"in_channels": 4, "hidden": [16]}, num_classes=2, lr=1e-2)
+    loader = DataLoader(list(zip(x, y)), batch_size=16)
+    trainer = _trainer(max_epochs=5)
+    trainer.fit(task, loader, loader)
+    trainer.test(task, loader, verbose=False)
+    assert task.hparams["task"] == "classification"
+    assert task.test_results["accuracy"] is not None and task.test_results["accuracy"] > 0.8
+    assert task.test_results["support_0"] + task.test_results["support_1"] == 64
