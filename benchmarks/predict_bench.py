@@ -170,6 +170,8 @@ def run_monai(model: nn.Module, pair: tuple[Path, Path], out: Path, args: argpar
 
 def worker(args: argparse.Namespace) -> None:
     """One measured run; prints a JSON line with seconds and peak RSS."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = build_model(args.model)
     with torch.inference_mode():  # warm up the kernels outside the timing
         model(torch.zeros(1, 3, args.window, args.window), torch.zeros(1, 3, args.window, args.window))
@@ -222,6 +224,8 @@ def measure(
         str(args.overlap),
         "--batch",
         str(args.batch),
+        "--threads",
+        str(args.threads or 0),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -231,14 +235,15 @@ def measure(
     return result
 
 
-def versions() -> str:
+def versions(threads: int) -> str:
     import monai
     import rasterio
 
     import mantis
 
     return (
-        f"Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"Python {platform.python_version()}, torch {torch.__version__} "
+        f"({threads or torch.get_num_threads()} threads), "
         f"MONAI {monai.__version__}, rasterio {rasterio.__version__} (GDAL {rasterio.__gdal_version__}), "
         f"mantis {mantis.__version__}"
     )
@@ -257,7 +262,7 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace, command: str,
         "",
         f"- Command: `{command}` ({elapsed / 60:.1f} min)",
         f"- Machine: 2-core CPU ({platform.processor() or platform.machine()}, shared with other jobs), no GPU",
-        f"- Versions: {versions()}",
+        f"- Versions: {versions(args.threads)}",
         f"- Window {args.window}, overlap {args.overlap}, batch {args.batch}",
         "",
     ]
@@ -311,6 +316,7 @@ def main() -> None:
     p.add_argument("--overlap", type=float, default=0.5)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--workdir", help="where to keep generated rasters (default: a temporary folder)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads in every run (default: torch's choice)")
     p.add_argument("--repeat", type=int, default=3, help="runs of the small tiny-model cases (the best is kept)")
     p.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

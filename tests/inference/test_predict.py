@@ -225,3 +225,36 @@ def test_class_map_is_argmax_with_first_on_ties_and_threshold_for_one_class() ->
     v[1, 0, 0] = v[3, 0, 0] = 5.0  # a tie: the first wins, as with torch.argmax
     torch.testing.assert_close(_argmax(v), v.argmax(dim=0).to(torch.uint8))
     assert _argmax(torch.tensor([[[0.2, 0.7]]])).tolist() == [[0, 1]]
+
+
+def test_rows_grouped_to_fill_batches_give_the_same_result(
+    tmp_path: Path, rng: np.random.Generator, seg_model: PixelSeg
+) -> None:
+    from mantis.inference.predict import row_groups
+
+    assert row_groups(list(range(5)), n_cols=40, batch_size=8) == [[0], [1], [2], [3], [4]]
+    assert row_groups(list(range(5)), n_cols=15, batch_size=32) == [[0, 1], [2, 3], [4]]  # 30 of 32
+    img = rng.integers(0, 255, (3, 93, 21), dtype=np.uint8)
+    img[:, 40:44] = 7
+    path = write_geotiff(tmp_path / "narrow.tif", img, nodata=7)
+    outs = [
+        predict_raster(
+            seg_model,
+            path,
+            tmp_path / f"b{b}",
+            outputs=("prob",),
+            window=16,
+            stride=4,
+            batch_size=b,
+            blend="linear",
+            prob_dtype="float32",
+            progress=False,
+        )
+        for b in (1, 64)
+    ]
+    with rasterio.open(outs[0]["prob"]) as one, rasterio.open(outs[1]["prob"]) as many:
+        a, b = one.read(), many.read()
+    want = _whole(seg_model, img).numpy()
+    np.testing.assert_allclose(a[:, :40], want[:, :40], rtol=0, atol=2e-6)
+    np.testing.assert_allclose(b[:, 44:], want[:, 44:], rtol=0, atol=2e-6)
+    assert np.isnan(a[:, 40:44]).all() and np.isnan(b[:, 40:44]).all()

@@ -10,8 +10,10 @@ windowed reads. Memory therefore grows with the raster's width, never with its h
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -245,8 +247,8 @@ def run_prediction(
     before = resolve_pad(win, step, pad)
     h, w = job.header.height, job.header.width
     extents = (padded_extent(h, win[0], before[0]), padded_extent(w, win[1], before[1]))
-    rows = window_starts(extents[0], win[0], step[0])
-    cols = [(0, c) for c in window_starts(extents[1], win[1], step[1])]
+    col_starts = window_starts(extents[1], win[1], step[1])
+    groups = row_groups(window_starts(extents[0], win[0], step[0]), len(col_starts), batch_size)
     col_index = reflect_indices(-before[1], extents[1] - before[1], w)
     fields = list(dict.fromkeys(PRODUCTS[p] for p in job.outputs))
     forward = WindowForward(model, 2, tta=tta, precision=precision, device=device, fields=fields)
@@ -254,7 +256,8 @@ def run_prediction(
     acc_device = forward.device
     weights = blend_weights(win, step, blend, sigma_scale).to(acc_device)
     sums: dict[str, torch.Tensor] = {}
-    weight_sum = torch.zeros((win[0], extents[1]), dtype=torch.float32, device=acc_device)
+    acc_rows = max(g[-1] - g[0] + win[0] for g in groups)
+    weight_sum = torch.zeros((acc_rows, extents[1]), dtype=torch.float32, device=acc_device)
     n_in = len(job.inputs)
     stats: list[tuple[Any, Any]] = []
     for i in range(n_in):
@@ -265,28 +268,40 @@ def run_prediction(
             off = c * i if len(meta.band_mean) == c * n_in and n_in > 1 else 0
             stats.append((meta.band_mean[off : off + c], meta.band_std[off : off + c]))
 
+    def load(readers: Sequence[RasterReader], group: Sequence[int]) -> tuple[list[torch.Tensor], np.ndarray]:
+        """Normalised 1 x C x rows x padded-width strips of every input, and their nodata mask."""
+        top = group[0] - before[0]
+        row_index = reflect_indices(top, top + group[-1] - group[0] + win[0], h)
+        tensors, invalid = [], np.zeros((row_index.size, extents[1]), dtype=bool)
+        for reader, nodata, (mean, std) in zip(readers, job.nodata, stats):
+            raw = reader.read(row_index, col_index)
+            bad = invalid_mask(raw, nodata)
+            x = normalise(raw, mean, std)
+            x[:, bad] = 0.0  # nodata must not leak NaN or sentinels into neighbouring pixels
+            invalid |= bad
+            tensors.append(torch.from_numpy(np.ascontiguousarray(x))[None])
+        return tensors, invalid
+
     products = list(job.outputs)
-    bar = _progress(len(rows) * len(cols), progress, "win", desc=job.inputs[0].name)
+    bar = _progress(sum(len(g) for g in groups) * len(col_starts), progress, "win", desc=job.inputs[0].name)
     with contextlib.ExitStack() as stack:
         stack.enter_context(_gdal_env(job))
         readers = [stack.enter_context(RasterReader(p)) for p in job.inputs]
         temps = stack.enter_context(AtomicFiles(list(job.outputs.values())))
+        # One thread reads and normalises the next strip while the model runs on this one.
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
         writers: list[RowWriter] = []
         try:
-            for k, r in enumerate(rows):
-                row_index = reflect_indices(r - before[0], r - before[0] + win[0], h)
-                tensors, invalid = [], np.zeros((win[0], extents[1]), dtype=bool)
-                for reader, nodata, (mean, std) in zip(readers, job.nodata, stats):
-                    raw = reader.read(row_index, col_index)
-                    bad = invalid_mask(raw, nodata)
-                    x = normalise(raw, mean, std)
-                    x[:, bad] = 0.0  # nodata must not leak NaN or sentinels into neighbouring pixels
-                    invalid |= bad
-                    tensors.append(torch.from_numpy(np.ascontiguousarray(x))[None].to(acc_device))
+            ahead = pool.submit(load, readers, groups[0])
+            for k, group in enumerate(groups):
+                strips, invalid = ahead.result()
+                if k + 1 < len(groups):
+                    ahead = pool.submit(load, readers, groups[k + 1])
+                r = group[0]
                 accumulate_windows(
                     forward,
-                    tuple(tensors),
-                    cols,
+                    tuple(t.to(acc_device) for t in strips),
+                    [(g - r, c) for g in group for c in col_starts],
                     win,
                     weights,
                     sums,
@@ -294,7 +309,7 @@ def run_prediction(
                     batch_size,
                     bar.update if bar is not None else None,
                 )
-                done = (rows[k + 1] if k + 1 < len(rows) else r + win[0]) - r
+                done = (groups[k + 1][0] if k + 1 < len(groups) else group[-1] + win[0]) - r
                 lo, hi = max(r, before[0]), min(r + done, before[0] + h)
                 if hi > lo:
                     band = slice(lo - r, hi - r)
@@ -319,6 +334,21 @@ def run_prediction(
             if bar is not None:
                 bar.close()
     return dict(job.outputs)
+
+
+def row_groups(rows: Sequence[int], n_cols: int, batch_size: int) -> list[list[int]]:
+    """Consecutive rows of windows processed together so that model batches come out nearly full.
+
+    With ``n_cols`` windows a row, groups of m rows give ``m * n_cols`` windows; m (at most enough rows for two
+    batches) is the smallest with the fullest batches. Wide rasters keep one row a group.
+    """
+    best, best_fill = 1, 0.0
+    for m in range(1, max(1, math.ceil(2 * batch_size / max(n_cols, 1))) + 1):
+        n = m * n_cols
+        fill = n / (math.ceil(n / batch_size) * batch_size)
+        if fill > best_fill + 1e-9:
+            best, best_fill = m, fill
+    return [list(rows[i : i + best]) for i in range(0, len(rows), best)]
 
 
 def _writer(temp: Path, final: Path, header: RasterHeader, spec: BandSpec) -> RowWriter:

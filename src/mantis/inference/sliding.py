@@ -140,19 +140,19 @@ def accumulate_windows(
 
     Args:
         forward: the model on a batch of windows.
-        inputs: one or two B x C x R tensors (R the region's spatial shape).
-        starts: window origins, in region coordinates; every window lies inside the region.
+        inputs: one or two B x C x R' tensors, their origin that of the accumulators.
+        starts: window origins, in region coordinates; every window lies inside the inputs.
         window: window size W per spatial axis.
         weights: blending weights of shape W, on the accumulation device.
         sums: per-field B x K x R running sums, created here on first use (on ``weight_sum``'s device).
-        weight_sum: R running sum of weights.
+        weight_sum: R running sum of weights (R the accumulators' spatial shape, at least R').
         batch_size: windows per model call (at least one window position each call).
         on_batch: called with the number of windows after each model call (progress).
     """
     b = inputs[0].shape[0]
     per_call = max(1, batch_size // max(b, 1))
     uniform = bool((weights == 1).all())  # mean blending: plain sums, no products
-    region = tuple(inputs[0].shape[2:])
+    region = tuple(weight_sum.shape)
     for chunk in _chunks(list(starts), per_call):
         slices = [(slice(None), slice(None), *(slice(s, s + w) for s, w in zip(st, window))) for st in chunk]
         batch = tuple(torch.cat([x[sl] for sl in slices], dim=0) for x in inputs)
