@@ -47,13 +47,18 @@ class PixelChange(nn.Module):
         return torch.softmax(self.conv(torch.cat([x1, x2 - x1], dim=1)), dim=1)
 
 
-def _register(name: str, fn: Callable[..., nn.Module]) -> None:
-    if name not in registry._MODELS:
+TOY_MODELS: dict[str, Callable[..., nn.Module]] = {"test_pixel_seg": PixelSeg, "test_pixel_change": PixelChange}
+
+
+@pytest.fixture(autouse=True)
+def _toy_models_registered() -> Any:
+    # Registered for each inference test only: other suites see the registry as the library ships it.
+    registry.list_models()  # load the built-in families first
+    for name, fn in TOY_MODELS.items():
         registry.register_model(name)(fn)
-
-
-_register("test_pixel_seg", PixelSeg)
-_register("test_pixel_change", PixelChange)
+    yield
+    for name in TOY_MODELS:
+        registry._MODELS.pop(name, None)
 
 
 def make_ckpt(path: Path, model: nn.Module, name: str, task: str, **hparams: Any) -> Path:
