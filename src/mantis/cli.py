@@ -67,7 +67,8 @@ class RunConfigSaver(SaveConfigCallback):
     def setup(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
         """Pick the file name for this stage, then save as Lightning does."""
         if not self.already_saved:
-            self.config_filename = "config.yaml" if stage == "fit" else f"config_{stage}.yaml"
+            name = str(getattr(stage, "value", stage))  # Lightning passes a TrainerFn enum
+            self.config_filename = "config.yaml" if name == "fit" else f"config_{name}.yaml"
         super().setup(trainer, pl_module, stage)
 
 
@@ -123,6 +124,7 @@ class MantisCLI(LightningCLI):
     passed to the task."""
 
     run_dir: Path
+    best_checkpoint: ModelCheckpoint | None = None
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -202,16 +204,17 @@ class MantisCLI(LightningCLI):
         if trainer_cfg.get("enable_checkpointing") is not False and not any(
             isinstance(c, ModelCheckpoint) for c in callbacks
         ):
-            callbacks.append(
-                ModelCheckpoint(
-                    dirpath=str(self.run_dir / "checkpoints"),
-                    filename="best-{epoch:03d}",
-                    monitor=self.model.monitor,
-                    mode=self.model.monitor_mode,
-                    save_top_k=1,
-                    save_last=True,
-                )
+            folder = str(self.run_dir / "checkpoints")
+            self.best_checkpoint = ModelCheckpoint(
+                dirpath=folder,
+                filename="best-{epoch:03d}",
+                monitor=self.model.monitor,
+                mode=self.model.monitor_mode,
+                save_top_k=1,
             )
+            # Lightning's save_last only writes when the best changes: keep the latest epoch separately.
+            latest = ModelCheckpoint(dirpath=folder, filename="last", save_top_k=1, enable_version_counter=False)
+            callbacks += [self.best_checkpoint, latest]
             kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 
@@ -228,7 +231,7 @@ class MantisCLI(LightningCLI):
         if self.trainer.is_global_zero:
             _plot_curves(self.run_dir)
         if cfg.get("test_after_fit"):
-            callback = self.trainer.checkpoint_callback
+            callback = self.best_checkpoint or self.trainer.checkpoint_callback
             best = callback.best_model_path if isinstance(callback, ModelCheckpoint) else ""
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
             self._write_metrics("test", best or None)
@@ -380,7 +383,10 @@ def _dispatch(command: str, argv: list[str]) -> int:
         print(f"{PROG} {command}: unavailable: cannot import {error.name} ({_one_line(error)})", file=sys.stderr)
         return 2
     entry: Callable[[list[str]], int] = getattr(module, function)
-    return int(entry(argv) or 0)
+    try:
+        return int(entry(argv) or 0)
+    except SystemExit as stop:  # argparse's --help and usage errors
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
 
 
 def _usage() -> str:

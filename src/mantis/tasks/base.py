@@ -136,6 +136,19 @@ class BaseTask(lightning.LightningModule):
 
     # -- Lightning hooks ------------------------------------------------------------------------
 
+    def setup(self, stage: str) -> None:
+        """Check, before any batch, that the data's window size suits the network."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        patch = getattr(datamodule, "patch_size", None)
+        multiple = getattr(self.model, "size_multiple", None)
+        if isinstance(patch, int) and isinstance(multiple, int) and patch % multiple:
+            lower = patch // multiple * multiple
+            sizes = f"{lower} or {lower + multiple}" if lower else str(multiple)
+            raise ValueError(
+                f"data patch_size {patch} is not divisible by {multiple}, which {self.hparams['model']} with "
+                f"these model_kwargs needs (depth, psp_depth); use {sizes}"
+            )
+
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         """One optimisation step's loss; updates the training confusion matrix."""
         loss, scores, target = self.compute_loss(batch)

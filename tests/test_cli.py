@@ -1,0 +1,172 @@
+"""``mantis fit | validate | test`` end to end on tiny generated folders (PNG and GeoTIFF), resume, configs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from mantis.cli import main
+from tests.tasks.folders import TINY_SEG_MODEL, cd_config, make_cd_folder, make_seg_folder, tiny_trainer, write_config
+
+REPO = Path(__file__).resolve().parents[1]
+# the training configs (configs/ also holds configs of other commands, e.g. predict.yaml)
+CONFIGS = [
+    REPO / "configs" / name
+    for name in ("demo.yaml", "levir_cd_ceecnet_v2.yaml", "whu_cd.yaml", "segmentation_fractal_resunet.yaml")
+]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _load_ckpt(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_fit_png_folder_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = make_cd_folder(tmp_path / "levir")
+    run = tmp_path / "run"
+    config = write_config(tmp_path / "cd.yaml", cd_config(data, run))
+    assert main(["fit", "--config", str(config), "--test_after_fit", "true"]) == 0
+
+    # the run folder: resolved config, logs, checkpoints, curves, test metrics
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["data"]["init_args"]["root"] == str(data)
+    assert saved["data"]["init_args"]["multitask"] is True  # the CLI asks the data for the heads' targets
+    assert any(p.name.startswith("events.out.tfevents") for p in run.iterdir())
+    rows = _csv_rows(run / "metrics.csv")
+    assert any(r.get("val/f1_change") for r in rows) and any(r.get("train/loss_epoch") for r in rows)
+    assert (run / "training_curves.png").read_bytes()[:8] == PNG_MAGIC
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert "last.ckpt" in checkpoints and any(n.startswith("best-") for n in checkpoints)
+
+    # what inference reads from a checkpoint
+    ckpt = _load_ckpt(run / "checkpoints" / "last.ckpt")
+    hp = ckpt["hyper_parameters"]
+    assert hp["model"] == "ceecnet_v1" and hp["task"] == "change_detection"
+    assert hp["model_kwargs"]["in_channels"] == 3 and hp["model_kwargs"]["num_classes"] == 2
+    assert hp["band_mean"] is None and hp["band_std"] is None
+    assert all(k.startswith("model.") for k in ckpt["state_dict"])
+
+    record = json.loads((run / "test_metrics.json").read_text())
+    metrics = record["metrics"]
+    assert record["stage"] == "test" and record["checkpoint"].endswith(".ckpt")
+    for key in ("f1_change", "precision_change", "recall_change", "iou_change", "mcc_change", "accuracy"):
+        assert key in metrics
+    assert metrics["support_change"] + metrics["support_no_change"] == 32 * 32  # one test tile of 32 x 32
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert "test metrics written to" in capsys.readouterr().out
+
+
+def test_geotiff_whu_layout_fit_then_validate_and_test(tmp_path: Path) -> None:
+    data = make_cd_folder(tmp_path / "whu", count=5, suffix=".tif", dirs=("prev", "curr", "label"), bands=4)
+    config = cd_config(data, tmp_path / "fit", dirs=["prev", "curr", "label"], mean=[0.1e4] * 4, std=[0.05e4] * 4)
+    config_path = write_config(tmp_path / "whu.yaml", config)
+    assert main(["fit", "--config", str(config_path)]) == 0
+    ckpt = _load_ckpt(tmp_path / "fit" / "checkpoints" / "last.ckpt")
+    assert ckpt["hyper_parameters"]["model_kwargs"]["in_channels"] == 4
+    assert ckpt["hyper_parameters"]["band_mean"] == [1000.0] * 4
+
+    best = next((tmp_path / "fit" / "checkpoints").glob("best-*.ckpt"))
+    # test from the checkpoint: the network comes from the checkpoint, the data from the command line
+    args = ["--data.init_args.root", str(data), "--data.init_args.dirs", "[prev, curr, label]"]
+    args += ["--data.init_args.mean", "[1000, 1000, 1000, 1000]", "--data.init_args.std", "[500, 500, 500, 500]"]
+    args += ["--data.init_args.patch_size", "32", "--data.init_args.test_fraction", "0.2"]
+    args += ["--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"]
+    assert main(["test", "--ckpt_path", str(best), "--run_dir", str(tmp_path / "test"), *args]) == 0
+    record = json.loads((tmp_path / "test" / "test_metrics.json").read_text())
+    assert record["checkpoint"] == str(best) and record["model_kwargs"]["nf"] == 8
+    assert (tmp_path / "test" / "config_test.yaml").is_file()
+
+    args_val = ["--config", str(config_path), "--ckpt_path", str(best), "--run_dir", str(tmp_path / "val")]
+    assert main(["validate", *args_val]) == 0
+    assert json.loads((tmp_path / "val" / "validate_metrics.json").read_text())["metrics"]["f1_change"] is not None
+
+
+def test_resume_continues_from_saved_epoch_and_step(tmp_path: Path) -> None:
+    data = make_cd_folder(tmp_path / "levir")
+    first = write_config(tmp_path / "a.yaml", cd_config(data, tmp_path / "a"))
+    assert main(["fit", "--config", str(first)]) == 0
+    saved = _load_ckpt(tmp_path / "a" / "checkpoints" / "last.ckpt")
+    steps_per_epoch = saved["global_step"]
+    assert saved["epoch"] == 0 and steps_per_epoch == 2  # 4 training tiles, batches of 2
+
+    args = ["fit", "--config", str(first), "--run_dir", str(tmp_path / "b"), "--trainer.max_epochs", "3"]
+    assert main([*args, "--ckpt_path", str(tmp_path / "a" / "checkpoints" / "last.ckpt")]) == 0
+    resumed = _load_ckpt(tmp_path / "b" / "checkpoints" / "last.ckpt")
+    assert resumed["epoch"] == 2 and resumed["global_step"] == 3 * steps_per_epoch
+    epochs = {int(r["epoch"]) for r in _csv_rows(tmp_path / "b" / "metrics.csv")}
+    assert epochs == {1, 2}  # the resumed run starts at epoch 1, it does not redo epoch 0
+
+
+def test_segmentation_folder_with_fractal_resunet(tmp_path: Path) -> None:
+    data = make_seg_folder(tmp_path / "seg")
+    config = {
+        "run_dir": str(tmp_path / "run"),
+        "trainer": tiny_trainer(),
+        "model": {
+            "class_path": "mantis.tasks.SegmentationTask",
+            "init_args": {"model": "fractal_resunet", "model_kwargs": dict(TINY_SEG_MODEL)},
+        },
+        "data": {
+            "class_path": "mantis.data.SegmentationDataModule",
+            "init_args": {"root": str(data), "patch_size": 32, "batch_size": 2, "num_classes": 3, "augment": None},
+        },
+    }
+    assert main(["fit", "--config", str(write_config(tmp_path / "seg.yaml", config)), "--test_after_fit", "true"]) == 0
+    record = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
+    assert record["task"] == "segmentation"
+    assert {"f1_class_0", "f1_class_1", "f1_class_2", "mcc_macro"} <= set(record["metrics"])
+
+
+def test_defaults_train_on_the_builtin_scenes(tmp_path: Path) -> None:
+    args = ["fit", "--run_dir", str(tmp_path / "run"), "--model.init_args.model_kwargs", json.dumps(TINY_SEG_MODEL)]
+    args += ["--data.init_args.patch_size", "32", "--data.init_args.num_train", "4", "--data.init_args.num_val", "2"]
+    args += [f"--trainer.{k}={v}" for k, v in tiny_trainer(limit_train_batches=2).items()]
+    assert main(args) == 0
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["model"]["class_path"] == "mantis.tasks.ChangeDetectionTask"
+    assert saved["data"]["init_args"]["root"] is None
+    assert saved["seed_everything"] == 0
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+def test_every_example_config_parses(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fit", "--config", str(config), "--print_config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"].startswith("mantis.tasks.")
+    assert printed["data"]["class_path"].startswith("mantis.data.")
+
+
+def test_summary_and_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["summary", "--model", "ceecnet_v1", "--model_kwargs", '{"nf": 8, "depth": 3}', "--size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "total parameters" in out and "segmentation 1x2x64x64" in out
+    assert main(["frobnicate"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown command 'frobnicate'" in err[0]
+
+
+def test_dispatch_reports_a_missing_module_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import mantis.cli
+
+    monkeypatch.setitem(mantis.cli.DISPATCH, "predict", ("mantis.not_there", "main"))
+    assert main(["predict", "--help"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot import mantis.not_there" in err[0]
+
+
+def test_stats_dispatch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = make_cd_folder(tmp_path / "levir", count=2)
+    assert main(["stats", str(data / "A")]) == 0
+    assert "mean" in capsys.readouterr().out

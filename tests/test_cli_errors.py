@@ -1,0 +1,138 @@
+"""Bad input ends ``mantis fit`` before training with ONE line on stderr naming the file and the problem."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mantis.cli import config_error_line, main
+from mantis.data.io import write_image
+from tests.tasks.folders import cd_config, make_cd_folder, write_config
+
+
+@pytest.fixture(scope="module")
+def good_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_cd_folder(tmp_path_factory.mktemp("data") / "levir")
+
+
+def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    code = main(args)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err.strip().splitlines()
+
+
+def _missing_mask(root: Path) -> str:
+    (root / "label" / "tile_3.png").unlink()
+    return f"{root / 'A' / 'tile_3.png'}: has no matching file in {root / 'label'}"
+
+
+def _missing_date(root: Path) -> str:
+    (root / "B" / "tile_1.png").unlink()
+    return f"{root / 'A' / 'tile_1.png'}: has no matching file in {root / 'B'}"
+
+
+def _sizes_differ(root: Path) -> str:
+    write_image(root / "B" / "tile_0.png", np.zeros((3, 40, 40), np.uint8))
+    return f"{root / 'B' / 'tile_0.png'}: is 40x40 pixels but {root / 'A' / 'tile_0.png'} is 32x32"
+
+
+def _bands_differ(root: Path) -> str:
+    write_image(root / "B" / "tile_4.png", np.zeros((1, 32, 32), np.uint8))
+    return str(root / "B" / "tile_4.png")
+
+
+def _truncated(root: Path) -> str:
+    path = root / "A" / "tile_5.png"
+    path.write_bytes(path.read_bytes()[:200])
+    return f"{path}: cannot read image"
+
+
+def _mask_value_fits_no_class(root: Path) -> str:
+    write_image(root / "label" / "tile_2.png", np.full((32, 32), 7, np.uint8))
+    return str(root / "label" / "tile_2.png")
+
+
+def _empty_folder(root: Path) -> str:
+    for sub in ("A", "B", "label"):
+        shutil.rmtree(root / sub)
+        (root / sub).mkdir()
+    return f"{root / 'A'}: no images found"
+
+
+CORRUPTIONS: dict[str, Callable[[Path], str]] = {
+    "image without its mask": _missing_mask,
+    "image without its other date": _missing_date,
+    "dates of different size": _sizes_differ,
+    "dates of different band count": _bands_differ,
+    "truncated file": _truncated,
+    "mask value that fits no class": _mask_value_fits_no_class,
+    "empty folder": _empty_folder,
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+def test_bad_data_gives_one_line_before_training(
+    case: str, good_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "data"
+    shutil.copytree(good_folder, root)
+    expected = CORRUPTIONS[case](root)
+    # test_after_fit: the test split is checked up front too
+    config = write_config(tmp_path / "cd.yaml", cd_config(root, tmp_path / "run"))
+    code, err = _run(["fit", "--config", str(config), "--test_after_fit", "true"], capsys)
+    assert code != 0
+    assert len(err) == 1, err
+    assert err[0].startswith("mantis fit: error: ") and expected in err[0]
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was trained
+
+
+def test_unknown_config_key_names_the_file_and_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = cd_config(None, tmp_path / "run")
+    config["model"]["init_args"]["learning_rate"] = 0.1
+    path = write_config(tmp_path / "typo.yaml", config)
+    code, err = _run(["fit", "--config", str(path)], capsys)
+    assert code == 2 and err == [f"mantis fit: error: {path}: model.init_args.learning_rate: unknown key"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--data.init_args.patch_szie", "64"], "data.init_args.patch_szie: unknown key"),
+        (["--data.init_args.batch_size", "many"], "data.init_args.batch_size: expected int, got 'many'"),
+        (["--config", "/nonexistent/run.yaml"], "/nonexistent/run.yaml"),
+        (["--ckpt_path", "/nonexistent/last.ckpt"], "/nonexistent/last.ckpt: checkpoint not found"),
+        (["--model.init_args.model", "unet9000"], "unknown model 'unet9000'"),
+        (["--data.init_args.patch_size", "48"], "data patch_size 48 is not divisible by 32"),
+        (["--data.init_args.root", "/nonexistent/data"], "/nonexistent/data: dataset folder not found"),
+    ],
+)
+def test_bad_arguments_give_one_line(
+    args: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["fit", "--run_dir", str(tmp_path / "run"), "--data.init_args.patch_size", "64"]
+    base += ["--model.init_args.model_kwargs", '{"nf": 8, "depth": 3}', "--trainer.max_epochs", "1"]
+    code, err = _run([*base, *args], capsys)
+    assert code == 2
+    assert len(err) == 1 and expected in err[0], err
+
+
+def test_not_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = tmp_path / "model.ckpt"
+    fake.write_text("not a checkpoint")
+    code, err = _run(["test", "--ckpt_path", str(fake)], capsys)
+    assert code == 2 and err == [f"mantis test: error: {fake}: not a readable checkpoint (UnpicklingError)"]
+
+
+def test_config_error_line_condenses_nested_messages() -> None:
+    message = (
+        'Parser key "data":\n  Does not validate against any of the Union subtypes\n  Subtypes: [A, B]\n'
+        "  Errors:\n    - Problem with given class_path 'mantis.data.ChangeDetectionDataModule':\n"
+        "        Parser key \"batch_size\":\n          Expected a <class 'int'>. Got value: abc\n"
+        "    - Expected a <class 'NoneType'>\n  Given value type: <class 'str'>\n  Given value: abc"
+    )
+    assert config_error_line(message) == "data.init_args.batch_size: expected int, got 'abc'"
