@@ -23,7 +23,7 @@ import warnings
 from argparse import ArgumentError
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from jsonargparse import ParserError
@@ -423,6 +423,34 @@ def run_lightning_command(argv: Sequence[str] | None) -> MantisCLI:
     )
 
 
+T = TypeVar("T")
+# What a user's mistake raises: bad config values, bad data, missing files, wrong model arguments.
+USER_ERRORS = (CommandError, DataError, ValueError, OSError, TypeError)
+
+
+def guarded(command: str, run: Callable[[], T], args: Sequence[str] = ()) -> tuple[int, T | None]:
+    """Call ``run()``; a user error becomes one line on stderr and exit status 2 (``MANTIS_DEBUG=1`` re-raises).
+
+    Returns:
+        ``(exit status, result)``, the result being ``None`` unless ``run`` finished.
+    """
+    debug = os.environ.get("MANTIS_DEBUG", "") not in ("", "0")
+    try:
+        return 0, run()
+    except SystemExit as stop:  # --help, --print_config
+        code = stop.code
+        return (code if isinstance(code, int) else (0 if code is None else 1)), None
+    except (ArgumentError, ParserError) as error:
+        if debug:
+            raise
+        print(f"{PROG} {command}: error: {config_error_line(str(error), args)}", file=sys.stderr)
+    except USER_ERRORS as error:
+        if debug:
+            raise
+        print(f"{PROG} {command}: error: {_one_line(error)}", file=sys.stderr)
+    return 2, None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mantis``; returns the exit status.
 
@@ -434,28 +462,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_usage(), file=sys.stderr if not args else sys.stdout)
         return 0 if args else 2
     command = args[0]
-    debug = os.environ.get("MANTIS_DEBUG", "") not in ("", "0")
     if command in DISPATCH:
         return _dispatch(command, args[1:])
     if command not in LIGHTNING_COMMANDS:
         print(f"{PROG}: error: unknown command {command!r}; {_usage()}", file=sys.stderr)
         return 2
-    try:
-        run_lightning_command(None if argv is None else args)
-    except SystemExit as stop:  # --help, --print_config
-        code = stop.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
-    except (ArgumentError, ParserError) as error:
-        if debug:
-            raise
-        print(f"{PROG} {command}: error: {config_error_line(str(error), args)}", file=sys.stderr)
-        return 2
-    except (CommandError, DataError, ValueError, FileNotFoundError, TypeError, KeyError) as error:
-        if debug:
-            raise
-        print(f"{PROG} {command}: error: {_one_line(error)}", file=sys.stderr)
-        return 2
-    return 0
+    code, _ = guarded(command, lambda: run_lightning_command(None if argv is None else args), args)
+    return code
 
 
 if __name__ == "__main__":

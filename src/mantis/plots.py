@@ -71,6 +71,7 @@ def plot_training_curves(csv_path: PathLike, png_path: PathLike, scores: Sequenc
             if key == "train/loss_depth":
                 twin = ax.twinx()
                 twin.step(x, y, where="post", color="tab:red", label=label)
+                twin.set_ylim(-1, max(31, *y) + 1)
                 twin.set_ylabel(label)
                 twin.legend(loc="upper right")
             else:
@@ -119,7 +120,8 @@ def plot_prediction_grid(
 
     Args:
         images: per sample, the C x H x W inputs (two for change detection).
-        truth: per sample, the H x W true class ids (values outside the classes shown as grey).
+        truth: per sample, the H x W true class ids (ignored values, above the largest predicted class,
+            are left blank).
         prediction: per sample, the H x W predicted class ids.
         png_path: the PNG to write.
         image_titles: column titles of the inputs.
@@ -144,7 +146,8 @@ def plot_prediction_grid(
             if col < n_inputs:
                 ax.imshow(panel, cmap=None if panel.ndim == 3 else "gray")
             else:
-                ax.imshow(panel, cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
+                cmap = "gray" if vmax == 1 else "tab10"  # binary change in black and white
+                ax.imshow(panel, cmap=cmap, vmin=0, vmax=vmax if vmax == 1 else 9, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
