@@ -127,15 +127,17 @@ def test_segmentation_folder_with_fractal_resunet(tmp_path: Path) -> None:
     assert {"f1_class_0", "f1_class_1", "f1_class_2", "mcc_macro"} <= set(record["metrics"])
 
 
-def test_defaults_train_on_the_builtin_scenes(tmp_path: Path) -> None:
+def test_defaults_train_on_the_builtin_scenes_in_bf16(tmp_path: Path) -> None:
     args = ["fit", "--run_dir", str(tmp_path / "run"), "--model.init_args.model_kwargs", json.dumps(TINY_SEG_MODEL)]
     args += ["--data.init_args.patch_size", "32", "--data.init_args.num_train", "4", "--data.init_args.num_val", "2"]
-    args += [f"--trainer.{k}={v}" for k, v in tiny_trainer(limit_train_batches=2).items()]
+    args += [f"--trainer.{k}={v}" for k, v in tiny_trainer(limit_train_batches=2, precision="bf16-mixed").items()]
     assert main(args) == 0
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["model"]["class_path"] == "mantis.tasks.ChangeDetectionTask"
     assert saved["data"]["init_args"]["root"] is None
     assert saved["seed_everything"] == 0
+    assert saved["trainer"]["precision"] == "bf16-mixed"
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
