@@ -65,6 +65,12 @@ def test_fit_png_folder_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
     assert 0.0 <= metrics["accuracy"] <= 1.0
     assert "test metrics written to" in capsys.readouterr().out
 
+    # the checkpoint is all `mantis predict` needs
+    pair = [str(data / "A" / "tile_0.png"), str(data / "B" / "tile_0.png")]
+    best = str(next((run / "checkpoints").glob("best-*.ckpt")))
+    assert main(["predict", "-c", best, "-i", *pair, "-o", str(tmp_path / "pred"), "--window", "32"]) == 0
+    assert [p.name for p in (tmp_path / "pred").iterdir()] == ["tile_0_class.png"]
+
 
 def test_geotiff_whu_layout_fit_then_validate_and_test(tmp_path: Path) -> None:
     data = make_cd_folder(tmp_path / "whu", count=5, suffix=".tif", dirs=("prev", "curr", "label"), bands=4)
@@ -86,9 +92,13 @@ def test_geotiff_whu_layout_fit_then_validate_and_test(tmp_path: Path) -> None:
     assert record["checkpoint"] == str(best) and record["model_kwargs"]["nf"] == 8
     assert (tmp_path / "test" / "config_test.yaml").is_file()
 
-    args_val = ["--config", str(config_path), "--ckpt_path", str(best), "--run_dir", str(tmp_path / "val")]
+    # validating into the training run's folder keeps its logs
+    training_log = (tmp_path / "fit" / "metrics.csv").read_text()
+    args_val = ["--config", str(config_path), "--ckpt_path", str(best), "--run_dir", str(tmp_path / "fit")]
     assert main(["validate", *args_val]) == 0
-    assert json.loads((tmp_path / "val" / "validate_metrics.json").read_text())["metrics"]["f1_change"] is not None
+    assert json.loads((tmp_path / "fit" / "validate_metrics.json").read_text())["metrics"]["f1_change"] is not None
+    assert (tmp_path / "fit" / "metrics.csv").read_text() == training_log
+    assert (tmp_path / "fit" / "config_validate.yaml").is_file() and (tmp_path / "fit" / "config.yaml").is_file()
 
 
 def test_resume_continues_from_saved_epoch_and_step(tmp_path: Path) -> None:

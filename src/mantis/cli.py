@@ -1,11 +1,12 @@
 """The ``mantis`` command.
 
-``mantis fit | validate | test`` run through Lightning's CLI (``--config FILE.yaml``, dotted overrides such
-as ``--model.init_args.lr 1e-4``, ``--print_config``); ``mantis predict``, ``export``, ``stats`` and
-``summary`` hand over to their own modules. Every run writes to its own folder (``--run_dir``, default
-``runs/<run_name or model>/version_N``): the resolved ``config.yaml``, TensorBoard events, ``metrics.csv``,
-``checkpoints/`` (``last.ckpt`` and the best by the task's monitor, validation MCC of the change class for
-change detection), ``training_curves.png`` after ``fit``, and ``test_metrics.json`` / ``validate_metrics.json``.
+``mantis fit | validate | test`` run through Lightning's CLI (``--config FILE.yaml``, dotted overrides
+such as ``--model.lr 1e-4`` or ``--data.patch_size 512``, ``--print_config``); ``mantis predict``,
+``export``, ``stats`` and ``summary`` hand over to their own modules. Every run writes to its own folder
+(``--run_dir``, default ``runs/<run_name or model>/version_N``): the resolved ``config.yaml``, TensorBoard
+events, ``metrics.csv``, ``checkpoints/`` (``last.ckpt`` and the best by the task's monitor, validation MCC
+of the change class for change detection), ``training_curves.png`` after ``fit``, and
+``test_metrics.json`` / ``validate_metrics.json``.
 
 Bad input ends the command before any training with ONE line on stderr, naming the file and the problem,
 and exit status 2 (set ``MANTIS_DEBUG=1`` for the traceback).
@@ -115,7 +116,11 @@ def _next_version(folder: Path) -> Path:
 
 def _is_child_process() -> bool:
     """True in the processes that Lightning's DDP launcher starts (they re-run this command)."""
-    return os.environ.get(_RUN_DIR_OWNER_ENV) == str(os.getppid()) and _RUN_DIR_ENV in os.environ
+    return (
+        os.environ.get("LOCAL_RANK", "0") != "0"
+        and os.environ.get(_RUN_DIR_OWNER_ENV) == str(os.getppid())
+        and _RUN_DIR_ENV in os.environ
+    )
 
 
 class MantisCLI(LightningCLI):
@@ -197,9 +202,12 @@ class MantisCLI(LightningCLI):
         trainer_cfg = self._get(self.config_init, "trainer", default={})
         if trainer_cfg.get("logger") in (None, True):
             kwargs["logger"] = [
-                TensorBoardLogger(save_dir=str(self.run_dir), name="", version="", default_hp_metric=False),
-                CSVLogger(save_dir=str(self.run_dir), name="", version=""),
+                TensorBoardLogger(save_dir=str(self.run_dir), name="", version="", default_hp_metric=False)
             ]
+            if self.subcommand == "fit":
+                # Not for validate/test: a CSV logger would replace the metrics.csv of a training run in the
+                # same folder (their metrics go to *_metrics.json).
+                kwargs["logger"].append(CSVLogger(save_dir=str(self.run_dir), name="", version=""))
         callbacks = list(trainer_cfg.get("callbacks") or [])
         if trainer_cfg.get("enable_checkpointing") is not False and not any(
             isinstance(c, ModelCheckpoint) for c in callbacks
@@ -404,6 +412,16 @@ def run_lightning_command(argv: Sequence[str] | None) -> MantisCLI:
     for message in NOISY_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
     _route_lightning_logs()
+    child = _is_child_process()
+    try:
+        return _make_cli(argv, no_exit)
+    finally:
+        if not child:  # the run folder was for the processes this command started
+            os.environ.pop(_RUN_DIR_ENV, None)
+            os.environ.pop(_RUN_DIR_OWNER_ENV, None)
+
+
+def _make_cli(argv: Sequence[str] | None, no_exit: dict[str, Any]) -> MantisCLI:
     return MantisCLI(
         model_class=None,
         datamodule_class=None,
