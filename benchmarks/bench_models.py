@@ -248,8 +248,8 @@ def main() -> None:
     intro = [
         machine_line(),
         "",
-        f"Command: `.venv/bin/python benchmarks/bench_models.py {args.command}"
-        f"{' --compile' if args.compile else ''} --write-docs` (part of `make bench`). Default models "
+        f"Command: `.venv/bin/python benchmarks/bench_models.py {' '.join(sys.argv[1:])}` (`make bench` runs it). "
+        f"Default models "
         f"(depth 6/7, nf 32), {args.size}², batch {args.batch}, 3 bands, 2 classes; median of {args.repeats} "
         "steps after a warm-up, each setting in a fresh process. CL = channels-last; bf16 = CPU autocast.",
         "",
