@@ -19,6 +19,13 @@ def lcm(a: int, b: int) -> int:
     return a * b // gcd(a, b)
 
 
+def size_multiple(depth: int, psp_depth: int, head_psp_depth: int, unit: str = "fractal") -> int:
+    """What every spatial size must divide by: the bridge PSP grid at the deepest level (``2^(depth-1)``
+    downsamplings, then ``2^(psp_depth-1)`` cells), the head PSP grid, and even sizes for CEEC units."""
+    deepest = max(2 ** (psp_depth - 1), 2 if unit.startswith("ceec") else 1)
+    return lcm(2 ** (depth - 1) * deepest, 2 ** (head_psp_depth - 1))
+
+
 def check_input(x: torch.Tensor, in_channels: int, spatial_dims: int, multiple: int, model: str) -> None:
     """Raise a ValueError naming the problem if ``x`` is not B x in_channels x S with every S % multiple == 0."""
     if x.dim() != spatial_dims + 2:

@@ -9,10 +9,10 @@ from mantis.models.common import (
     Decoder,
     Encoder,
     check_input,
-    lcm,
     level_heads,
     level_widths,
     make_unit_factory,
+    size_multiple,
 )
 from mantis.models.registry import register_model
 from mantis.nn.conv import ConvNormed
@@ -70,8 +70,7 @@ class FracTALResUNet(nn.Module):
         self.decoder = Decoder(widths, level_heads(nheads_start, depth, decoder=True), make_unit, **kw)
         self.head = ConditionedMultitaskHead(nf, num_classes, HEAD_PSP_DEPTH, **kw)
         self.act = nn.ReLU()
-        unit_multiple = 2 if unit.startswith("ceec") else 1
-        self.size_multiple = lcm(2 ** (depth - 1) * max(2 ** (psp_depth - 1), unit_multiple), 2 ** (HEAD_PSP_DEPTH - 1))
+        self.size_multiple = size_multiple(depth, psp_depth, HEAD_PSP_DEPTH, unit)
 
     def forward(self, x: torch.Tensor) -> MultitaskOutput:
         check_input(x, self.in_channels, self.spatial_dims, self.size_multiple, type(self).__name__)

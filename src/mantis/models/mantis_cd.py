@@ -10,10 +10,10 @@ from mantis.models.common import (
     Decoder,
     Encoder,
     check_input,
-    lcm,
     level_heads,
     level_widths,
     make_unit_factory,
+    size_multiple,
 )
 from mantis.models.registry import register_model
 from mantis.nn.attention import Fusion
@@ -83,8 +83,7 @@ class MantisChangeDetector(nn.Module):
         )
         self.head = ConditionedMultitaskHead(nf, num_classes, HEAD_PSP_DEPTH, **kw)
         self.act = nn.ReLU()
-        unit_multiple = 2 if unit.startswith("ceec") else 1
-        self.size_multiple = lcm(2 ** (depth - 1) * max(2 ** (psp_depth - 1), unit_multiple), 2 ** (HEAD_PSP_DEPTH - 1))
+        self.size_multiple = size_multiple(depth, psp_depth, HEAD_PSP_DEPTH, unit)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> MultitaskOutput:
         name = type(self).__name__

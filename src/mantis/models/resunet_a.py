@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from mantis.models.common import check_input, lcm, level_widths
+from mantis.models.common import check_input, level_widths, size_multiple
 from mantis.models.registry import register_model
 from mantis.nn.conv import ConvNormed
 from mantis.nn.factories import conv_type, norm_args
@@ -70,7 +70,7 @@ class ResUNetA(nn.Module):
         self.combines = nn.ModuleList(Combine(widths[i + 1], widths[i], **kw) for i in levels)
         self.decoder_units = nn.ModuleList(AtrousUnit(widths[i], rates[i], 3, **kw) for i in levels)
         self.head = ResUNetAHead(nf, num_classes, HEAD_PSP_DEPTH, **kw)
-        self.size_multiple = lcm(2 ** (len(widths) - 1) * 2 ** (psp_depth - 1), 2 ** (HEAD_PSP_DEPTH - 1))
+        self.size_multiple = size_multiple(len(widths), psp_depth, HEAD_PSP_DEPTH)
 
     def forward(self, x: torch.Tensor) -> ResUNetAOutput:
         check_input(x, self.in_channels, self.spatial_dims, self.size_multiple, type(self).__name__)
