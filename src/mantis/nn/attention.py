@@ -42,7 +42,7 @@ def _acc_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _count(x: torch.Tensor, axes: tuple[int, ...]) -> int:
+def _count(x: torch.Tensor, axes: tuple[int, ...]) -> int:  # elements reduced over ``axes``
     n = 1
     for a in axes:
         n *= x.shape[a]
@@ -70,44 +70,52 @@ def _tanimoto_and_grads(
 class _FusedAttention(torch.autograd.Function):
     """``y = 0.5 * v * (FT_spatial(q, k) + FT_channel(q, k))`` with an analytic backward.
 
-    The backward needs only q, k, v and a few reduced maps: no products are stored, and the gradient
-    of the five reductions per axis is applied in four fused passes.
+    Works on N x C x S views of contiguous inputs and N x S x C views of channels-last ones, so that every
+    elementwise pass runs in the inputs' own memory layout. The products are formed once in the accumulation
+    dtype and reduced over both axes; the backward needs only q, k, v and a few reduced maps, and applies the
+    gradient of the five reductions per axis in four fused passes.
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, depth: int, smooth: float
     ) -> torch.Tensor:
+        layout = _Layout(q)
+        q, k, v = layout.rows(q), layout.rows(k), layout.rows(v)
         acc = _acc_dtype(q)
-        prod = q * k
+        prod = _in_dtype(torch.mul, q, k, acc)
         diff = q - k
-        sq = diff * diff
-        plus = q + k
+        sq = _in_dtype(torch.mul, diff, diff, acc)
+        plus = _in_dtype(torch.add, q, k, acc)
+        del diff
         weights = []
         partials = []
-        for axes in ((1,), tuple(range(2, q.dim()))):
-            pl = prod.sum(axes, keepdim=True, dtype=acc)
-            dd = sq.sum(axes, keepdim=True, dtype=acc)
-            total = plus.sum(axes, keepdim=True, dtype=acc)
+        for axis in (layout.channel_axis, layout.space_axis):
+            pl = prod.sum(axis, keepdim=True)
+            dd = sq.sum(axis, keepdim=True)
+            total = plus.sum(axis, keepdim=True)
             t, t_pl, t_dd = _tanimoto_and_grads(pl, dd, depth, smooth)
             # Complement: <1-q, 1-k> = n - sum(q + k) + <q, k>; the squared distance is unchanged.
-            tc, tc_pl, tc_dd = _tanimoto_and_grads(_count(q, axes) - total + pl, dd, depth, smooth)
+            tc, tc_pl, tc_dd = _tanimoto_and_grads(q.shape[axis] - total + pl, dd, depth, smooth)
             weights.append((0.25 * (t + tc)).to(v.dtype))  # 0.5 for the complement mean x 0.5 of the layer
             partials += [0.25 * (t_pl + tc_pl), 0.25 * (t_dd + tc_dd), -0.25 * tc_pl]
         y = v * weights[0]
         y.addcmul_(v, weights[1])
         ctx.save_for_backward(q, k, v, *weights, *partials)
-        return y
+        ctx.layout = layout
+        return layout.restore(y)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         q, k, v, w_sp, w_ch, sp_pl, sp_dd, sp_tot, ch_pl, ch_dd, ch_tot = ctx.saved_tensors
+        layout: _Layout = ctx.layout
+        grad = layout.rows(grad)
         acc = sp_pl.dtype
         grad_v = grad * w_sp
         grad_v.addcmul_(grad, w_ch)
-        gv = grad * v
-        g_sp = gv.sum((1,), keepdim=True, dtype=acc)
-        g_ch = gv.sum(tuple(range(2, q.dim())), keepdim=True, dtype=acc)
+        gv = _in_dtype(torch.mul, grad, v, acc)
+        g_sp = gv.sum(layout.channel_axis, keepdim=True)
+        g_ch = gv.sum(layout.space_axis, keepdim=True)
         del gv
         dt = q.dtype
         coef_pl = (g_sp * sp_pl).to(dt) + (g_ch * ch_pl).to(dt)
@@ -116,7 +124,37 @@ class _FusedAttention(torch.autograd.Function):
         dd_term = coef_dd * (q - k)
         grad_q = torch.addcmul(coef_tot, coef_pl, k).add_(dd_term)
         grad_k = torch.addcmul(coef_tot, coef_pl, q).sub_(dd_term)
-        return grad_q, grad_k, grad_v, None, None
+        return layout.restore(grad_q), layout.restore(grad_k), layout.restore(grad_v), None, None
+
+
+class _Layout:
+    """Flattens B x C x S... tensors to 3-D views in the memory order of a reference tensor, and back."""
+
+    def __init__(self, ref: torch.Tensor) -> None:
+        self.shape = ref.shape
+        self.channels_last = ref.dim() > 2 and not ref.is_contiguous() and ref.movedim(1, -1).is_contiguous()
+        self.channel_axis = 2 if self.channels_last else 1
+        self.space_axis = 1 if self.channels_last else 2
+
+    def rows(self, x: torch.Tensor) -> torch.Tensor:
+        """N x S x C (channels-last) or N x C x S view of ``x``, copied only if ``x`` is in another layout."""
+        n, c = self.shape[:2]
+        if self.channels_last:
+            return x.movedim(1, -1).contiguous().view(n, -1, c)
+        return x.contiguous().view(n, c, -1)
+
+    def restore(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            return x.view(self.shape[0], *self.shape[2:], self.shape[1]).movedim(-1, 1)
+        return x.view(self.shape)
+
+
+def _in_dtype(op: Any, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    # Writes op(a, b) straight into a tensor of the accumulation dtype (no separate up-cast pass).
+    if a.dtype == dtype:
+        return op(a, b)
+    out = torch.empty(a.shape, dtype=dtype, device=a.device)
+    return op(a, b, out=out)
 
 
 def attend(

@@ -6,10 +6,13 @@ from typing import Literal, TypedDict
 
 import torch.nn as nn
 
+from mantis.nn.grouped import Conv2d
+from mantis.nn.norm import GroupNorm
+
 NormName = Literal["batch", "group", "instance", "layer", "none"]
 NORMS: tuple[str, ...] = ("batch", "group", "instance", "layer", "none")
 
-_CONV: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_CONV: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: Conv2d, 3: nn.Conv3d}
 _BATCHNORM: dict[int, type[nn.Module]] = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 _INSTANCENORM: dict[int, type[nn.Module]] = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
 _INTERP_MODE: dict[int, str] = {1: "linear", 2: "bilinear", 3: "trilinear"}
@@ -52,12 +55,12 @@ def norm_layer(norm: str, channels: int, spatial_dims: int, groups: int = 4) -> 
     if norm == "batch":
         return _BATCHNORM[spatial_dims](channels)
     if norm == "group":
-        return nn.GroupNorm(_divisor_at_most(channels, groups), channels)
+        return GroupNorm(_divisor_at_most(channels, groups), channels)
     if norm == "instance":
         return _INSTANCENORM[spatial_dims](channels, affine=True)
     if norm == "layer":
         # Layer norm over (C, S) of each sample, with per-channel affine: GroupNorm with one group.
-        return nn.GroupNorm(1, channels)
+        return GroupNorm(1, channels)
     if norm == "none":
         return nn.Identity()
     raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")

@@ -10,6 +10,7 @@ from mantis.nn.conv import ConvNormed
 from mantis.nn.factories import check_spatial_dims, norm_args
 
 _ADAPTIVE_MAX = {1: F.adaptive_max_pool1d, 2: F.adaptive_max_pool2d, 3: F.adaptive_max_pool3d}
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
 class PSPPooling(nn.Module):
@@ -61,14 +62,34 @@ class PSPPooling(nn.Module):
                 f"PSP pooling of depth {self.depth} needs spatial sizes divisible by {self.size_multiple}, got {size}"
             )
         pool = _ADAPTIVE_MAX[self.spatial_dims]
-        outs = [x]
-        for k, conv in enumerate(self.convs):
-            pooled = pool(x, 2**k)
-            if self.conv_on_pooled:
-                outs.append(_broadcast(conv(pooled), size))
-            else:
-                outs.append(conv(_broadcast(pooled, size)))
-        return self.conv_final(torch.cat(outs, dim=1))
+        pooled = [conv(pool(x, 2**k)) if self.conv_on_pooled else pool(x, 2**k) for k, conv in enumerate(self.convs)]
+        if not self.conv_on_pooled:
+            maps = [conv(_broadcast(p, size)) for p, conv in zip(pooled, self.convs)]
+            return self.conv_final(torch.cat([x, *maps], dim=1))
+        return self.conv_final.norm(self._merge(x, pooled, size))
+
+    def _merge(self, x: torch.Tensor, branches: list[torch.Tensor], size: tuple[int, ...]) -> torch.Tensor:
+        """The final 1x1 conv of ``concat[x, broadcast branches]`` without forming the concat.
+
+        A 1x1 conv of a broadcast map is the broadcast of the conv of the small map, so each branch's
+        slice of the weight acts on its pooled map; the results are summed on the finest grid and
+        broadcast once (same values, no full-size concat).
+        """
+        conv = _CONV[self.spatial_dims]
+        weight = self.conv_final.conv.weight
+        assert isinstance(weight, torch.Tensor)
+        in_x = x.shape[1]
+        out = conv(x, weight[:, :in_x])
+        finest = tuple(branches[-1].shape[2:])
+        widths = [b.shape[1] for b in branches]
+        small = torch.zeros((), dtype=out.dtype, device=out.device)
+        for b, w in zip(branches, torch.split(weight[:, in_x:], widths, dim=1)):
+            small = small + _broadcast(conv(b, w), finest)
+        # Add each finest-grid cell to its block of the full map through a split view (no upsampled copy).
+        blocks = [d for g, s in zip(finest, size) for d in (g, s // g)]
+        cells = [d for g in finest for d in (g, 1)]
+        out.view(*out.shape[:2], *blocks).add_(small.view(*small.shape[:2], *cells))
+        return out
 
 
 def _broadcast(pooled: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:

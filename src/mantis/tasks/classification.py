@@ -45,10 +45,11 @@ class ClassificationTask(BaseTask):
         lr_patience: int = 10,
         min_lr: float = 1e-6,
         monitor: str | None = None,
+        channels_last: bool = True,
     ) -> None:
         super().__init__(
             model, model_kwargs, in_channels, num_classes, class_names, ignore_index, band_mean, band_std,
-            optimizer, lr, betas, weight_decay, lr_factor, lr_patience, min_lr, monitor,
+            optimizer, lr, betas, weight_decay, lr_factor, lr_patience, min_lr, monitor, channels_last,
         )  # fmt: skip
         self.label_smoothing = label_smoothing
 

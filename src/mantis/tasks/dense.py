@@ -64,6 +64,7 @@ class DenseTask(BaseTask):
         lr_patience: int = 10,
         min_lr: float = 1e-6,
         monitor: str | None = None,
+        channels_last: bool = True,
     ) -> None:
         depth_schedule = [int(d) for d in depth_schedule]
         if evolving_loss and not depth_schedule:
@@ -75,7 +76,7 @@ class DenseTask(BaseTask):
             raise ValueError(f"unknown loss_weights keys {sorted(unknown)}; use {sorted(TARGET_KEYS)}")
         super().__init__(
             model, model_kwargs, in_channels, num_classes, class_names, ignore_index, band_mean, band_std,
-            optimizer, lr, betas, weight_decay, lr_factor, lr_patience, min_lr, monitor,
+            optimizer, lr, betas, weight_decay, lr_factor, lr_patience, min_lr, monitor, channels_last,
         )  # fmt: skip
         taken = count_inputs(self.model)
         if taken != self.inputs:

@@ -1,0 +1,148 @@
+"""The measured-faster code paths give the values and gradients of the plain PyTorch forms."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mantis.nn.attention import attend
+from mantis.nn.grouped import Conv2d, _block_diagonal
+from mantis.nn.norm import GroupNorm, _ChannelsLastGroupNorm, _sum_over_space
+from mantis.nn.pooling import PSPPooling, _broadcast
+
+CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def _grads(out: torch.Tensor, inputs: tuple[torch.Tensor, ...], weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return torch.autograd.grad((out * weight).sum(), inputs)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 6, 10), (2, 12, 4, 6, 5)])
+def test_channels_last_group_norm_equals_native_in_float64(shape: tuple[int, ...]) -> None:
+    g = torch.Generator().manual_seed(0)
+    x = (3 * torch.randn(shape, generator=g, dtype=torch.float64) + 1).contiguous(
+        memory_format=CHANNELS_LAST[len(shape)]
+    )
+    x.requires_grad_()
+    w = torch.rand(shape[1], generator=g, dtype=torch.float64).add_(0.5).requires_grad_()
+    b = torch.randn(shape[1], generator=g, dtype=torch.float64, requires_grad=True)
+    got = _ChannelsLastGroupNorm.apply(x, w, b, 4, 1e-5)
+    want = F.group_norm(x, 4, w, b, 1e-5)
+    torch.testing.assert_close(got, want)
+    upstream = torch.randn(shape, generator=g, dtype=torch.float64)
+    for a, c in zip(_grads(got, (x, w, b), upstream), _grads(want, (x, w, b), upstream)):
+        torch.testing.assert_close(a, c)
+    small = torch.randn(1, 4, 3, 3, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    args = (small.requires_grad_(), w[:4].detach().requires_grad_(), b[:4].detach().requires_grad_())
+    assert torch.autograd.gradcheck(lambda *t: _ChannelsLastGroupNorm.apply(*t, 2, 1e-5), args)
+
+
+def test_group_norm_takes_the_fast_backward_only_for_narrow_bf16_channels_last_maps() -> None:
+    norm = GroupNorm(4, 32)
+    cl = torch.randn(2, 32, 8, 8).contiguous(memory_format=torch.channels_last)
+    assert norm._use_fast_backward(cl.bfloat16())
+    assert not norm._use_fast_backward(cl)  # float32: PyTorch's kernel is as fast
+    assert not norm._use_fast_backward(torch.randn(2, 32, 8, 8).bfloat16())  # contiguous
+    assert not GroupNorm(4, 64)._use_fast_backward(torch.randn(2, 64, 8, 8).bfloat16())  # 16 per group
+    with torch.no_grad():
+        assert not norm._use_fast_backward(cl.bfloat16())
+
+
+def test_group_norm_bf16_channels_last_gradients_match_float64() -> None:
+    g = torch.Generator().manual_seed(1)
+    norm = GroupNorm(4, 32)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5, generator=g)
+        norm.bias.uniform_(-1, 1, generator=g)
+    x = (2 * torch.randn(2, 32, 32, 32, generator=g) + 1).bfloat16().contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    upstream = torch.randn(2, 32, 32, 32, generator=g)
+    y = norm(x)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    got = _grads(y.float(), (x, norm.weight, norm.bias), upstream)
+    ref = nn.GroupNorm(4, 32).double()
+    ref.load_state_dict(norm.state_dict())
+    x64 = x.detach().double().requires_grad_()
+    want = _grads(ref(x64), (x64, ref.weight, ref.bias), upstream.double())
+    assert got[0].is_contiguous(memory_format=torch.channels_last)
+    for a, c in zip(got, want):
+        torch.testing.assert_close(a.double(), c, atol=1e-2 * float(c.abs().max()), rtol=0)
+
+
+def test_sum_over_space_in_chunks_matches_float64() -> None:
+    t = torch.rand(2, 512, 8).bfloat16()
+    got = _sum_over_space(t)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), t.double().sum(1), atol=0, rtol=4e-3)
+    odd = torch.rand(1, 300, 3).bfloat16()  # not a multiple of the chunk: one float32 sum
+    torch.testing.assert_close(_sum_over_space(odd).double(), odd.double().sum(1))
+
+
+@pytest.mark.parametrize(("channels", "groups", "merge"), [(16, 4, 2), (32, 16, 4), (12, 6, 3)])
+def test_block_diagonal_groups_equal_the_grouped_convolution(channels: int, groups: int, merge: int) -> None:
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, channels, 9, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(channels, channels // groups, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    got = F.conv2d(x, _block_diagonal(w, groups, merge), padding=1, groups=groups // merge)
+    want = F.conv2d(x, w, padding=1, groups=groups)
+    torch.testing.assert_close(got, want)
+    upstream = torch.randn(want.shape, generator=g, dtype=torch.float64)
+    for a, c in zip(_grads(got, (x, w), upstream), _grads(want, (x, w), upstream)):
+        torch.testing.assert_close(a, c)
+
+
+def test_conv2d_merges_narrow_groups_only_in_bf16_channels_last() -> None:
+    conv = Conv2d(32, 32, 3, padding=1, groups=8)
+    assert set(conv.state_dict()) == set(nn.Conv2d(32, 32, 3, groups=8).state_dict())
+    cl = torch.randn(1, 32, 16, 16).contiguous(memory_format=torch.channels_last)
+    assert conv._merge_factor(cl.bfloat16()) == 2  # 4 channels per group -> groups of 8
+    assert conv._merge_factor(cl) == 1
+    assert conv._merge_factor(torch.randn(1, 32, 16, 16).bfloat16()) == 1
+    assert Conv2d(32, 32, 3, groups=4)._merge_factor(cl.bfloat16()) == 1  # already 8 per group
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv._merge_factor(cl) == 2
+        got = conv(cl)
+    want = F.conv2d(cl.double(), conv.weight.double(), conv.bias.double(), padding=1, groups=8)
+    torch.testing.assert_close(got.double(), want, atol=3e-2 * float(want.abs().max()), rtol=0)
+
+
+@pytest.mark.parametrize("norm", ["none", "group"])
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_psp_merged_final_conv_equals_the_concatenated_form(norm: str, dims: int) -> None:
+    g = torch.Generator().manual_seed(3)
+    psp = PSPPooling(6, 5, depth=3, norm=norm, spatial_dims=dims).double()
+    size = (8, 16, 8)[:dims]
+    x = torch.randn(2, 6, *size, generator=g, dtype=torch.float64, requires_grad=True)
+    got = psp(x)
+    pool = (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d)[dims - 1]
+    maps = [_broadcast(conv(pool(x, 2**k)), size) for k, conv in enumerate(psp.convs)]
+    want = psp.conv_final(torch.cat([x, *maps], dim=1))
+    torch.testing.assert_close(got, want)
+    upstream = torch.randn(want.shape, generator=g, dtype=torch.float64)
+    inputs = (x, *psp.parameters())
+    for a, c in zip(_grads(got, inputs, upstream), _grads(want, inputs, upstream)):
+        torch.testing.assert_close(a, c)
+
+
+def test_fused_attention_same_in_every_memory_layout() -> None:
+    g = torch.Generator().manual_seed(4)
+    q, k, v = (torch.rand(2, 6, 5, 7, generator=g, dtype=torch.float64) for _ in range(3))
+    upstream = torch.randn(2, 6, 5, 7, generator=g, dtype=torch.float64)
+    base = tuple(t.clone().requires_grad_() for t in (q, k, v))
+    want = attend(*base, 5)
+    want_grads = _grads(want, base, upstream)
+    layouts = [
+        (torch.channels_last,) * 3,
+        (torch.channels_last, torch.contiguous_format, torch.channels_last),  # mixed: follows q
+    ]
+    for formats in layouts:
+        inputs = tuple(t.contiguous(memory_format=f).requires_grad_() for t, f in zip((q, k, v), formats))
+        got = attend(*inputs, 5)
+        assert got.is_contiguous(memory_format=formats[0])
+        torch.testing.assert_close(got, want)
+        for a, c in zip(_grads(got, inputs, upstream), want_grads):
+            torch.testing.assert_close(a, c)
+    cl = tuple(t.contiguous(memory_format=torch.channels_last).requires_grad_() for t in (q, k, v))
+    assert torch.autograd.gradcheck(lambda a, b, c: attend(a, b, c, 3), cl)
