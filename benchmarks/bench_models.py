@@ -16,9 +16,11 @@ import argparse
 import contextlib
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from mantis.losses import MultitaskLoss  # noqa: E402
 SEGMENTATION = ["fractal_resunet", "resunet_a_d6", "resunet_a_d7"]
 CHANGE = ["ceecnet_v1", "ceecnet_v2", "fractal_resnet_cd"]
 ALL = SEGMENTATION + CHANGE
+ATTENTION_MODELS = ("fractal_resunet", "ceecnet_v1")  # the issue's two reference networks
 
 
 def build(name: str, size: int, batch: int, channels_last: bool) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
@@ -50,43 +53,92 @@ def targets_for(out: Any) -> dict[str, torch.Tensor]:
     return {k: torch.rand_like(v) for k, v in out._asdict().items()}
 
 
-def measure_train(
-    name: str,
-    size: int,
-    batch: int,
-    bf16: bool,
-    channels_last: bool,
-    compiled: bool,
-    straightforward: bool,
-    repeats: int,
-) -> dict[str, float]:
-    model, inputs = build(name, size, batch, channels_last)
-    model.train()
-    step_model: Any = torch.compile(model) if compiled else model
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
-    loss_fn = MultitaskLoss(depth=0)
-    with torch.no_grad():
-        targets = targets_for(model(*inputs))
+# Training settings: label -> (bf16 autocast, channels-last, attention variant).
+# "straightforward" swaps in benchmarks/straightforward_attention.py; "core-free" replaces the attention core
+# (similarity maps and product) by ``0.5 * v`` (q and k still get zero gradients, so every convolution runs
+# backward): the speed no implementation of the core can beat.
+TRAIN_SETTINGS: dict[str, tuple[bool, bool, str]] = {
+    "fp32": (False, False, "fast"),
+    "bf16": (True, False, "fast"),
+    "fp32 CL": (False, True, "fast"),
+    "bf16 CL": (True, True, "fast"),
+    "fp32 straightforward": (False, False, "straightforward"),
+    "fp32 core-free": (False, False, "core-free"),
+    "bf16 CL straightforward": (True, True, "straightforward"),
+    "bf16 CL core-free": (True, True, "core-free"),
+}
 
-    def step() -> None:
-        optimiser.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = step_model(*inputs)
-        loss = loss_fn(out, targets)
-        loss.backward()
-        optimiser.step()
 
-    context: Any = contextlib.nullcontext()
-    if straightforward:
+@contextlib.contextmanager
+def attention_variant(variant: str) -> Iterator[None]:
+    """Run FracTAL attention as ``variant``: fast (ours), straightforward (the baseline) or core-free."""
+    if variant == "straightforward":
         from benchmarks.straightforward_attention import straightforward_attention
 
-        context = straightforward_attention()
-    with context:
+        with straightforward_attention():
+            yield
+        return
+    if variant == "core-free":
+        from benchmarks.straightforward_attention import core_free_attention
+
+        with core_free_attention():
+            yield
+        return
+    yield
+
+
+def measure_train(
+    name: str, size: int, batch: int, labels: list[str], repeats: int, compiled: bool = False
+) -> dict[str, dict[str, float]]:
+    """Training-step times of the same network under each setting, steps interleaved round-robin.
+
+    Interleaving makes the ratios robust to the slow drifts of a shared machine's speed. The optimiser
+    is the fused Adam of the training loop (``mantis.tasks``).
+    """
+    base, base_inputs = build(name, size, batch, channels_last=False)
+    loss_fn = MultitaskLoss(depth=0)
+    with torch.no_grad():
+        targets = targets_for(base(*base_inputs))
+    steps = {}
+    for label in labels:
+        bf16, channels_last, variant = TRAIN_SETTINGS[label]
+        model, inputs = build(name, size, batch, channels_last)
+        model.train()
+        step_model: Any = torch.compile(model) if compiled else model
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+
+        def step(
+            model: Any = step_model,
+            inputs: tuple[torch.Tensor, ...] = inputs,
+            optimiser: torch.optim.Optimizer = optimiser,
+            bf16: bool = bf16,
+            variant: str = variant,
+        ) -> None:
+            with attention_variant(variant):
+                optimiser.zero_grad(set_to_none=True)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    out = model(*inputs)
+                loss_fn(out, targets).backward()
+                optimiser.step()
+
+        steps[label] = step
+    first = {}
+    for label, step in steps.items():
         start = time.perf_counter()
         step()  # first step: compile time when compiled
-        first = time.perf_counter() - start
-        seconds = median_time(step, repeats=repeats, warmup=1)
-    return {"images_per_s": batch / seconds, "step_s": seconds, "first_step_s": first}
+        first[label] = time.perf_counter() - start
+        step()
+    times: dict[str, list[float]] = {label: [] for label in labels}
+    for _ in range(repeats):
+        for label, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[label].append(time.perf_counter() - start)
+    out = {}
+    for label in labels:
+        seconds = statistics.median(times[label])
+        out[label] = {"images_per_s": batch / seconds, "step_s": seconds, "first_step_s": first[label]}
+    return out
 
 
 def measure_infer(name: str, size: int, batch: int, bf16: bool, repeats: int) -> dict[str, float]:
@@ -110,17 +162,9 @@ def measure_infer(name: str, size: int, batch: int, bf16: bool, repeats: int) ->
 
 
 def child(args: argparse.Namespace) -> None:
+    result: Any
     if args.mode == "train":
-        result = measure_train(
-            args.model,
-            args.size,
-            args.batch,
-            args.bf16,
-            args.channels_last,
-            args.compiled,
-            args.straightforward,
-            args.repeats,
-        )
+        result = measure_train(args.model, args.size, args.batch, args.settings, args.repeats, args.compiled)
     elif args.mode == "infer":
         result = measure_infer(args.model, args.size, args.batch, args.bf16, args.repeats)
     else:
@@ -128,7 +172,7 @@ def child(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(result))
 
 
-def spawn(mode: str, model: str, size: int, batch: int, repeats: int, **flags: bool) -> dict[str, float]:
+def spawn(mode: str, model: str, size: int, batch: int, repeats: int, *settings: str, **flags: bool) -> dict[str, Any]:
     cmd = [
         sys.executable,
         __file__,
@@ -145,10 +189,12 @@ def spawn(mode: str, model: str, size: int, batch: int, repeats: int, **flags: b
         str(repeats),
     ]
     cmd += [f"--{k.replace('_', '-')}" for k, v in flags.items() if v]
+    if settings:
+        cmd += ["--settings", *settings]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
-            result: dict[str, float] = json.loads(line[7:])
+            result: dict[str, Any] = json.loads(line[7:])
             return result
     sys.stderr.write(proc.stderr[-2000:])
     return {}
@@ -159,44 +205,59 @@ def fmt(value: float | None, spec: str = ".2f") -> str:
 
 
 def train_table(models: list[str], size: int, batch: int, repeats: int, with_compile: bool) -> str:
-    settings = [
-        ("fp32", {}),
-        ("bf16", {"bf16": True}),
-        ("fp32 CL", {"channels_last": True}),
-        ("bf16 CL", {"bf16": True, "channels_last": True}),
-    ]
-    if with_compile:
-        settings += [
-            ("fp32 compiled", {"compiled": True}),
-            ("bf16 CL compiled", {"bf16": True, "channels_last": True, "compiled": True}),
-        ]
-    header = "| model | " + " | ".join(s for s, _ in settings) + " | bf16 CL / fp32 |"
-    lines = [header, "|---|" + "---:|" * (len(settings) + 1)]
-    sf_rows = []
+    layouts = ["fp32", "bf16", "fp32 CL", "bf16 CL"]
+    header = "| model | " + " | ".join(layouts) + " | bf16 CL / fp32 | bf16 CL / fp32 CL |"
+    lines = [header, "|---|" + "---:|" * (len(layouts) + 2)]
+    attention_rows = []
+    compile_rows = []
     for name in models:
-        res = {
-            label: spawn("train", name, size, batch, repeats, **flags).get("images_per_s") for label, flags in settings
-        }
-        best_bf16 = res.get("bf16 CL")
-        ratio = best_bf16 / res["fp32"] if best_bf16 and res.get("fp32") else None
-        lines.append(f"| `{name}` | " + " | ".join(fmt(res[s], ".3f") for s, _ in settings) + f" | {fmt(ratio)} |")
-        if name in ("fractal_resunet", "ceecnet_v1"):
-            for label, flags in (("fp32", {}), ("bf16 CL", {"bf16": True, "channels_last": True})):
-                fast = res[label]
-                slow = spawn("train", name, size, batch, repeats, straightforward=True, **flags).get("images_per_s")
-                sf_rows.append(
-                    f"| `{name}` | {label} | {fmt(slow, '.3f')} | {fmt(fast, '.3f')} | "
-                    f"{fmt(fast / slow if fast and slow else None)} |"
+        labels = list(layouts)
+        if name in ATTENTION_MODELS:
+            labels += ["fp32 straightforward", "fp32 core-free", "bf16 CL straightforward", "bf16 CL core-free"]
+        res = {k: v["images_per_s"] for k, v in spawn("train", name, size, batch, repeats, *labels).items()}
+        r32, r32cl, r16cl = res.get("fp32"), res.get("fp32 CL"), res.get("bf16 CL")
+        lines.append(
+            f"| `{name}` | "
+            + " | ".join(fmt(res.get(s), ".3f") for s in layouts)
+            + f" | {fmt(r16cl / r32 if r16cl and r32 else None)} | {fmt(r16cl / r32cl if r16cl and r32cl else None)} |"
+        )
+        for precision in ("fp32", "bf16 CL"):
+            fast, slow = res.get(precision), res.get(f"{precision} straightforward")
+            free = res.get(f"{precision} core-free")
+            if fast and slow and free:
+                attention_rows.append(
+                    f"| `{name}` | {precision} | {slow:.3f} | {fast:.3f} | {free:.3f} | {fast / slow:.2f} "
+                    f"| {free / slow:.2f} |"
+                )
+        if with_compile:
+            for label in ("fp32", "bf16 CL"):
+                eager = res.get(label)
+                comp = spawn("train", name, size, batch, repeats, label, compiled=True).get(label, {})
+                images = comp.get("images_per_s")
+                compile_rows.append(
+                    f"| `{name}` | {label} | {fmt(eager, '.3f')} | {fmt(images, '.3f')} "
+                    f"| {fmt(images / eager if images and eager else None)} | {fmt(comp.get('first_step_s'), '.0f')} |"
                 )
     lines += [
         "",
-        "Fast attention vs the straightforward transcription (`benchmarks/straightforward_attention.py`), "
-        "same network and precision, training images/s:",
+        "FracTAL attention: training images/s of the same network with the straightforward attention "
+        "(`benchmarks/straightforward_attention.py`), ours, and the attention core replaced by `0.5 * v` "
+        "(core-free: the q/k/v convolutions, norms and sigmoids still run; no implementation of the core "
+        "can be faster). Speed-up = ours / straightforward; bound = core-free / straightforward.",
         "",
-        "| model | precision | straightforward | fast | speed-up |",
-        "|---|---|---:|---:|---:|",
-        *sf_rows,
+        "| model | precision | straightforward | ours | core-free | speed-up | bound |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        *attention_rows,
     ]
+    if compile_rows:
+        lines += [
+            "",
+            "`torch.compile` (default mode, fresh process per setting), training images/s:",
+            "",
+            "| model | setting | eager | compiled | compiled / eager | first step s |",
+            "|---|---|---:|---:|---:|---:|",
+            *compile_rows,
+        ]
     return "\n".join(lines)
 
 
@@ -238,9 +299,8 @@ def main() -> None:
     parser.add_argument("--mode", default="train")
     parser.add_argument("--model", default="fractal_resunet")
     parser.add_argument("--bf16", action="store_true")
-    parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compiled", action="store_true")
-    parser.add_argument("--straightforward", action="store_true")
+    parser.add_argument("--settings", nargs="+", default=["fp32"], choices=list(TRAIN_SETTINGS))
     args = parser.parse_args()
     if args.command == "_child":
         child(args)
@@ -251,7 +311,9 @@ def main() -> None:
         f"Command: `.venv/bin/python benchmarks/bench_models.py {' '.join(sys.argv[1:])}` (`make bench` runs it). "
         f"Default models "
         f"(depth 6/7, nf 32), {args.size}², batch {args.batch}, 3 bands, 2 classes; median of {args.repeats} "
-        "steps after a warm-up, each setting in a fresh process. CL = channels-last; bf16 = CPU autocast.",
+        "steps after two warm-up steps. Training: one process per model, its settings' steps interleaved "
+        "round-robin (ratios robust to the drifts of a shared machine), fused Adam as in `mantis fit`; "
+        "inference: one process per setting. CL = channels-last; bf16 = CPU autocast.",
         "",
     ]
     if args.command == "train":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -54,3 +55,35 @@ def straightforward_attention() -> Iterator[None]:
         yield
     finally:
         FracTALAttention.forward = original  # type: ignore[method-assign]
+
+
+class _CoreFree(torch.autograd.Function):
+    """``0.5 * v``, with zero gradients for q and k so that their convolutions still run backward."""
+
+    @staticmethod
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return 0.5 * v
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        return torch.zeros_like(grad), torch.zeros_like(grad), 0.5 * grad
+
+
+def core_free_attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, depth: int, smooth: float = 0.0
+) -> torch.Tensor:
+    """Stand-in for :func:`mantis.nn.attention.attend` that costs (almost) nothing: the bound on any core."""
+    return _CoreFree.apply(q, k, v)
+
+
+@contextlib.contextmanager
+def core_free_attention() -> Iterator[None]:
+    """Within this context every FracTALAttention's core (similarity maps and product) is ``0.5 * v``."""
+    import mantis.nn.attention as attention
+
+    original = attention.attend
+    attention.attend = core_free_attend
+    try:
+        yield
+    finally:
+        attention.attend = original

@@ -80,11 +80,13 @@ def test_sum_over_space_in_chunks_matches_float64() -> None:
     torch.testing.assert_close(_sum_over_space(odd).double(), odd.double().sum(1))
 
 
-@pytest.mark.parametrize(("channels", "groups", "merge"), [(16, 4, 2), (32, 16, 4), (12, 6, 3)])
-def test_block_diagonal_groups_equal_the_grouped_convolution(channels: int, groups: int, merge: int) -> None:
+@pytest.mark.parametrize(
+    ("cin", "cout", "groups", "merge"), [(16, 16, 4, 2), (32, 32, 16, 4), (12, 12, 6, 3), (32, 16, 8, 4), (8, 16, 4, 4)]
+)
+def test_block_diagonal_groups_equal_the_grouped_convolution(cin: int, cout: int, groups: int, merge: int) -> None:
     g = torch.Generator().manual_seed(2)
-    x = torch.randn(2, channels, 9, 7, generator=g, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(channels, channels // groups, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, cin, 9, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(cout, cin // groups, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
     got = F.conv2d(x, _block_diagonal(w, groups, merge), padding=1, groups=groups // merge)
     want = F.conv2d(x, w, padding=1, groups=groups)
     torch.testing.assert_close(got, want)
@@ -101,6 +103,8 @@ def test_conv2d_merges_narrow_groups_only_in_bf16_channels_last() -> None:
     assert conv._merge_factor(cl) == 1
     assert conv._merge_factor(torch.randn(1, 32, 16, 16).bfloat16()) == 1
     assert Conv2d(32, 32, 3, groups=4)._merge_factor(cl.bfloat16()) == 1  # already 8 per group
+    assert Conv2d(32, 16, 3, groups=8)._merge_factor(cl.bfloat16()) == 4  # 4 in, 2 out -> 16 in, 8 out
+    assert Conv2d(32, 16, 3, groups=16)._merge_factor(cl.bfloat16()) == 8
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert conv._merge_factor(cl) == 2
         got = conv(cl)

@@ -6,15 +6,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# oneDNN's bf16 channels-last grouped convolution is 1.5-2.7x slower with 4 channels per group than with 8
-# (forward + backward, 2-core AVX512-bf16 CPU, benchmarks/bench_units.py); fp32 and contiguous bf16 show no gap.
+# oneDNN's bf16 channels-last grouped convolution is 1.5-6x slower with fewer than 8 input or output channels per
+# group than the same sums as block-diagonal groups of 8 (forward + backward, 2-core AVX512-bf16 CPU,
+# benchmarks/bench_units.py); in float32 the gain is small or negative.
 _FAST_CHANNELS_PER_GROUP = 8
 
 
 class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` (same parameters and values) with a faster path for narrow groups in bf16 channels-last.
 
-    There, groups with fewer than 8 input and output channels are merged ``f`` at a time into groups of 8
+    There, groups with fewer than 8 input or output channels are merged ``f`` at a time into wider groups
     whose weight is block-diagonal (zeros between the original groups): the same sums, in oneDNN's fast kernel.
     """
 
@@ -28,7 +29,7 @@ class Conv2d(nn.Conv2d):
     def _merge_factor(self, input: torch.Tensor) -> int:
         per_in = self.in_channels // self.groups
         per_out = self.out_channels // self.groups
-        if self.groups == 1 or per_in != per_out or per_in >= _FAST_CHANNELS_PER_GROUP:
+        if self.groups == 1 or min(per_in, per_out) >= _FAST_CHANNELS_PER_GROUP:
             return 1
         if self.padding_mode != "zeros" or input.device.type != "cpu" or input.dim() != 4:
             return 1
@@ -37,8 +38,11 @@ class Conv2d(nn.Conv2d):
         )
         if not bf16 or input.is_contiguous() or not input.is_contiguous(memory_format=torch.channels_last):
             return 1
-        merge = _FAST_CHANNELS_PER_GROUP // per_in
-        return merge if _FAST_CHANNELS_PER_GROUP % per_in == 0 and self.groups % merge == 0 else 1
+        # The fewest groups merged that give at least 8 input and output channels per group.
+        for merge in range(2, self.groups + 1):
+            if self.groups % merge == 0 and min(per_in, per_out) * merge >= _FAST_CHANNELS_PER_GROUP:
+                return merge
+        return self.groups
 
 
 def _block_diagonal(weight: torch.Tensor, groups: int, merge: int) -> torch.Tensor:
