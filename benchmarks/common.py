@@ -32,6 +32,20 @@ def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 2) -> 
     return statistics.median(times)
 
 
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 2) -> dict[str, float]:
+    """Median seconds of each ``fn()``, the runs interleaved round-robin (robust to a machine's speed drifts)."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def cpu_name() -> str:
     """The processor's model name (from /proc/cpuinfo where available)."""
     try:

@@ -114,8 +114,9 @@ class BaseTask(lightning.LightningModule):
         self.hparams["task"] = self.task_name
         self.channels_last = channels_last
         if channels_last:
-            # Only 4-D weights change layout, so 1D/3D networks are unaffected.
+            # Only 4-D weights and inputs change layout, so 1D/3D networks are unaffected.
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            self.model.register_forward_pre_hook(_channels_last_inputs)
         self.monitor = monitor or self.default_monitor()
         self.monitor_mode: Literal["min", "max"] = "min" if self.monitor.endswith("loss") else "max"
         # One confusion matrix per stage ("train" would clash with Module.train in a ModuleDict).
@@ -142,12 +143,6 @@ class BaseTask(lightning.LightningModule):
         raise NotImplementedError
 
     # -- Lightning hooks ------------------------------------------------------------------------
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Image batches in the network's memory layout (channels-last 4-D tensors when enabled)."""
-        if not self.channels_last:
-            return batch
-        return _to_channels_last(batch)
 
     def setup(self, stage: str) -> None:
         """Check, before any batch, that the data's window size suits the network."""
@@ -251,16 +246,11 @@ class BaseTask(lightning.LightningModule):
         return float(optimizer.param_groups[0]["lr"])
 
 
-def _to_channels_last(batch: Any) -> Any:
-    # 4-D floating tensors (images and dense targets) in channels-last; everything else unchanged.
-    if isinstance(batch, torch.Tensor):
-        if batch.dim() == 4 and batch.is_floating_point():
-            return batch.contiguous(memory_format=torch.channels_last)
-        return batch
-    if isinstance(batch, Mapping):
-        return {key: _to_channels_last(value) for key, value in batch.items()}
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
-        return type(batch)(*(_to_channels_last(value) for value in batch))
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_channels_last(value) for value in batch)
-    return batch
+def _channels_last_inputs(module: nn.Module, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Forward pre-hook: the network's 4-D floating inputs in channels-last (same values)."""
+    return tuple(
+        x.contiguous(memory_format=torch.channels_last)
+        if isinstance(x, torch.Tensor) and x.dim() == 4 and x.is_floating_point()
+        else x
+        for x in inputs
+    )
