@@ -11,6 +11,7 @@ from typing import Any, Literal
 import lightning
 import torch
 import torch.nn as nn
+from lightning.pytorch.accelerators import CPUAccelerator
 from torchmetrics import MeanMetric
 
 from mantis.metrics import ConfusionScores, scores_to_json
@@ -55,8 +56,10 @@ class BaseTask(lightning.LightningModule):
         min_lr: lowest learning rate.
         monitor: metric that drives ReduceLROnPlateau and the best checkpoint (``None``: the task's default,
             validation MCC); names ending in ``loss`` are minimised, others maximised.
-        channels_last: keep 2D networks and their image batches in the channels-last memory layout
-            (same values; measured faster for training in float32 and bf16, ``docs/benchmarks.md``).
+        channels_last: keep 2D networks and their inputs in the channels-last memory layout (same values).
+            ``None`` (default): on CPUs, where it measured faster for training in float32 and bf16
+            (``docs/benchmarks.md``), not on GPUs, where the last measurement found it slower for the FracTAL
+            networks.
     """
 
     task_name = "base"
@@ -79,7 +82,7 @@ class BaseTask(lightning.LightningModule):
         lr_patience: int = 10,
         min_lr: float = 1e-6,
         monitor: str | None = None,
-        channels_last: bool = True,
+        channels_last: bool | None = None,
     ) -> None:
         super().__init__()
         if optimizer not in ("adam", "adamw"):
@@ -113,10 +116,9 @@ class BaseTask(lightning.LightningModule):
         self.hparams["model_kwargs"] = kwargs
         self.hparams["task"] = self.task_name
         self.channels_last = channels_last
+        self._layout_hook: Any = None
         if channels_last:
-            # Only 4-D weights and inputs change layout, so 1D/3D networks are unaffected.
-            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-            self.model.register_forward_pre_hook(_channels_last_inputs)
+            self.use_channels_last()
         self.monitor = monitor or self.default_monitor()
         self.monitor_mode: Literal["min", "max"] = "min" if self.monitor.endswith("loss") else "max"
         # One confusion matrix per stage ("train" would clash with Module.train in a ModuleDict).
@@ -144,8 +146,18 @@ class BaseTask(lightning.LightningModule):
 
     # -- Lightning hooks ------------------------------------------------------------------------
 
+    def use_channels_last(self) -> None:
+        """Put the network's weights, and every input it is called with, in the channels-last layout."""
+        if self._layout_hook is None:
+            # Only 4-D weights and inputs change layout, so 1D/3D networks are unaffected.
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            self._layout_hook = self.model.register_forward_pre_hook(_channels_last_inputs)
+
     def setup(self, stage: str) -> None:
-        """Check, before any batch, that the data's window size suits the network."""
+        """Check, before any batch, that the data's window size suits the network; choose the layout."""
+        on_cpu = self._trainer is not None and isinstance(self.trainer.accelerator, CPUAccelerator)
+        if self.channels_last is None and on_cpu:
+            self.use_channels_last()
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         patch = getattr(datamodule, "patch_size", None)
         multiple = getattr(self.model, "size_multiple", None)

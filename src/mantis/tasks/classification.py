@@ -45,7 +45,7 @@ class ClassificationTask(BaseTask):
         lr_patience: int = 10,
         min_lr: float = 1e-6,
         monitor: str | None = None,
-        channels_last: bool = True,
+        channels_last: bool | None = None,
     ) -> None:
         super().__init__(
             model, model_kwargs, in_channels, num_classes, class_names, ignore_index, band_mean, band_std,

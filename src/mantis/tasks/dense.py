@@ -64,7 +64,7 @@ class DenseTask(BaseTask):
         lr_patience: int = 10,
         min_lr: float = 1e-6,
         monitor: str | None = None,
-        channels_last: bool = True,
+        channels_last: bool | None = None,
     ) -> None:
         depth_schedule = [int(d) for d in depth_schedule]
         if evolving_loss and not depth_schedule:
