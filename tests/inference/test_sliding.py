@@ -165,3 +165,20 @@ def test_bf16_precision_runs_close_to_fp32(seg_model: PixelSeg) -> None:
     with torch.no_grad():
         want = seg_model(x).segmentation
     torch.testing.assert_close(out.segmentation, want, rtol=0, atol=3e-2)
+
+
+def test_cpu_windows_run_channels_last_with_the_same_values() -> None:
+    from mantis.inference.sliding import WindowForward
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 2, 3, padding=1)).eval()
+    reference = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 2, 3, padding=1)).eval()
+    reference.load_state_dict(net.state_dict())
+    seen: list[torch.Tensor] = []
+    net[0].register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    windows = torch.rand(2, 3, 16, 16)
+    got = WindowForward(net, spatial_dims=2, tta=True)((windows,))
+    assert seen and all(x.is_contiguous(memory_format=torch.channels_last) for x in seen)
+    with torch.no_grad():
+        want = torch.stack([t.invert(reference(t.apply(windows))) for t in d4_transforms(2)]).mean(0)
+    torch.testing.assert_close(next(iter(got.values())), want, atol=1e-5, rtol=1e-5)

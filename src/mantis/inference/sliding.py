@@ -85,6 +85,13 @@ class WindowForward:
         self.template: Any = None
         if isinstance(model, nn.Module) and model.training:
             warnings.warn("the model is in training mode; call model.eval() before predicting", stacklevel=3)
+        # Channels-last 2D windows run 1.3-1.5x faster on CPUs (same values; docs/benchmarks.md).
+        self.channels_last = spatial_dims == 2 and self.device.type == "cpu" and isinstance(model, nn.Module)
+        if isinstance(model, nn.Module) and self.channels_last:
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def __call__(self, windows: Inputs) -> dict[str, torch.Tensor]:
         """Fields of the (TTA-averaged) output for ``windows`` (each N x C x S), float32, on ``device``."""
@@ -92,7 +99,7 @@ class WindowForward:
         total: dict[str, torch.Tensor] = {}
         for t in self.transforms:
             with torch.inference_mode(), autocast_context(self.device, self.precision):
-                out = self.model(*(t.apply(w) for w in windows))
+                out = self.model(*(self._layout(t.apply(w)) for w in windows))
             fields = output_fields(out)
             if self.template is None:
                 self.template = _template(out)
