@@ -86,9 +86,10 @@ class WindowForward:
         if isinstance(model, nn.Module) and model.training:
             warnings.warn("the model is in training mode; call model.eval() before predicting", stacklevel=3)
         # Channels-last 2D windows run 1.3-1.5x faster on CPUs (same values; docs/benchmarks.md).
-        self.channels_last = spatial_dims == 2 and self.device.type == "cpu" and isinstance(model, nn.Module)
-        if isinstance(model, nn.Module) and self.channels_last:
+        self.channels_last = False
+        if isinstance(model, nn.Module) and spatial_dims == 2 and self.device.type == "cpu":
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            self.channels_last = True
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x

@@ -6,7 +6,6 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 # PyTorch's channels-last GroupNorm backward is 3-5x slower than this one for bf16 maps with at most
 # 8 channels per group (e.g. 32 channels, 4 groups at 256²) and faster above that (benchmarks/bench_units.py).
@@ -26,7 +25,7 @@ class GroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._use_fast_backward(x):
             return _ChannelsLastGroupNorm.apply(x, self.weight, self.bias, self.num_groups, self.eps)
-        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        return super().forward(x)
 
     def _use_fast_backward(self, x: torch.Tensor) -> bool:
         return (
