@@ -21,7 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.common import interleaved_medians, machine_line, median_time, write_section  # noqa: E402
-from benchmarks.straightforward_attention import straightforward_attention, straightforward_tanimoto  # noqa: E402
+from benchmarks.straightforward_attention import (  # noqa: E402
+    per_term_attention,
+    straightforward_attention,
+    straightforward_tanimoto,
+)
 from mantis.nn.attention import attend  # noqa: E402
 from mantis.nn.grouped import Conv2d  # noqa: E402
 from mantis.nn.norm import GroupNorm  # noqa: E402
@@ -57,6 +61,9 @@ def run(repeats: int) -> str:
         with straightforward_attention():
             t["attention_sf"] = median_time(partial(fwd_bwd, unit.attention, x), repeats)
             t["unit_sf"] = median_time(partial(fwd_bwd, unit, x), repeats)
+        with per_term_attention():
+            t["attention_pt"] = median_time(partial(fwd_bwd, unit.attention, x), repeats)
+            t["unit_pt"] = median_time(partial(fwd_bwd, unit, x), repeats)
         rows.append((channels, size, heads, t))
     lines = [
         machine_line(),
@@ -65,17 +72,22 @@ def run(repeats: int) -> str:
         f"backward, batch 4, float32, median of {repeats} runs. `unit` is the FracTAL ResNet unit as the networks",
         "build it (block convolutions grouped by the heads); `unit (g=1)` has an ungrouped block. Ratios are",
         "against the plain (ungrouped) ResNet-v2 block, and, in brackets, the block grouped like the unit.",
+        "The baselines (`benchmarks/straightforward_attention.py`, same values): `straightforward` forms the",
+        "d-term average from three inner products per call; `per-term` computes each term from its own.",
         "",
         "| channels, size | heads | block ms | unit / block | unit (g=1) / block | attention / block "
-        "| straightforward attention / fast | straightforward unit / fast unit |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| straightforward attention / fast | straightforward unit / fast unit "
+        "| per-term unit / block | per-term attention / fast | per-term unit / fast unit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for channels, size, heads, t in rows:
         lines.append(
             f"| {channels} ch, {size}² | {heads} | {t['block'] * 1e3:.1f} "
             f"| {t['unit'] / t['block']:.2f} ({t['unit'] / t['block_grouped']:.2f}) "
             f"| {t['unit_plain'] / t['block']:.2f} | {t['attention'] / t['block']:.2f} "
-            f"| {t['attention_sf'] / t['attention']:.2f} | {t['unit_sf'] / t['unit']:.2f} |"
+            f"| {t['attention_sf'] / t['attention']:.2f} | {t['unit_sf'] / t['unit']:.2f} "
+            f"| {t['unit_pt'] / t['block']:.2f} | {t['attention_pt'] / t['attention']:.2f} "
+            f"| {t['unit_pt'] / t['unit']:.2f} |"
         )
     return "\n".join(lines)
 
