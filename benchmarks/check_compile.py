@@ -9,9 +9,13 @@ Not part of the test suite: compiling each model takes one to several minutes on
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
-import torch
+# Compile from scratch: a warm on-disk inductor cache would hide the compile time we report.
+os.environ.setdefault("TORCHINDUCTOR_FORCE_DISABLE_CACHES", "1")
+
+import torch  # noqa: E402
 
 import mantis
 
@@ -42,11 +46,11 @@ def check(name: str, bf16_channels_last: bool = False) -> str:
         ref = model(*inputs)
     sum((t.float() * w).sum() for t, w in zip(ref, weights)).backward()
     out_err = max((a - b).abs().max().item() for a, b in zip(out, ref))
-    # Compare each parameter's gradient relative to its own largest entry.
-    grad_err = max(
-        ((g - p.grad).abs().max() / p.grad.abs().max().clamp_min(1e-12)).item()
-        for g, p in zip(grads, (p for p in model.parameters() if p.grad is not None))
-    )
+    # Relative to the largest gradient entry of the model: some gradients are zero in exact arithmetic (a bias
+    # before a norm) and only rounding noise in both modes, so a per-parameter relative error would mislead.
+    eager_grads = [p.grad for p in model.parameters() if p.grad is not None]
+    scale = max(g.abs().max().item() for g in eager_grads)
+    grad_err = max((g - e).abs().max().item() for g, e in zip(grads, eager_grads)) / scale
     return f"| `{name}` | yes | {seconds:.0f} | {out_err:.1e} | {grad_err:.1e} |"
 
 
@@ -55,7 +59,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--bf16-channels-last", action="store_true", help="bf16 autocast, channels-last model")
     args = parser.parse_args()
-    print("| model | fullgraph | compile + first step s | max output diff | max relative gradient diff |")
+    print("| model | fullgraph | compile + first step s | max output diff | max gradient diff / max gradient |")
     print("|---|---|---:|---:|---:|")
     for name in args.models:
         print(check(name, args.bf16_channels_last), flush=True)
