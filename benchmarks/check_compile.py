@@ -1,7 +1,7 @@
 """Check that ``torch.compile(model, fullgraph=True)`` compiles every segmentation and change-detection model
 without a graph break, and that compiled outputs and gradients match eager ones.
 
-    .venv/bin/python benchmarks/check_compile.py [--models ...] [--bf16-channels-last] [--noise-only]
+    .venv/bin/python benchmarks/check_compile.py [--models ...] [--bf16-channels-last] [--noise-only [--full-size]]
 
 The last column is the rounding noise of the setting itself (eager against eager in the next precision up),
 the scale against which the compiled-vs-eager gradient difference is to be read.
@@ -48,10 +48,12 @@ def grad_diff(grads: list[torch.Tensor], ref: list[torch.Tensor]) -> float:
     return max((g - r).abs().max().item() for g, r in zip(grads, ref)) / scale
 
 
-def build(name: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
+def build(name: str, full_size: bool = False) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
     torch.manual_seed(0)
-    model = mantis.create_model(name, nf=8, depth=2, psp_depth=2)
-    x = torch.rand(2, 3, 16, 16)
+    if full_size:  # the default network, one 256^2 image
+        model, x = mantis.create_model(name), torch.rand(1, 3, 256, 256)
+    else:
+        model, x = mantis.create_model(name, nf=8, depth=2, psp_depth=2), torch.rand(2, 3, 16, 16)
     return model, ((x, x.flip(-1)) if name in CHANGE else (x,))
 
 
@@ -62,9 +64,9 @@ def channels_last(
     return model, tuple(t.contiguous(memory_format=torch.channels_last) for t in inputs)
 
 
-def rounding_noise(name: str, bf16_channels_last: bool) -> float:
+def rounding_noise(name: str, bf16_channels_last: bool, full_size: bool = False) -> float:
     """Gradient difference of eager mode against eager in the next precision up (fp64 for fp32, fp32 for bf16)."""
-    model, inputs = build(name)
+    model, inputs = build(name, full_size)
     if bf16_channels_last:
         _, ref_grads = run(model, inputs, False)
         _, grads = run(*channels_last(model, inputs), True)
@@ -95,11 +97,12 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--bf16-channels-last", action="store_true", help="bf16 autocast, channels-last model")
     parser.add_argument("--noise-only", action="store_true", help="only the last column (eager, no compiling)")
+    parser.add_argument("--full-size", action="store_true", help="with --noise-only: default networks at 256^2")
     args = parser.parse_args()
     if args.noise_only:
         print("| model | eager vs higher precision: max gradient diff / max gradient |\n|---|---:|")
         for name in args.models:
-            print(f"| `{name}` | {rounding_noise(name, args.bf16_channels_last):.1e} |", flush=True)
+            print(f"| `{name}` | {rounding_noise(name, args.bf16_channels_last, args.full_size):.1e} |", flush=True)
         return
     print(
         "| model | fullgraph | compile + first step s | max output diff | max gradient diff / max gradient "
