@@ -92,7 +92,7 @@ def train_rate(name: str, device: torch.device, size: int, batch: int, bf16: boo
     shape = (batch, 3, size, size)
     inputs = [torch.rand(shape, device=device) for _ in range(2 if name in CHANGE else 1)]
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         inputs = [t.contiguous(memory_format=torch.channels_last) for t in inputs]
     opt = torch.optim.Adam(model.parameters(), 1e-4)
     loss_fn = MultitaskLoss()

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -75,13 +76,13 @@ def main() -> int:
     for blend in ("mean", "gaussian", "linear"):
         for tta in (False, True):
             for inp in (x, x.cuda()):
-                out = sliding_window_predict(model, inp, 32, stride=12, blend=blend, tta=tta)
+                out = cast(torch.Tensor, sliding_window_predict(model, inp, 32, stride=12, blend=blend, tta=tta))
                 assert out.device == inp.device
                 worst = max(worst, float((out.cpu() - whole).abs().max()))
     report["tiled_vs_whole_max_abs"] = worst
     assert worst < 1e-5, worst
 
-    bf = sliding_window_predict(model, x.cuda(), 32, precision="bf16")
+    bf = cast(torch.Tensor, sliding_window_predict(model, x.cuda(), 32, precision="bf16"))
     report["bf16_dtype"] = str(bf.dtype)
     report["bf16_max_abs"] = float((bf.cpu() - whole).abs().max())
     assert bf.dtype == torch.float32 and report["bf16_max_abs"] < 3e-2  # type: ignore[operator]
@@ -113,7 +114,7 @@ def main() -> int:
         window, overlap, batch = 256, 0.5, 32
         with torch.inference_mode():
             seg(torch.zeros(batch, 3, window, window, device="cuda"))  # warm-up
-        timings = {}
+        timings: dict[str, Any] = {}
         for precision in ("fp32", "bf16"):
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
