@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mantis  # noqa: E402
-from benchmarks.common import machine_line, matmul_peak_gflops, median_time, write_section  # noqa: E402
+from benchmarks.common import interleaved_medians, machine_line, matmul_peak_gflops, median_time, write_section  # noqa: E402
 from mantis.losses import MultitaskLoss  # noqa: E402
 
 SEGMENTATION = ["fractal_resunet", "resunet_a_d6", "resunet_a_d7"]
@@ -133,18 +132,11 @@ def measure_train(
         start = time.perf_counter()
         step()  # first step: compile time when compiled
         first[label] = time.perf_counter() - start
-        step()
-    times: dict[str, list[float]] = {label: [] for label in labels}
-    for _ in range(repeats):
-        for label, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[label].append(time.perf_counter() - start)
-    out = {}
-    for label in labels:
-        seconds = statistics.median(times[label])
-        out[label] = {"images_per_s": batch / seconds, "step_s": seconds, "first_step_s": first[label]}
-    return out
+    medians = interleaved_medians(steps, repeats, warmup=1)
+    return {
+        label: {"images_per_s": batch / seconds, "step_s": seconds, "first_step_s": first[label]}
+        for label, seconds in medians.items()
+    }
 
 
 def measure_infer(name: str, size: int, batch: int, bf16: bool, repeats: int) -> dict[str, float]:

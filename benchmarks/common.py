@@ -7,7 +7,7 @@ import platform
 import re
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -32,7 +32,7 @@ def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 2) -> 
     return statistics.median(times)
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 2) -> dict[str, float]:
+def interleaved_medians(fns: Mapping[str, Callable[[], object]], repeats: int = 7, warmup: int = 2) -> dict[str, float]:
     """Median seconds of each ``fn()``, the runs interleaved round-robin (robust to a machine's speed drifts)."""
     for _ in range(warmup):
         for fn in fns.values():
