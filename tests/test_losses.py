@@ -83,3 +83,25 @@ def test_multitask_loss_weights_and_tasks() -> None:
     assert loss.ftnmt.depth == 20
     with pytest.raises(ValueError, match="no task in common"):
         MultitaskLoss()({"a": out["boundary"]}, tgt)
+
+
+def test_multitask_loss_per_class_weighs_every_class_alike() -> None:
+    out = {"segmentation": _probs(), "boundary": _probs(seed=2)}
+    tgt = {"segmentation": _probs(seed=4), "boundary": _probs(seed=5)}
+    got = MultitaskLoss(3, reduction="none", per_channel=True)(out, tgt)
+    # Written out: each class's similarity over space, then the mean over classes, then the mean over heads.
+    want = sum(1 - fractal_tanimoto(out[k], tgt[k], 3, (2, 3), keepdim=False).mean(1) for k in out) / 2
+    torch.testing.assert_close(got, want)
+
+
+def test_per_class_loss_does_not_let_the_majority_class_hide_the_rare_one() -> None:
+    # 5 % of the pixels are class 1; predicting class 0 everywhere is nearly perfect for the joint reduction.
+    mask = torch.zeros(1, 20, 20, dtype=torch.long)
+    mask[0, :2, :10] = 1
+    target = to_one_hot(mask, 2)
+    all_majority = to_one_hot(torch.zeros_like(mask), 2)
+    joint = MultitaskLoss(0)({"segmentation": all_majority}, {"segmentation": target}).item()
+    per_class = MultitaskLoss(0, per_channel=True)({"segmentation": all_majority}, {"segmentation": target}).item()
+    # joint: 1 - 380/420 (Tanimoto of the one-hot maps); per class: 1 - (380/400 + 0/20) / 2
+    assert joint == pytest.approx(1 - 380 / 420, abs=1e-5)
+    assert per_class == pytest.approx(1 - (380 / 400 + 0.0) / 2, abs=1e-5)

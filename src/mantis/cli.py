@@ -29,11 +29,12 @@ from typing import Any, TypeVar
 import torch
 from jsonargparse import ParserError
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from mantis.data.errors import DataError
+from mantis.tasks.guards import StatusProgressBar
 
 __all__ = ["MantisCLI", "main"]
 
@@ -224,6 +225,11 @@ class MantisCLI(LightningCLI):
             latest = ModelCheckpoint(dirpath=folder, filename="last", save_top_k=1, enable_version_counter=False)
             callbacks += [self.best_checkpoint, latest]
             kwargs["callbacks"] = callbacks
+        if trainer_cfg.get("enable_progress_bar") is not False and not any(
+            isinstance(c, ProgressBar) for c in callbacks
+        ):
+            # Lightning's bar plus the task's warnings in words (e.g. one class predicted everywhere).
+            kwargs["callbacks"] = [*callbacks, StatusProgressBar()]
         return super().instantiate_trainer(**kwargs)
 
     # -- after each command ---------------------------------------------------------------------

@@ -130,11 +130,16 @@ class MultitaskLoss(nn.Module):
     ``segmentation``, ``boundary``, ``distance`` and, for ResUNet-a, ``color``. With the default equal
     weights this is the authors' ``(L_segm + L_bound + L_dist) / 3``.
 
+    Each term is reduced per sample, over classes and space jointly (the authors' form) or, with
+    ``per_channel``, over space for each class (channel) separately and then averaged over the classes, so
+    that a class covering 5 % of the pixels weighs as much as one covering 95 % (``docs/training.md``).
+
     Args:
         depth: fractal depth of every term (settable at run time through :attr:`depth`).
         weights: per-task weights (defaults 1).
         reduction: ``mean`` or ``none``.
         ignore_index: pixels of the mask with this id do not count (needs ``mask`` in the targets).
+        per_channel: reduce each class (channel) separately, then average the classes.
     """
 
     def __init__(
@@ -143,12 +148,14 @@ class MultitaskLoss(nn.Module):
         weights: Mapping[str, float] | None = None,
         reduction: Reduction = "mean",
         ignore_index: int | None = None,
+        per_channel: bool = False,
     ) -> None:
         super().__init__()
         self.weights = {**DEFAULT_TASK_WEIGHTS, **(weights or {})}
-        self.ftnmt = FractalTanimotoLoss(depth, reduction="none")
+        self.ftnmt = FractalTanimotoLoss(depth, reduction="none", per_channel=per_channel)
         self.reduction = reduction
         self.ignore_index = ignore_index
+        self.per_channel = per_channel
 
     @property
     def depth(self) -> int:
@@ -171,8 +178,10 @@ class MultitaskLoss(nn.Module):
             if task not in pred or task not in targets or w == 0:
                 continue
             p, t = pred[task], targets[task]
-            dims = tuple(range(1, p.dim()))
+            dims = tuple(range(2 if self.per_channel else 1, p.dim()))
             sim = fractal_tanimoto(p, t, self.ftnmt.depth, dims, True, keepdim=False, weight=weight)
+            if self.per_channel:
+                sim = sim.mean(dim=1)
             term = w * (1.0 - sim)
             total = term if total is None else total + term
             norm += w

@@ -101,7 +101,13 @@ class _Recorder(lightning.Callback):
 def test_evolving_loss_raises_depth_and_resets_optimizer_at_each_lr_drop(evolving: bool) -> None:
     torch.manual_seed(0)
     task = _PlateauTask(
-        "ceecnet_v1", dict(TINY_CD_MODEL), monitor="val/constant", lr_patience=0, evolving_loss=evolving, loss_depth=5
+        "ceecnet_v1",
+        dict(TINY_CD_MODEL),
+        monitor="val/constant",
+        lr_patience=0,
+        evolving_loss=evolving,
+        loss_depth=5,
+        schedule_after_progress=0.0,  # the paper's schedule: count plateaus from the first epoch
     )
     data = _cd_batches(2)
     recorder = _Recorder()
@@ -120,6 +126,38 @@ def test_evolving_loss_raises_depth_and_resets_optimizer_at_each_lr_drop(evolvin
     else:
         assert depths == [5] * 6
         assert steps == [0, 2, 4, 6, 8, 10]
+
+
+class _ScriptedTask(ChangeDetectionTask):
+    """Logs ``scores[epoch]`` as its validation score."""
+
+    scores: list[float] = []
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self.log("val/scripted", self.scores[self.current_epoch])
+
+
+@pytest.mark.parametrize(
+    ("scores", "want_lrs"),
+    [
+        # Stuck at the start (e.g. "no change" everywhere): no cut, so the network keeps its learning rate.
+        ([0.0] * 6, [1e-3] * 6),
+        # Moved off the start at epoch 2 (by more than 0.05), then a plateau: cuts after each patience-0 epoch.
+        ([0.0, 0.02, 0.3, 0.3, 0.3, 0.3], [1e-3, 1e-3, 1e-3, 1e-3, 1e-4, 1e-5]),
+    ],
+)
+def test_schedule_waits_until_the_monitor_moves_off_its_start(scores: list[float], want_lrs: list[float]) -> None:
+    torch.manual_seed(0)
+    task = _ScriptedTask("ceecnet_v1", dict(TINY_CD_MODEL), monitor="val/scripted", lr_patience=0)
+    task.scores = scores
+    data = _cd_batches(2)
+    recorder = _Recorder()
+    trainer = _trainer(max_epochs=6, callbacks=[recorder], limit_val_batches=1)
+    trainer.fit(task, DataLoader(data, batch_size=1), DataLoader(data[:1], batch_size=1))
+    assert [round(lr, 10) for lr, _, _ in recorder.rows] == want_lrs
+    # The evolving loss follows the cuts: depth 0 until the first one.
+    assert [d for _, d, _ in recorder.rows] == [{1e-3: 0, 1e-4: 10, 1e-5: 20}[round(lr, 10)] for lr in want_lrs]
 
 
 def test_evolving_state_travels_in_checkpoints() -> None:
@@ -199,3 +237,35 @@ def test_channels_last_by_default_on_cpu_trainers_only() -> None:
     task.trainer = _trainer()
     task.setup("fit")
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+
+
+def test_collapse_watch_counts_rounds_in_a_row() -> None:
+    from mantis.tasks.guards import CollapseWatch, dominant_prediction
+
+    one_class = torch.tensor([[900, 0], [100, 0]])  # everything predicted as class 0
+    mixed = torch.tensor([[850, 50], [40, 60]])
+    assert dominant_prediction(one_class) == (0, 1.0)
+    watch = CollapseWatch(2, ["no_change", "change"])
+    assert watch.update(one_class) is None
+    assert watch.update(mixed) is None and watch.rounds == 0
+    assert watch.update(one_class) is None
+    message = watch.update(one_class)
+    assert message is not None and "'no_change' for 100.00 % of the validation pixels in 2 validation rounds" in message
+    assert watch.update(one_class) is None  # said once per streak
+    assert CollapseWatch(0, ["a", "b"]).update(one_class) is None
+
+
+def test_a_network_that_predicts_one_class_is_named_in_words(capsys: pytest.CaptureFixture[str]) -> None:
+    torch.manual_seed(0)
+    task = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL), lr=1e-9, collapse_patience=2)
+    with torch.no_grad():  # the segmentation logits strongly favour "no change"
+        task.model.head.segm_logits.logits[-1].bias.copy_(torch.tensor([50.0, -50.0]))
+    data = _cd_batches(2)
+    trainer = _trainer(max_epochs=3, limit_val_batches=1)
+    trainer.fit(task, DataLoader(data, batch_size=1), DataLoader(data[:1], batch_size=1))
+    out = capsys.readouterr().out
+    assert out.count("Warning (epoch 1): the network has predicted 'no_change' for 100.00 %") == 1
+    assert task.status == "predicts 'no_change' everywhere"
+    checkpoint: dict[str, Any] = {}
+    task.on_save_checkpoint(checkpoint)
+    assert checkpoint["collapse_watch"] == {"rounds": 3}

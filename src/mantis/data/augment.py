@@ -65,6 +65,12 @@ class Augment:
             but sets those mask pixels to ``ignore_index`` (the loss must then skip them).
         brightness_p: Probability, per image, of multiplying it by a gain in [1 - brightness, 1 + brightness].
         brightness: Largest relative brightness change.
+        colour_p: Probability, per image, of multiplying each band by its own gain in
+            [1 - colour, 1 + colour] (a shift of colour balance, as between two acquisitions).
+        colour: Largest relative change of one band.
+        contrast_p: Probability, per image, of scaling each band's deviations from its mean by a factor in
+            [1 - contrast, 1 + contrast] (haze, season, sensor: the mean stays).
+        contrast: Largest relative contrast change.
         shadow_p: Probability, per image, of darkening a random polygon (3 to 7 vertices, radius 5% to 35%
             of the sample size, soft edge) by a gain in [shadow_gain_min, shadow_gain_max].
         shadow_gain_min: Darkest shadow gain.
@@ -83,6 +89,10 @@ class Augment:
     fill: Literal["reflect", "ignore"] = "reflect"
     brightness_p: float = 0.5
     brightness: float = 0.2
+    colour_p: float = 0.0
+    colour: float = 0.1
+    contrast_p: float = 0.0
+    contrast: float = 0.3
     shadow_p: float = 0.2
     shadow_gain_min: float = 0.4
     shadow_gain_max: float = 0.8
@@ -91,14 +101,23 @@ class Augment:
     ignore_index: int = 255
 
     def __post_init__(self) -> None:
-        for name in ("rotate_zoom_p", "brightness_p", "shadow_p", "time_reversal_p", "identity_p"):
+        for name in (
+            "rotate_zoom_p",
+            "brightness_p",
+            "colour_p",
+            "contrast_p",
+            "shadow_p",
+            "time_reversal_p",
+            "identity_p",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"Augment.{name} must be a probability in [0, 1], got {value}")
         if not 0.0 < self.zoom_min <= self.zoom_max:
             raise ValueError(f"Augment needs 0 < zoom_min <= zoom_max, got {self.zoom_min}, {self.zoom_max}")
-        if not 0.0 <= self.brightness < 1.0:
-            raise ValueError(f"Augment.brightness must be in [0, 1), got {self.brightness}")
+        for name in ("brightness", "colour", "contrast"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"Augment.{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0.0 <= self.shadow_gain_min <= self.shadow_gain_max <= 1.0:
             raise ValueError("Augment needs 0 <= shadow_gain_min <= shadow_gain_max <= 1")
         if self.fill not in ("reflect", "ignore"):
@@ -180,6 +199,13 @@ class Augment:
     def _photometric(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.random() < self.brightness_p:
             image = image * np.float32(1.0 + rng.uniform(-self.brightness, self.brightness))
+        bands = (-1,) + (1,) * (image.ndim - 1)
+        if self.colour_p and rng.random() < self.colour_p:  # no draw when off: older runs replay
+            gains = 1.0 + np.asarray(rng.uniform(-self.colour, self.colour, size=image.shape[0]))
+            image = image * gains.astype(np.float32).reshape(bands)
+        if self.contrast_p and rng.random() < self.contrast_p:
+            mean = image.reshape(image.shape[0], -1).mean(1).reshape(bands)
+            image = mean + np.float32(1.0 + rng.uniform(-self.contrast, self.contrast)) * (image - mean)
         if rng.random() < self.shadow_p:
             image = image * self._shadow_gain(image.shape[-2:], rng)
         return image

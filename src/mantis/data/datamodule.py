@@ -405,6 +405,8 @@ class SegmentationDataModule(_BaseDataModule):
         batch_size: Samples per batch.
         num_workers: DataLoader worker processes (0 loads in the main process).
         num_classes: K; ``None`` for 3 with synthetic scenes and 2 with a folder.
+        class_names: K names used in metric keys (``val/f1_building``); ``None``: ``class 0``, ``class 1``, ...
+            for a folder, the scene classes for synthetic data.
         mean: Per-band means in stored units (``mantis stats``); ``None`` divides uint8 by 255
             and leaves other dtypes as stored (set them for 16-bit data).
         std: Per-band standard deviations in stored units.
@@ -439,6 +441,7 @@ class SegmentationDataModule(_BaseDataModule):
         batch_size: int = 8,
         num_workers: int = 0,
         num_classes: int | None = None,
+        class_names: list[str] | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
         mask_mapping: dict[int, int] | None = None,
@@ -473,7 +476,10 @@ class SegmentationDataModule(_BaseDataModule):
         self.small_images: Literal["pad", "error"] = small_images
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
         self.bands = bands
-        self.class_names = list(SEGMENTATION_CLASSES) if synthetic else [f"class {k}" for k in range(self.num_classes)]
+        if class_names is not None and len(class_names) != self.num_classes:
+            raise ValueError(f"{len(class_names)} class names given for {self.num_classes} classes")
+        default_names = list(SEGMENTATION_CLASSES) if synthetic else [f"class {k}" for k in range(self.num_classes)]
+        self.class_names = list(class_names) if class_names is not None else default_names
 
     def _folder_dataset(self, stage: Stage) -> Dataset[Any]:
         return SegmentationFolder(

@@ -16,6 +16,8 @@ from torchmetrics import MeanMetric
 
 from mantis.metrics import ConfusionScores, scores_to_json
 from mantis.models.registry import create_model
+from mantis.tasks.guards import CollapseWatch
+from mantis.tasks.schedule import PlateauAfterProgress
 
 Stage = Literal["train", "val", "test"]
 OptimizerName = Literal["adam", "adamw"]
@@ -54,6 +56,12 @@ class BaseTask(lightning.LightningModule):
         lr_factor: ReduceLROnPlateau factor.
         lr_patience: ReduceLROnPlateau patience, in validation epochs.
         min_lr: lowest learning rate.
+        schedule_after_progress: the plateau counter (and with it every learning-rate cut, and the evolving
+            loss's depth) starts only once the monitored value has improved on its first value by this much
+            (absolute); ``0`` counts from the first epoch (the paper's schedule). See
+            :class:`~mantis.tasks.schedule.PlateauAfterProgress`.
+        collapse_patience: after this many validation rounds in a row in which the network predicted one
+            class for (almost) every pixel, say so in the log and the progress bar (``0``: never).
         monitor: metric that drives ReduceLROnPlateau and the best checkpoint (``None``: the task's default,
             validation MCC); names ending in ``loss`` are minimised, others maximised.
         channels_last: keep 2D networks and their inputs in the channels-last memory layout (same values).
@@ -83,12 +91,16 @@ class BaseTask(lightning.LightningModule):
         min_lr: float = 1e-6,
         monitor: str | None = None,
         channels_last: bool | None = None,
+        schedule_after_progress: float = 0.05,
+        collapse_patience: int = 3,
     ) -> None:
         super().__init__()
         if optimizer not in ("adam", "adamw"):
             raise ValueError(f"optimizer must be 'adam' or 'adamw', got {optimizer!r}")
         if not 0.0 < lr_factor < 1.0:
             raise ValueError(f"lr_factor must be in (0, 1), got {lr_factor}")
+        if schedule_after_progress < 0:
+            raise ValueError(f"schedule_after_progress must not be negative, got {schedule_after_progress}")
         if len(betas) != 2:
             raise ValueError(f"betas needs two values, got {list(betas)}")
         if (band_mean is None) != (band_std is None):
@@ -129,6 +141,8 @@ class BaseTask(lightning.LightningModule):
         self.test_loss_mean = MeanMetric()
         self.val_results: dict[str, float | None] = {}
         self.test_results: dict[str, float | None] = {}
+        self.collapse = CollapseWatch(collapse_patience, self.class_names)
+        self.status = ""  # a warning in words, shown in the progress bar (mantis.tasks.guards)
 
     # -- what subclasses define -------------------------------------------------------------------
 
@@ -200,6 +214,8 @@ class BaseTask(lightning.LightningModule):
     def _log_scores(self, stage: Stage) -> dict[str, float | None]:
         metric = self._scores(stage)
         scores = metric.compute()
+        if stage == "val" and not self.trainer.sanity_checking:
+            self._watch_collapse(metric.confmat)
         metric.reset()
         logged = {f"{stage}/{k}": v.float() for k, v in scores.items() if not k.startswith("support_")}
         if stage != "train":
@@ -216,6 +232,23 @@ class BaseTask(lightning.LightningModule):
             self.log(self.monitor, monitored, prog_bar=True, sync_dist=True)
         return scores_to_json(scores)
 
+    def _watch_collapse(self, confmat: torch.Tensor) -> None:
+        """Count validation rounds that predict one class everywhere; say so in words at the patience."""
+        message = self.collapse.update(confmat)
+        if message:
+            self.status = f"predicts '{self.class_names[int(confmat.sum(0).argmax())]}' everywhere"
+            self.print(f"Warning (epoch {self.current_epoch}): {message}")
+        elif self.collapse.rounds == 0:
+            self.status = ""
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the count of one-class validation rounds, so that a resumed run warns at the same point."""
+        checkpoint["collapse_watch"] = self.collapse.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore what :meth:`on_save_checkpoint` kept."""
+        self.collapse.load_state_dict(checkpoint.get("collapse_watch", {}))
+
     def on_train_epoch_end(self) -> None:
         """Log the epoch's training metrics."""
         self._log_scores("train")
@@ -229,7 +262,7 @@ class BaseTask(lightning.LightningModule):
         self.test_results = self._log_scores("test")
 
     def configure_optimizers(self) -> Any:
-        """Adam/AdamW and ReduceLROnPlateau on :attr:`monitor`."""
+        """Adam/AdamW and ReduceLROnPlateau on :attr:`monitor`, once it has moved off its start."""
         hp = self.hparams
         cls = torch.optim.Adam if hp["optimizer"] == "adam" else torch.optim.AdamW
         params = list(self.parameters())
@@ -238,8 +271,13 @@ class BaseTask(lightning.LightningModule):
         optimizer = cls(
             params, lr=hp["lr"], betas=tuple(hp["betas"]), weight_decay=hp["weight_decay"], fused=fused or None
         )
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode=self.monitor_mode, factor=hp["lr_factor"], patience=hp["lr_patience"], min_lr=hp["min_lr"]
+        scheduler = PlateauAfterProgress(
+            optimizer,
+            mode=self.monitor_mode,
+            progress=hp["schedule_after_progress"],
+            factor=hp["lr_factor"],
+            patience=hp["lr_patience"],
+            min_lr=hp["min_lr"],
         )
         return {
             "optimizer": optimizer,

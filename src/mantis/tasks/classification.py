@@ -46,10 +46,13 @@ class ClassificationTask(BaseTask):
         min_lr: float = 1e-6,
         monitor: str | None = None,
         channels_last: bool | None = None,
+        schedule_after_progress: float = 0.05,
+        collapse_patience: int = 3,
     ) -> None:
         super().__init__(
             model, model_kwargs, in_channels, num_classes, class_names, ignore_index, band_mean, band_std,
             optimizer, lr, betas, weight_decay, lr_factor, lr_patience, min_lr, monitor, channels_last,
+            schedule_after_progress=schedule_after_progress, collapse_patience=collapse_patience,
         )  # fmt: skip
         self.label_smoothing = label_smoothing
 

@@ -33,6 +33,10 @@ class DenseTask(BaseTask):
         model_kwargs: keyword arguments of the network.
         loss_depth: fractal depth of the loss when ``evolving_loss`` is off.
         loss_weights: per-head weights, e.g. ``{"segmentation": 1, "boundary": 1, "distance": 1}``.
+        loss_per_class: reduce the loss of each class over space separately and average the classes, so that
+            every class weighs the same whatever its area; ``False`` reduces over classes and space jointly, as
+            the authors did, which lets the majority class dominate and can hold a network at "no change" /
+            one class everywhere on small imbalanced data (``docs/training.md``).
         evolving_loss: raise the loss depth along ``depth_schedule`` at each LR drop.
         depth_schedule: the fractal depths of the evolving loss.
         reset_optimizer: with ``evolving_loss``, reset the optimiser state at each LR drop.
@@ -53,6 +57,7 @@ class DenseTask(BaseTask):
         band_std: list[float] | None = None,
         loss_depth: int = 0,
         loss_weights: dict[str, float] | None = None,
+        loss_per_class: bool = True,
         evolving_loss: bool = True,
         depth_schedule: Sequence[int] = DEFAULT_DEPTH_SCHEDULE,
         reset_optimizer: bool = True,
@@ -65,6 +70,8 @@ class DenseTask(BaseTask):
         min_lr: float = 1e-6,
         monitor: str | None = None,
         channels_last: bool | None = None,
+        schedule_after_progress: float = 0.05,
+        collapse_patience: int = 3,
     ) -> None:
         depth_schedule = [int(d) for d in depth_schedule]
         if evolving_loss and not depth_schedule:
@@ -77,6 +84,7 @@ class DenseTask(BaseTask):
         super().__init__(
             model, model_kwargs, in_channels, num_classes, class_names, ignore_index, band_mean, band_std,
             optimizer, lr, betas, weight_decay, lr_factor, lr_patience, min_lr, monitor, channels_last,
+            schedule_after_progress=schedule_after_progress, collapse_patience=collapse_patience,
         )  # fmt: skip
         taken = count_inputs(self.model)
         if taken != self.inputs:
@@ -88,7 +96,10 @@ class DenseTask(BaseTask):
             )
         self.depth_schedule = depth_schedule
         self.loss = MultitaskLoss(
-            depth_schedule[0] if evolving_loss else loss_depth, loss_weights, ignore_index=ignore_index
+            depth_schedule[0] if evolving_loss else loss_depth,
+            loss_weights,
+            ignore_index=ignore_index,
+            per_channel=loss_per_class,
         )
         self.lr_drops = 0  # LR drops seen so far (saved in checkpoints)
         self._last_lr: float | None = None
@@ -118,10 +129,12 @@ class DenseTask(BaseTask):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the evolving-loss state, so that a resumed run continues at the same depth."""
+        super().on_save_checkpoint(checkpoint)
         checkpoint["evolving_loss"] = {"lr_drops": self.lr_drops, "last_lr": self._last_lr, "depth": self.loss.depth}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore the evolving-loss state saved by :meth:`on_save_checkpoint`."""
+        super().on_load_checkpoint(checkpoint)
         state = checkpoint.get("evolving_loss")
         if state:
             self.lr_drops = int(state["lr_drops"])
