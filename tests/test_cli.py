@@ -6,11 +6,14 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from mantis.cli import main
+from mantis.data import ChangeDetectionDataModule
+from mantis.data.io import read_image
 from tests.tasks.folders import TINY_SEG_MODEL, cd_config, make_cd_folder, make_seg_folder, tiny_trainer, write_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +56,13 @@ def test_fit_png_folder_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
     hp = ckpt["hyper_parameters"]
     assert hp["model"] == "ceecnet_v1" and hp["task"] == "change_detection"
     assert hp["model_kwargs"]["in_channels"] == 3 and hp["model_kwargs"]["num_classes"] == 2
-    assert hp["band_mean"] is None and hp["band_std"] is None
+    # without mean/std: the per-band statistics of the training pairs, both dates pooled
+    train = ChangeDetectionDataModule(str(data), patch_size=32, val_fraction=0.2, test_fraction=0.2).plan.names["train"]
+    pixels = np.concatenate(
+        [read_image(data / d / n).reshape(3, -1) for d in ("A", "B") for n in train or []], axis=1
+    ).astype(np.float64)
+    np.testing.assert_allclose(hp["band_mean"], pixels.mean(1), rtol=1e-9)
+    np.testing.assert_allclose(hp["band_std"], pixels.std(1), rtol=1e-9)
     assert all(k.startswith("model.") for k in ckpt["state_dict"])
 
     record = json.loads((run / "test_metrics.json").read_text())
@@ -64,6 +73,17 @@ def test_fit_png_folder_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
     assert metrics["support_change"] + metrics["support_no_change"] == 32 * 32  # one test tile of 32 x 32
     assert 0.0 <= metrics["accuracy"] <= 1.0
     assert "test metrics written to" in capsys.readouterr().out
+
+    # testing a checkpoint normalises with its statistics, not with statistics of the data at hand
+    test_args = ["--data.init_args.root", str(data), "--data.init_args.patch_size", "32"]
+    test_args += ["--data.init_args.test_fraction", "0.5", "--trainer.enable_progress_bar", "false"]
+    test_run = tmp_path / "test_run"
+    assert (
+        main(["test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--run_dir", str(test_run), *test_args])
+        == 0
+    )
+    used = yaml.safe_load((test_run / "config_test.yaml").read_text())["data"]["init_args"]
+    assert used["mean"] == hp["band_mean"] and used["std"] == hp["band_std"] and used["auto_stats"] is False
 
     # the checkpoint is all `mantis predict` needs
     pair = [str(data / "A" / "tile_0.png"), str(data / "B" / "tile_0.png")]

@@ -300,7 +300,14 @@ class MantisCLI(LightningCLI):
         links = {"in_channels", "num_classes", "class_names", "ignore_index", "band_mean", "band_std"}
         init_args = {k: v for k, v in hparams.items() if k not in links | {"task"} and not k.startswith("_")}
         # The data gives bands and classes; the checkpoint's network must agree with them (checked by the task).
-        update = {"model": {"class_path": TASKS[task], "init_args": init_args}}
+        update: dict[str, Any] = {"model": {"class_path": TASKS[task], "init_args": init_args}}
+        data = sub.get("data")
+        if data is not None and data.get("init_args") is not None:
+            data_args = data.init_args
+            if data_args.get("mean") is None and "auto_stats" in data_args:
+                # Normalise as the checkpoint's network was trained (None: uint8 / 255), not with new statistics.
+                stats = {"mean": hparams.get("band_mean"), "std": hparams.get("band_std"), "auto_stats": False}
+                update["data"] = {"class_path": data.class_path, "init_args": stats}
         self.config = self.parser.parse_object({self.config.subcommand: update}, self.config)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from jsonargparse import ArgumentParser
@@ -105,3 +106,42 @@ def test_configured_from_yaml_with_nested_augmentation(tmp_path: Path) -> None:
     assert data.mean == [0.5, 0.5, 0.5] and data.mask_mapping == {0: 0, 255: 1}
     none = parser.instantiate(parser.parse_args(["--data.augment=null"])).data
     assert none.augment is None
+
+
+def test_band_statistics_of_the_training_split_by_default(tmp_path: Path) -> None:
+    from mantis.data.io import read_image
+
+    make_cd_folder(tmp_path, names=[f"{i:02d}" for i in range(5)], size=(32, 32))
+    (tmp_path / "val.txt").write_text("00.png\n")
+    data = ChangeDetectionDataModule(str(tmp_path), patch_size=32, val_file="val.txt", test_fraction=0.0)
+    # the four training pairs, both dates pooled; the validation pair does not count
+    pixels = np.concatenate(
+        [read_image(tmp_path / d / f"{i:02d}.png").reshape(3, -1) for d in ("A", "B") for i in range(1, 5)], axis=1
+    ).astype(np.float64)
+    np.testing.assert_allclose(data.mean, pixels.mean(1), rtol=1e-9)
+    np.testing.assert_allclose(data.std, pixels.std(1), rtol=1e-9)
+    data.setup("fit")
+    batch = next(iter(data.val_dataloader()))
+    raw = read_image(tmp_path / "A" / "00.png").astype(np.float32)
+    want = (raw - np.asarray(data.mean, np.float32)[:, None, None]) / np.asarray(data.std, np.float32)[:, None, None]
+    np.testing.assert_allclose(batch["image1"][0].numpy(), want, rtol=1e-5, atol=1e-5)
+    fixed = ChangeDetectionDataModule(str(tmp_path), patch_size=32, auto_stats=False)
+    assert fixed.mean is None and fixed.std is None
+    given = ChangeDetectionDataModule(str(tmp_path), patch_size=32, mean=[1.0, 2.0, 3.0], std=[1.0, 1.0, 1.0])
+    assert given.mean == [1.0, 2.0, 3.0]
+
+
+def test_synthetic_statistics_come_from_training_scenes() -> None:
+    data = SegmentationDataModule(patch_size=32, bands=4)
+    assert len(data.mean or []) == 4 and all(0.0 < m < 1.0 for m in data.mean or [])
+    assert all(s > 0 for s in data.std or [])
+
+
+def test_statistics_read_at_most_64_files_evenly_spread() -> None:
+    from mantis.data.datamodule import _evenly
+
+    items = [Path(f"{i:03d}") for i in range(200)]
+    picked = _evenly(items, 64)
+    assert len(picked) == 64 and picked[0] == items[0] and picked[-1] == items[-1]
+    assert len(set(picked)) == 64
+    assert _evenly(items[:10], 64) == items[:10]

@@ -36,12 +36,29 @@ from mantis.data.datasets import (
 from mantis.data.errors import DataError
 from mantis.data.folders import list_images, read_split_file
 from mantis.data.io import raster_info
-from mantis.data.synthetic import SEGMENTATION_CLASSES
+from mantis.data.stats import BandStats, compute_band_stats
+from mantis.data.synthetic import SEGMENTATION_CLASSES, synthetic_change_pair, synthetic_segmentation_scene
 
 __all__ = ["ChangeDetectionDataModule", "SegmentationDataModule"]
 
 Stage = Literal["train", "val", "test"]
 DEFAULT_AUGMENT = Augment()  # immutable, so one shared default is safe
+STATS_MAX_FILES = 64  # automatic band statistics read at most this many files per image folder
+
+
+_STATS_SCENES = range(16)  # synthetic training scenes that give the automatic statistics
+
+
+def _scene_rng(seed: int, index: int) -> np.random.Generator:
+    # The generator of training scene ``index`` (as the synthetic datasets draw it).
+    return np.random.default_rng([seed, 0, index])
+
+
+def _evenly(items: list[Path], count: int) -> list[Path]:
+    """At most ``count`` items spread evenly over the list (all of them if there are fewer)."""
+    if len(items) <= count:
+        return items
+    return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)]
 
 
 class _SplitPlan:
@@ -80,6 +97,7 @@ class _BaseDataModule(lightning.LightningDataModule):
         mean: list[float] | None,
         std: list[float] | None,
         seed: int,
+        auto_stats: bool = True,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -96,8 +114,10 @@ class _BaseDataModule(lightning.LightningDataModule):
         self.samples_per_image = samples_per_image
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.mean = mean
-        self.std = std
+        self._mean = mean
+        self._std = std
+        self.auto_stats = auto_stats
+        self._stats_resolved = mean is not None or not auto_stats
         self.seed = seed
         self.datasets: dict[str, Dataset[Any]] = {}
         self._split_args = (train_split, val_split, test_split, train_file, val_file, test_file)
@@ -115,6 +135,52 @@ class _BaseDataModule(lightning.LightningDataModule):
                 raise ValueError("synthetic data has no folder splits")
             self._plan = self._plan_splits(self.root, *self._split_args, *self._fractions)
         return self._plan
+
+    @property
+    def mean(self) -> list[float] | None:
+        """Per-band means the images are standardised with: given, or those of the training images
+        (``auto_stats``, computed on first use), or ``None`` (uint8 / 255, other dtypes as stored)."""
+        self._resolve_stats()
+        return self._mean
+
+    @property
+    def std(self) -> list[float] | None:
+        """Per-band standard deviations that go with :attr:`mean`."""
+        self._resolve_stats()
+        return self._std
+
+    def _resolve_stats(self) -> None:
+        if self._stats_resolved:
+            return
+        self._stats_resolved = True
+        mean, std = self._training_stats()
+        # A constant band has no spread: leave it unscaled rather than divide by zero.
+        self._mean, self._std = mean, [s if s > 0 else 1.0 for s in std]
+
+    def _training_stats(self) -> tuple[list[float], list[float]]:
+        """Per-band mean and std of (a sample of) the training images, every date pooled."""
+        if self.root is None:
+            stats = BandStats(self.bands)
+            for sample in self._synthetic_stats_samples():
+                stats.update(sample)
+            return stats.result()
+        stage = "train" if "train" in self.plan.folders else next(iter(self.plan.folders))
+        files: list[Path] = []
+        for folder in self.dirs[:-1]:
+            files += _evenly(self._split_files(stage, folder), STATS_MAX_FILES)
+        return compute_band_stats(files, progress=False)
+
+    def _synthetic_stats_samples(self) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def _split_files(self, stage: str, folder: str) -> list[Path]:
+        """The image files of sub-folder ``folder`` that belong to split ``stage``, in name order."""
+        images = list_images(self.plan.folders[stage] / folder)
+        names = self.plan.names[stage]
+        if names is None:
+            return images
+        wanted = set(names) | {Path(n).stem for n in names}
+        return [p for p in images if p.name in wanted or p.stem in wanted]
 
     @property
     def in_channels(self) -> int:
@@ -285,9 +351,12 @@ class ChangeDetectionDataModule(_BaseDataModule):
         batch_size: Samples per batch.
         num_workers: DataLoader worker processes (0 loads in the main process).
         num_classes: K; 2 (no change, change).
-        mean: Per-band means in stored units, shared by both dates (``mantis stats``); ``None`` scales
-            uint8 images by 255 and leaves other dtypes as stored (set them for 16-bit data).
+        mean: Per-band means in stored units, shared by both dates (``mantis stats``); ``None``: see
+            ``auto_stats``.
         std: Per-band standard deviations in stored units.
+        auto_stats: Without ``mean``/``std``, standardise with the per-band mean and std of the training
+            images of both dates (at most 64 files per folder, evenly spread), computed on first use and saved
+            in the checkpoint; ``False`` divides uint8 images by 255 and leaves other dtypes as stored.
         mask_mapping: ``{stored mask value: class}``; ``None`` accepts 0/1 and 0/255 masks.
         ignore_index: Class id of unlabelled pixels in the batches' masks.
         multitask: Add boundary and distance targets (and the one-hot mask) for multitask models.
@@ -319,6 +388,7 @@ class ChangeDetectionDataModule(_BaseDataModule):
         num_classes: int = 2,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        auto_stats: bool = True,
         mask_mapping: dict[int, int] | None = None,
         ignore_index: int = 255,
         multitask: bool = False,
@@ -334,7 +404,7 @@ class ChangeDetectionDataModule(_BaseDataModule):
             raise ValueError(f"dirs needs three folders (first date, second date, masks), got {list(dirs)}")
         super().__init__(
             root, dirs, train_split, val_split, test_split, train_file, val_file, test_file, val_fraction,
-            test_fraction, patch_size, samples_per_image, batch_size, num_workers, mean, std, seed,
+            test_fraction, patch_size, samples_per_image, batch_size, num_workers, mean, std, seed, auto_stats,
         )  # fmt: skip
         self.num_classes = num_classes
         self.mask_mapping = mask_mapping
@@ -363,6 +433,10 @@ class ChangeDetectionDataModule(_BaseDataModule):
             multitask=self.multitask,
             small_images=self.small_images,
         )
+
+    def _synthetic_stats_samples(self) -> list[np.ndarray]:
+        scenes = [synthetic_change_pair(_scene_rng(self.seed, i), self.patch_size, self.bands) for i in _STATS_SCENES]
+        return [scene[key] for scene in scenes for key in ("image1", "image2")]
 
     def _synthetic_dataset(self, stage: Stage) -> Dataset[Any]:
         if self.num_classes != 2:
@@ -407,9 +481,11 @@ class SegmentationDataModule(_BaseDataModule):
         num_classes: K; ``None`` for 3 with synthetic scenes and 2 with a folder.
         class_names: K names used in metric keys (``val/f1_building``); ``None``: ``class 0``, ``class 1``, ...
             for a folder, the scene classes for synthetic data.
-        mean: Per-band means in stored units (``mantis stats``); ``None`` divides uint8 by 255
-            and leaves other dtypes as stored (set them for 16-bit data).
+        mean: Per-band means in stored units (``mantis stats``); ``None``: see ``auto_stats``.
         std: Per-band standard deviations in stored units.
+        auto_stats: Without ``mean``/``std``, standardise with the per-band mean and std of the training
+            images (at most 64 files, evenly spread), computed on first use and saved in the checkpoint;
+            ``False`` divides uint8 images by 255 and leaves other dtypes as stored.
         mask_mapping: ``{stored mask value: class}``; ``None`` for ids 0..K-1 (plus 0/255 when K = 2).
         ignore_index: Class id of unlabelled pixels in the batches' masks.
         multitask: Add boundary and distance targets (and the one-hot mask) for multitask models.
@@ -444,6 +520,7 @@ class SegmentationDataModule(_BaseDataModule):
         class_names: list[str] | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        auto_stats: bool = True,
         mask_mapping: dict[int, int] | None = None,
         ignore_index: int = 255,
         multitask: bool = False,
@@ -461,7 +538,7 @@ class SegmentationDataModule(_BaseDataModule):
             raise ValueError(f"dirs needs two folders (images, masks), got {list(dirs)}")
         super().__init__(
             root, dirs, train_split, val_split, test_split, train_file, val_file, test_file, val_fraction,
-            test_fraction, patch_size, samples_per_image, batch_size, num_workers, mean, std, seed,
+            test_fraction, patch_size, samples_per_image, batch_size, num_workers, mean, std, seed, auto_stats,
         )  # fmt: skip
         synthetic = self.root is None
         self.num_classes = num_classes if num_classes is not None else (len(SEGMENTATION_CLASSES) if synthetic else 2)
@@ -500,6 +577,12 @@ class SegmentationDataModule(_BaseDataModule):
             rgb_bands=self.rgb_bands,
             small_images=self.small_images,
         )
+
+    def _synthetic_stats_samples(self) -> list[np.ndarray]:
+        return [
+            synthetic_segmentation_scene(_scene_rng(self.seed, i), self.patch_size, self.bands)["image"]
+            for i in _STATS_SCENES
+        ]
 
     def _synthetic_dataset(self, stage: Stage) -> Dataset[Any]:
         return SyntheticSegmentation(
