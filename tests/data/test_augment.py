@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,8 @@ from hypothesis import strategies as st
 
 from mantis.data.augment import Augment, d4_transform
 
-GEOMETRY_ONLY: dict[str, Any] = {"brightness_p": 0.0, "shadow_p": 0.0, "time_reversal_p": 0.0, "identity_p": 0.0}
+PHOTOMETRY_OFF: dict[str, Any] = {"brightness_p": 0.0, "colour_p": 0.0, "contrast_p": 0.0, "shadow_p": 0.0}
+GEOMETRY_ONLY: dict[str, Any] = {**PHOTOMETRY_OFF, "time_reversal_p": 0.0, "identity_p": 0.0}
 
 
 def coded_pair(size: int = 16, bands: int = 3) -> dict[str, np.ndarray]:
@@ -79,9 +81,7 @@ def test_rotation_zoom_keeps_a_mask_aligned_with_its_image() -> None:
 
 def test_time_reversal_swaps_the_dates_and_keeps_the_mask() -> None:
     sample = coded_pair()
-    out = Augment(d4=False, rotate_zoom_p=0.0, brightness_p=0.0, shadow_p=0.0, time_reversal_p=1.0, identity_p=0.0)(
-        sample, 0
-    )
+    out = Augment(d4=False, rotate_zoom_p=0.0, time_reversal_p=1.0, identity_p=0.0, **PHOTOMETRY_OFF)(sample, 0)
     assert np.array_equal(out["image1"], sample["image2"]) and np.array_equal(out["image2"], sample["image1"])
     assert np.array_equal(out["mask"], sample["mask"])
 
@@ -89,7 +89,7 @@ def test_time_reversal_swaps_the_dates_and_keeps_the_mask() -> None:
 def test_random_identity_shows_one_date_twice_with_no_change() -> None:
     sample = coded_pair()
     sample["mask"][0, :3] = 255  # unlabelled pixels stay unlabelled
-    augment = Augment(d4=False, rotate_zoom_p=0.0, brightness_p=0.0, shadow_p=0.0, time_reversal_p=0.0, identity_p=1.0)
+    augment = Augment(d4=False, rotate_zoom_p=0.0, time_reversal_p=0.0, identity_p=1.0, **PHOTOMETRY_OFF)
     dates = set()
     for seed in range(10):
         out = augment(sample, seed)
@@ -102,12 +102,38 @@ def test_random_identity_shows_one_date_twice_with_no_change() -> None:
 def test_brightness_and_shadows_touch_images_only() -> None:
     sample = coded_pair()
     sample["image1"] += 1.0
-    augment = Augment(d4=False, rotate_zoom_p=0.0, brightness_p=1.0, shadow_p=1.0, time_reversal_p=0.0, identity_p=0.0)
+    augment = Augment(
+        d4=False, rotate_zoom_p=0.0, brightness_p=1.0, shadow_p=1.0, time_reversal_p=0.0, identity_p=0.0, colour_p=0.0
+    )
+    augment = dataclasses.replace(augment, contrast_p=0.0)
     out = augment(sample, 5)
     assert np.array_equal(out["mask"], sample["mask"])
     gain = out["image1"] / sample["image1"]
     assert gain.min() >= 0.4 * 0.8 - 1e-6 and gain.max() <= 1.2 + 1e-6
     assert not np.allclose(gain, gain.flat[0])  # the shadow darkens part of the image only
+
+
+def test_colour_and_contrast_change_each_date_on_its_own() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.uniform(10, 20, (3, 16, 16)).astype(np.float32)
+    sample = {"image1": image, "image2": image.copy(), "mask": np.zeros((16, 16), np.int64)}
+    colour = Augment(
+        d4=False, rotate_zoom_p=0.0, time_reversal_p=0.0, identity_p=0.0, **{**PHOTOMETRY_OFF, "colour_p": 1.0}
+    )
+    out = colour(sample, 1)
+    gains = (out["image1"] / image).reshape(3, -1)
+    assert np.allclose(gains, gains[:, :1], rtol=1e-5)  # one gain per band
+    assert np.all(np.abs(gains - 1) <= 0.1 + 1e-6) and len(np.unique(gains[:, 0].round(6))) == 3
+    assert not np.allclose(out["image1"], out["image2"])  # the dates drew their own gains
+    contrast = Augment(
+        d4=False, rotate_zoom_p=0.0, time_reversal_p=0.0, identity_p=0.0, **{**PHOTOMETRY_OFF, "contrast_p": 1.0}
+    )
+    out = contrast(sample, 2)
+    mean = image.mean((1, 2), keepdims=True)
+    factor = (out["image1"] - mean) / (image - mean)
+    assert np.allclose(out["image1"].mean((1, 2)), mean[:, 0, 0], rtol=1e-5)  # the band means stay
+    assert np.allclose(factor, factor.flat[0], rtol=1e-3) and 0.7 - 1e-6 <= factor.flat[0] <= 1.3 + 1e-6
+    assert np.array_equal(out["mask"], sample["mask"])
 
 
 def test_same_seed_same_result_and_input_untouched() -> None:

@@ -46,9 +46,9 @@ def d4_transform(array: np.ndarray, k: int, flip: bool) -> np.ndarray:
 class Augment:
     """Seeded, configurable, label-preserving augmentation; call it as ``augment(sample, rng)``.
 
-    Order of operations: random identity, time reversal, D4, rotation with zoom, then brightness and
-    shadows drawn independently for each date (so illumination differences between dates are seen as
-    no change). Images are expected as float32 in any units (gains are multiplicative, so raw digital
+    Order of operations: random identity, time reversal, D4, rotation with zoom, then brightness, colour
+    balance, contrast and shadows drawn independently for each date (so differences of light, season and
+    sensor between dates are seen as no change). Images are expected as float32 in any units (gains are multiplicative, so raw digital
     numbers, reflectances or [0, 1] values all work); normalise after augmenting.
 
     Args:
@@ -89,9 +89,9 @@ class Augment:
     fill: Literal["reflect", "ignore"] = "reflect"
     brightness_p: float = 0.5
     brightness: float = 0.2
-    colour_p: float = 0.0
+    colour_p: float = 0.5
     colour: float = 0.1
-    contrast_p: float = 0.0
+    contrast_p: float = 0.5
     contrast: float = 0.3
     shadow_p: float = 0.2
     shadow_gain_min: float = 0.4
@@ -200,7 +200,7 @@ class Augment:
         if rng.random() < self.brightness_p:
             image = image * np.float32(1.0 + rng.uniform(-self.brightness, self.brightness))
         bands = (-1,) + (1,) * (image.ndim - 1)
-        if self.colour_p and rng.random() < self.colour_p:  # no draw when off: older runs replay
+        if self.colour_p and rng.random() < self.colour_p:  # no draw when off (runs without it replay exactly)
             gains = 1.0 + np.asarray(rng.uniform(-self.colour, self.colour, size=image.shape[0]))
             image = image * gains.astype(np.float32).reshape(bands)
         if self.contrast_p and rng.random() < self.contrast_p:
