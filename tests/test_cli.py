@@ -20,7 +20,13 @@ REPO = Path(__file__).resolve().parents[1]
 # the training configs (configs/ also holds configs of other commands, e.g. predict.yaml)
 CONFIGS = [
     REPO / "configs" / name
-    for name in ("demo.yaml", "levir_cd_ceecnet_v2.yaml", "whu_cd.yaml", "segmentation_fractal_resunet.yaml")
+    for name in (
+        "demo.yaml",
+        "levir_cd_ceecnet_v2.yaml",
+        "whu_cd.yaml",
+        "segmentation_fractal_resunet.yaml",
+        "few_images_cd_cpu.yaml",
+    )
 ]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -48,8 +48,9 @@ class Augment:
 
     Order of operations: random identity, time reversal, D4, rotation with zoom, then brightness, colour
     balance, contrast and shadows drawn independently for each date (so differences of light, season and
-    sensor between dates are seen as no change). Images are expected as float32 in any units (gains are multiplicative, so raw digital
-    numbers, reflectances or [0, 1] values all work); normalise after augmenting.
+    sensor between dates are seen as no change). Images are expected as float32 in any units (gains are
+    multiplicative, so raw digital numbers, reflectances or [0, 1] values all work); normalise after
+    augmenting.
 
     Args:
         d4: Apply one of the 8 flips/quarter-turn rotations, uniformly at random (only the 4 that keep
