@@ -259,6 +259,8 @@ def run_one(task: str, model: str, seed: int, args: argparse.Namespace, data: Pa
         "task": task,
         "model": model + (f" ({args.label})" if args.label else ""),
         "seed": seed,
+        "minutes": args.minutes,
+        "threads": args.threads,
         "wall_s": round(wall, 1),
         "steps": epochs[-1]["step"] if epochs else 0,
         "epochs": len(epochs),
@@ -305,7 +307,10 @@ def _curve(records: list[dict], minutes: float) -> list[str]:
 
 
 def markdown(results: list[dict], args: argparse.Namespace) -> str:
-    """The docs/benchmarks.md section."""
+    """The docs/benchmarks.md section, from every run recorded in the work folder."""
+    tasks = [t for t in MODELS if any(r["task"] == t for r in results)]
+    minutes = {t: max(r.get("minutes", args.minutes) for r in results if r["task"] == t) for t in tasks}
+    threads = sorted({r.get("threads", args.threads) for r in results})
     lines = [
         "Each network trained from scratch through `mantis fit ... --test_after_fit true` with the task's default "
         "recipe for a fixed wall time, several seeds; a straightforward U-Net (`benchmarks/plain_unet.py`: "
@@ -313,12 +318,16 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
         "scores are described in the script's docstring (LEVIR-CD: 6 pairs train, 1 validates, 2 test; SpaceNet: "
         "3 quadrants train, 1 tests).",
         "",
-        f"- Command: `python benchmarks/real_data.py --task {' '.join(args.task)} --seeds "
-        f"{' '.join(map(str, args.seeds))} --minutes {args.minutes:g} --write-docs`",
-        f"- {machine_line()} One run at a time, {args.threads} threads each.",
+        *(
+            f"- Command ({task}): `python benchmarks/real_data.py --task {task} --seeds 0 1 2 "
+            f"--minutes {minutes[task]:g} --write-docs` (runs may be added a few at a time with --models and "
+            "--seeds: results accumulate in the work folder)"
+            for task in tasks
+        ),
+        f"- {machine_line()} One run at a time, {'/'.join(map(str, threads))} threads each.",
         "",
     ]
-    for task in args.task:
+    for task in tasks:
         runs = [r for r in results if r["task"] == task]
         if not runs:
             continue
@@ -326,7 +335,7 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
             "Change detection, LEVIR-CD (change F1)" if task == "cd" else "Segmentation, SpaceNet Atlanta (building F1)"
         )
         lines += [f"### {title}", ""]
-        marks = [m for m in (1, 2, 5, 10, 15, 20, 25, 30) if m <= args.minutes + 1e-9]
+        marks = [m for m in (1, 2, 5, 10, 15, 20, 25, 30) if m <= minutes[task] + 1e-9]
         lines.append(
             "| network | seeds | steps | test F1 at the end: mean ± sd (min) | per seed | predicted share | "
             + " | ".join(f"{m} min" for m in marks)
@@ -340,7 +349,7 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
             share = f"{statistics.mean(shares):.3f}" if shares else "-"
             steps = round(statistics.mean(r["steps"] for r in mine))
             end = _mean_sd([r["test_f1"] for r in mine])
-            curve = " | ".join(_curve(mine, args.minutes))
+            curve = " | ".join(_curve(mine, minutes[task]))
             lines.append(f"| {model} | {len(mine)} | {steps} | {end} | {per_seed} | {share} | {curve} |")
         lines.append("")
     lines.append(
@@ -375,6 +384,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--label", default="", help="name of the variant in the results (with --set)")
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--report", action="store_true", help="train nothing: rebuild the report from the work folder")
     args = parser.parse_args(argv)
     args.workdir = args.workdir.resolve()
     if not (args.shared / "data").is_dir():
@@ -385,13 +395,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     SPACENET_TEST_SHARE = float((read_mask(data["seg"] / "masks" / "q2.tif") > 0).mean())
     results_path = args.workdir / f"results{'-' + args.label if args.label else ''}.json"
-    results: list[dict] = []
-    for task in args.task:
+    # earlier runs of other (task, model, seed) are kept, so the benchmark can be run a few runs at a time
+    results: list[dict] = json.loads(results_path.read_text()) if results_path.exists() else []
+    for task in [] if args.report else args.task:
         models = [m for m in (args.models or MODELS[task]) if m in MODELS[task]]
         for model in models:
             for seed in args.seeds:
                 result = run_one(task, model, seed, args, data[task])
-                results.append(result)
+                key = (result["task"], result["model"], result["seed"])
+                results = [r for r in results if (r["task"], r["model"], r["seed"]) != key] + [result]
                 print(
                     f"{task} {model} seed {seed}: test F1 {result['test_f1']}, {result['steps']} steps, "
                     f"{result['epochs']} epochs, {result['wall_s']:.0f} s",
