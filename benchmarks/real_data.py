@@ -42,7 +42,7 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "src")]  # the code of this checkout, even beside another install
 
 from benchmarks.common import machine_line, write_section  # noqa: E402
 
@@ -239,7 +239,11 @@ def run_one(task: str, model: str, seed: int, args: argparse.Namespace, data: Pa
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
     config.write_text(yaml.safe_dump(settings))
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
+    }
     start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "_child", str(config)],
