@@ -53,6 +53,7 @@ DISPATCH: dict[str, tuple[str, str]] = {
     "export": ("mantis.inference.export_cli", "main"),
     "stats": ("mantis.data.stats", "main"),
     "summary": ("mantis.inspect.summary", "main"),
+    "convert": ("mantis.convert.cli", "main"),
 }
 _RUN_DIR_ENV = "MANTIS_RUN_DIR"
 _RUN_DIR_OWNER_ENV = "MANTIS_RUN_DIR_OWNER"

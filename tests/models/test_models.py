@@ -119,3 +119,51 @@ def test_any_band_count_and_single_class() -> None:
     out = m(torch.randn(1, 13, 8, 8))
     assert out.segmentation.shape == (1, 1, 8, 8)
     assert bool(((out.segmentation > 0) & (out.segmentation < 1)).all())
+
+
+def _rates(unit: torch.nn.Module) -> tuple[int, ...]:
+    return tuple(int(block.conv1.dilation[0]) for block in unit.blocks)
+
+
+@pytest.mark.parametrize(
+    ("name", "encoder", "decoder"),
+    [
+        (
+            "resunet_a_d6",
+            [(1, 3, 15, 31), (1, 3, 15, 31), (1, 3, 15), (1, 3, 5), (1,), (1,)],
+            [(1, 3, 5), (1, 3, 15), (1, 3, 15, 31), (1, 3, 15, 31), (1, 3, 15, 31)],
+        ),
+        (
+            "resunet_a_d7",
+            [(1, 3, 15, 31), (1, 3, 15, 31), (1, 3, 15), (1, 3, 5), (1,), (1,), (1,)],
+            [(1,), (1, 3, 15), (1, 3, 15, 31), (1, 3, 15, 31), (1, 3, 15, 31), (1, 3, 15, 31)],
+        ),
+    ],
+)
+def test_resunet_a_topology_follows_the_spec(name: str, encoder: list[tuple], decoder: list[tuple]) -> None:
+    # FRACTAL_SPEC §5: the decoder (listed from the widest level down) does not mirror the encoder, and
+    # the downsampling is a bare 3x3 stride-2 convolution.
+    with torch.device("meta"):
+        m = mantis.create_model(name)
+    assert [_rates(u) for u in m.encoder_units] == encoder
+    assert [_rates(u) for u in m.decoder_units] == decoder
+    for down in m.downs:
+        assert isinstance(down, torch.nn.Conv2d)
+        assert (down.kernel_size, down.stride, down.padding, down.bias) == ((3, 3), (2, 2), (1, 1), None)
+
+
+def test_resunet_a_stem_and_bridge_are_followed_by_relu() -> None:
+    torch.manual_seed(0)
+    m = mantis.create_model("resunet_a_d6", nf=8, depth=3, psp_depth=2).eval()
+    seen: dict[str, torch.Tensor] = {}
+    m.stem.register_forward_hook(lambda mod, i, o: seen.__setitem__("stem", o))
+    m.bridge.register_forward_hook(lambda mod, i, o: seen.__setitem__("bridge", o))
+    m.encoder_units[0].register_forward_pre_hook(lambda mod, i: seen.__setitem__("unit0", i[0]))
+    m.combines[0].register_forward_pre_hook(lambda mod, i: seen.__setitem__("low", i[0]))
+    m.head.register_forward_pre_hook(lambda mod, i: seen.__setitem__("head_stem", i[1]))
+    with torch.no_grad():
+        m(torch.randn(1, 3, 16, 16))
+    assert (seen["stem"] < 0).any() and (seen["bridge"] < 0).any()  # so the checks below can fail
+    torch.testing.assert_close(seen["unit0"], torch.relu(seen["stem"]))
+    torch.testing.assert_close(seen["head_stem"], torch.relu(seen["stem"]))
+    torch.testing.assert_close(seen["low"], torch.relu(seen["bridge"]))

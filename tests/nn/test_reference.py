@@ -13,7 +13,7 @@ from mantis.nn.functional import fractal_tanimoto
 from mantis.nn.heads import ConditionedMultitaskHead
 from mantis.nn.pooling import PSPPooling
 from mantis.nn.units import CEECUnitV1, CEECUnitV2, FracTALResNetUnit
-from tests.reference import load_case, load_into, reference_state
+from tests.reference import load_case, load_reference
 
 ATOL = 1e-5
 
@@ -35,7 +35,7 @@ def _zero_gates(module: nn.Module) -> None:
 def test_self_attention(case: str, depth: int, nheads: int) -> None:
     c = load_case(case)
     m = FracTALAttention(16, 16, nheads, depth=depth)
-    load_into(m, reference_state(c, strip_prefix="att."))
+    load_reference(m, c, prefix="att.")
     with torch.no_grad():
         out = m(_t(c["in__x"]))
     torch.testing.assert_close(out, _t(c["out__att"]), atol=ATOL, rtol=0)
@@ -44,7 +44,7 @@ def test_self_attention(case: str, depth: int, nheads: int) -> None:
 def test_relative_attention_three_inputs() -> None:
     c = load_case("c_relftattention_3inputs")
     m = FracTALAttention(16, 16, 4)
-    load_into(m, reference_state(c))
+    load_reference(m, c)
     with torch.no_grad():
         out = m(_t(c["in__q_src"]), _t(c["in__k_src"]), _t(c["in__v_src"]))
     torch.testing.assert_close(out, _t(c["out__att"]), atol=ATOL, rtol=0)
@@ -57,7 +57,7 @@ def test_relative_attention_three_inputs() -> None:
 def test_fusions(case: str, make: object, gates_zero: bool) -> None:
     c = load_case(case)
     m = make()  # type: ignore[operator]
-    load_into(m, reference_state(c))
+    load_reference(m, c)
     if gates_zero:
         _zero_gates(m)
     with torch.no_grad():
@@ -66,22 +66,19 @@ def test_fusions(case: str, make: object, gates_zero: bool) -> None:
     torch.testing.assert_close(out, _t(c[key]), atol=ATOL, rtol=0)
 
 
-V2_RENAMES = [(r"^expand1\.conv2\.", "skip1."), (r"^expand1\.conv3\.", "combine1.")]
-
-
 @pytest.mark.parametrize("gates_zero", [False, True])
 @pytest.mark.parametrize(
-    ("case", "make", "extra"),
+    ("case", "make"),
     [
-        ("d_fractalresnet_unit", lambda: FracTALResNetUnit(32, nheads=4, groups=4), []),
-        ("d_ceec_v1", lambda: CEECUnitV1(32, nheads=4), [(r"^expand1\.conv2\.", "combine1.")]),
-        ("d_ceec_v2", lambda: CEECUnitV2(32, nheads=4), V2_RENAMES),
+        ("d_fractalresnet_unit", lambda: FracTALResNetUnit(32, nheads=4, groups=4)),
+        ("d_ceec_v1", lambda: CEECUnitV1(32, nheads=4)),
+        ("d_ceec_v2", lambda: CEECUnitV2(32, nheads=4)),
     ],
 )
-def test_units(case: str, make: object, extra: list[tuple[str, str]], gates_zero: bool) -> None:
+def test_units(case: str, make: object, gates_zero: bool) -> None:
     c = load_case(case)
     m = make()  # type: ignore[operator]
-    load_into(m, reference_state(c, extra))
+    load_reference(m, c)
     if gates_zero:
         _zero_gates(m)
     with torch.no_grad():
@@ -93,7 +90,7 @@ def test_units(case: str, make: object, extra: list[tuple[str, str]], gates_zero
 def test_psp_pooling() -> None:
     c = load_case("e_psp")
     m = PSPPooling(32, 32, 4)
-    load_into(m, reference_state(c))
+    load_reference(m, c)
     with torch.no_grad():
         out = m(_t(c["in__x"]))
     torch.testing.assert_close(out, _t(c["out__out"]), atol=ATOL, rtol=0)
@@ -102,7 +99,7 @@ def test_psp_pooling() -> None:
 def test_conditioned_multitask_head() -> None:
     c = load_case("f_head_cmtsk")
     m = ConditionedMultitaskHead(32, 2)
-    load_into(m, reference_state(c))
+    load_reference(m, c)
     with torch.no_grad():
         out = m(_t(c["in__UpConv4"]), _t(c["in__conv1"]))
     for got, key in zip(out, ("out__segm", "out__bound", "out__dist")):

@@ -220,6 +220,12 @@ def load_models(
     return ModelEnsemble([m for m, _ in loaded]).eval(), metas[0]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_pretrained(model: nn.Module, meta: ModelMeta, directory: str | os.PathLike[str]) -> Path:
     """Write ``model.safetensors`` and ``config.json`` into ``directory`` (created if needed).
 
@@ -233,5 +239,6 @@ def save_pretrained(model: nn.Module, meta: ModelMeta, directory: str | os.PathL
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     save_model(model, str(out / WEIGHTS_FILE), metadata={"format": "pt", "model": meta.model})
+    (out / WEIGHTS_FILE).chmod(0o666 & ~_umask())  # safetensors writes 0600; give the usual permissions
     (out / CONFIG_FILE).write_text(json.dumps(meta.to_config(), indent=2, sort_keys=True) + "\n")
     return out

@@ -45,14 +45,22 @@ def check_input(x: torch.Tensor, in_channels: int, spatial_dims: int, multiple: 
             )
 
 
-def make_unit_factory(unit: str, attention_depth: int, norm: str, norm_groups: int, spatial_dims: int) -> UnitFactory:
+def make_unit_factory(
+    unit: str,
+    attention_depth: int,
+    norm: str,
+    norm_groups: int,
+    spatial_dims: int,
+    grouped_attention: bool = True,
+) -> UnitFactory:
     """A function ``(channels, nheads) -> unit`` for ``unit`` in ``fractal``, ``ceec_v1``, ``ceec_v2``."""
+    args = (attention_depth, norm, norm_groups, spatial_dims, grouped_attention)
     if unit == "fractal":
-        return lambda c, h: FracTALResNetUnit(c, h, h, attention_depth, norm, norm_groups, spatial_dims)
+        return lambda c, h: FracTALResNetUnit(c, h, h, *args)
     if unit == "ceec_v1":
-        return lambda c, h: CEECUnitV1(c, h, attention_depth, norm, norm_groups, spatial_dims)
+        return lambda c, h: CEECUnitV1(c, h, *args)
     if unit == "ceec_v2":
-        return lambda c, h: CEECUnitV2(c, h, attention_depth, norm, norm_groups, spatial_dims)
+        return lambda c, h: CEECUnitV2(c, h, *args)
     raise ValueError(f"unknown unit {unit!r}; choose fractal, ceec_v1 or ceec_v2")
 
 

@@ -41,6 +41,8 @@ class FracTALResUNet(nn.Module):
         attention_depth: fractal depth of the FracTAL attention.
         psp_depth: depth of the bridge PSP pooling.
         unit: residual unit, ``fractal`` (default), ``ceec_v1`` or ``ceec_v2``.
+        grouped_attention: group the q/k/v convolutions of the units' attention by heads (the paper);
+            ``False`` is the authors' ``decode`` variant (ungrouped attention, residual blocks still grouped).
     """
 
     def __init__(
@@ -56,13 +58,14 @@ class FracTALResUNet(nn.Module):
         attention_depth: int = 5,
         psp_depth: int = 4,
         unit: str = "fractal",
+        grouped_attention: bool = True,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.spatial_dims = spatial_dims
         widths = level_widths(nf, depth)
-        make_unit = make_unit_factory(unit, attention_depth, norm, norm_groups, spatial_dims)
+        make_unit = make_unit_factory(unit, attention_depth, norm, norm_groups, spatial_dims, grouped_attention)
         kw = norm_args(norm, norm_groups, spatial_dims)
         self.stem = ConvNormed(in_channels, nf, 1, **kw)
         self.encoder = Encoder(widths, level_heads(nheads_start, depth), make_unit, **kw)

@@ -41,6 +41,8 @@ class MantisChangeDetector(nn.Module):
             as in :class:`~mantis.models.fractal_resunet.FracTALResUNet`.
         fusion_combine: decoder merges by bilinear upsampling + Fusion (the paper's V2 macro-topology)
             instead of nearest UpSample + concat + 1x1 conv.
+        grouped_attention: group the q/k/v convolutions of the units' attentions by heads (the fusions
+            between the dates keep theirs).
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class MantisChangeDetector(nn.Module):
         attention_depth: int = 5,
         psp_depth: int = 4,
         fusion_combine: bool = False,
+        grouped_attention: bool = True,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
@@ -64,7 +67,7 @@ class MantisChangeDetector(nn.Module):
         self.spatial_dims = spatial_dims
         widths = level_widths(nf, depth)
         enc_heads = level_heads(nheads_start, depth)
-        make_unit = make_unit_factory(unit, attention_depth, norm, norm_groups, spatial_dims)
+        make_unit = make_unit_factory(unit, attention_depth, norm, norm_groups, spatial_dims, grouped_attention)
         kw = norm_args(norm, norm_groups, spatial_dims)
         self.stem = ConvNormed(in_channels, nf, 1, **kw)
         self.stem_fusion = Fusion(nf, 1, FUSION_ATTENTION_DEPTH, **kw)

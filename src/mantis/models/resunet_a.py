@@ -25,6 +25,23 @@ D6_DILATIONS: tuple[tuple[int, ...], ...] = (
     (1,),
 )
 D7_DILATIONS: tuple[tuple[int, ...], ...] = D6_DILATIONS + ((1,),)
+# The decoder does not mirror the encoder (read off the authors' code): per level, shallow first; the deepest
+# level has no decoder unit.
+D6_DECODER_DILATIONS: tuple[tuple[int, ...], ...] = (
+    (1, 3, 15, 31),
+    (1, 3, 15, 31),
+    (1, 3, 15, 31),
+    (1, 3, 15),
+    (1, 3, 5),
+)
+D7_DECODER_DILATIONS: tuple[tuple[int, ...], ...] = (
+    (1, 3, 15, 31),
+    (1, 3, 15, 31),
+    (1, 3, 15, 31),
+    (1, 3, 15, 31),
+    (1, 3, 15),
+    (1,),
+)
 HEAD_PSP_DEPTH = 4
 
 
@@ -34,8 +51,10 @@ class ResUNetA(nn.Module):
 
     Args:
         in_channels: input bands; num_classes: K; spatial_dims: 1, 2 or 3; nf: first width.
-        dilations: dilation rates of the atrous unit per level (its length is the depth).
-        depth: keep only the first ``depth`` levels of ``dilations`` (for small inputs).
+        dilations: dilation rates of the encoder's atrous unit per level, shallow first (its length is the depth).
+        decoder_dilations: the decoder's, per level, shallow first (the authors' differ from the encoder's);
+            ``None`` mirrors the encoder.
+        depth: keep only the first ``depth`` levels (for small inputs); levels beyond the lists get rate 1.
         norm: BatchNorm by default (the authors' models are BatchNorm-only); psp_depth: bridge PSP depth.
     """
 
@@ -46,15 +65,16 @@ class ResUNetA(nn.Module):
         spatial_dims: int = 2,
         nf: int = 32,
         dilations: Sequence[Sequence[int]] = D6_DILATIONS,
+        decoder_dilations: Sequence[Sequence[int]] | None = D6_DECODER_DILATIONS,
         depth: int | None = None,
         norm: str = "batch",
         norm_groups: int = 4,
         psp_depth: int = 4,
     ) -> None:
         super().__init__()
-        rates = [tuple(r) for r in dilations][: depth or len(dilations)]
-        if depth is not None and depth > len(rates):
-            rates += [(1,)] * (depth - len(rates))
+        levels_total = depth or len(dilations)
+        rates = _per_level(dilations, levels_total)
+        decoder_rates = rates if decoder_dilations is None else _per_level(decoder_dilations, levels_total)
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.spatial_dims = spatial_dims
@@ -63,18 +83,20 @@ class ResUNetA(nn.Module):
         conv = conv_type(spatial_dims)
         self.stem = ConvNormed(in_channels, nf, 1, **kw)
         self.encoder_units = nn.ModuleList(AtrousUnit(w, r, 3, **kw) for w, r in zip(widths, rates))
-        # ResUNet-a downsamples with a bare strided 1x1 convolution (no norm, no bias).
-        self.downs = nn.ModuleList(conv(w, w2, 1, stride=2, bias=False) for w, w2 in zip(widths[:-1], widths[1:]))
+        # ResUNet-a downsamples with a bare strided 3x3 convolution (no norm, no bias).
+        self.downs = nn.ModuleList(
+            conv(w, w2, 3, stride=2, padding=1, bias=False) for w, w2 in zip(widths[:-1], widths[1:])
+        )
         self.bridge = PSPPooling(widths[-1], widths[-1], psp_depth, max(widths[-1] // psp_depth, 1), **kw)
         levels = range(len(widths) - 2, -1, -1)
         self.combines = nn.ModuleList(Combine(widths[i + 1], widths[i], **kw) for i in levels)
-        self.decoder_units = nn.ModuleList(AtrousUnit(widths[i], rates[i], 3, **kw) for i in levels)
+        self.decoder_units = nn.ModuleList(AtrousUnit(widths[i], decoder_rates[i], 3, **kw) for i in levels)
         self.head = ResUNetAHead(nf, num_classes, HEAD_PSP_DEPTH, **kw)
         self.size_multiple = size_multiple(len(widths), psp_depth, HEAD_PSP_DEPTH)
 
     def forward(self, x: torch.Tensor) -> ResUNetAOutput:
         check_input(x, self.in_channels, self.spatial_dims, self.size_multiple, type(self).__name__)
-        stem = self.stem(x)
+        stem = torch.relu(self.stem(x))  # the first unit and the head both see the stem after a ReLU
         skips = []
         out = stem
         for i, unit in enumerate(self.encoder_units):
@@ -82,16 +104,23 @@ class ResUNetA(nn.Module):
             if i < len(self.downs):
                 skips.append(out)
                 out = self.downs[i](out)
-        out = self.bridge(out)
+        out = torch.relu(self.bridge(out))
         for combine, unit, skip in zip(self.combines, self.decoder_units, reversed(skips)):
             out = unit(combine(out, skip))
         return self.head(out, stem)
+
+
+def _per_level(dilations: Sequence[Sequence[int]], levels: int) -> list[tuple[int, ...]]:
+    """The first ``levels`` rate sets of ``dilations``, padded with rate 1 beyond its end."""
+    rates = [tuple(r) for r in dilations][:levels]
+    return rates + [(1,)] * (levels - len(rates))
 
 
 @register_model("resunet_a_d6")
 def resunet_a_d6(**kwargs: object) -> ResUNetA:
     """ResUNet-a d6 (6 levels, PSP depth 4, BatchNorm)."""
     kwargs.setdefault("dilations", D6_DILATIONS)
+    kwargs.setdefault("decoder_dilations", D6_DECODER_DILATIONS)
     kwargs.setdefault("psp_depth", 4)
     return ResUNetA(**kwargs)  # type: ignore[arg-type]
 
@@ -100,5 +129,6 @@ def resunet_a_d6(**kwargs: object) -> ResUNetA:
 def resunet_a_d7(**kwargs: object) -> ResUNetA:
     """ResUNet-a d7 (7 levels up to 2048 channels, PSP depth 3, BatchNorm)."""
     kwargs.setdefault("dilations", D7_DILATIONS)
+    kwargs.setdefault("decoder_dilations", D7_DECODER_DILATIONS)
     kwargs.setdefault("psp_depth", 3)
     return ResUNetA(**kwargs)  # type: ignore[arg-type]

@@ -73,6 +73,8 @@ class FracTALResNetUnit(nn.Module):
     """FracTAL ResNet unit: ``(x + ResNetV2Block(x)) * (1 + gamma * FracTALAttention(x))``.
 
     The attention reads the unit's input; ``gamma`` starts at 0, so a new unit is a plain residual unit.
+    ``grouped_attention=False`` leaves the attention's q/k/v convolutions ungrouped (the authors' ``decode``
+    variant) while the residual block stays grouped.
     """
 
     def __init__(
@@ -84,11 +86,13 @@ class FracTALResNetUnit(nn.Module):
         norm: str = "group",
         norm_groups: int = 4,
         spatial_dims: int = 2,
+        grouped_attention: bool = True,
     ) -> None:
         super().__init__()
         self.block = ResNetV2Block(channels, 3, 1, groups, norm, norm_groups, spatial_dims)
+        heads = nheads if grouped_attention else 1
         self.attention = FracTALAttention(
-            channels, channels, nheads, attention_depth, 3, norm, norm_groups, spatial_dims
+            channels, channels, heads, attention_depth, 3, norm, norm_groups, spatial_dims
         )
         self.gamma = nn.Parameter(torch.zeros(()))
 
@@ -131,6 +135,8 @@ class CEECUnitV1(nn.Module):
         channels: C (even, C/2 and C/4 divisible by the groups used).
         nheads: attention heads and groups of the unit's convolutions.
         attention_depth: fractal depth of the attentions.
+        grouped_attention: group the q/k/v convolutions of the unit's three attentions by heads (``False``:
+            ungrouped; the unit's other convolutions stay grouped).
     """
 
     fusion_steps = False
@@ -143,6 +149,7 @@ class CEECUnitV1(nn.Module):
         norm: str = "group",
         norm_groups: int = 4,
         spatial_dims: int = 2,
+        grouped_attention: bool = True,
     ) -> None:
         super().__init__()
         if channels % 4:
@@ -159,9 +166,10 @@ class CEECUnitV1(nn.Module):
         self.conv_init_2 = ConvNormed(c, ni, 3, groups=g, **kw)
         self.expand2 = _Expand((ni, ni // 2, ni // 2), g, norm, norm_groups, spatial_dims)
         self.compr21 = ConvNormed(ni // 2, ni, 3, stride=2, groups=g, **kw)
-        self.att = FracTALAttention(c, c, nheads, attention_depth, 3, norm, norm_groups, spatial_dims)
-        self.ratt122 = FracTALAttention(ni, ni, nheads, attention_depth, 3, norm, norm_groups, spatial_dims)
-        self.ratt211 = FracTALAttention(ni, ni, nheads, attention_depth, 3, norm, norm_groups, spatial_dims)
+        heads = nheads if grouped_attention else 1
+        self.att = FracTALAttention(c, c, heads, attention_depth, 3, norm, norm_groups, spatial_dims)
+        self.ratt122 = FracTALAttention(ni, ni, heads, attention_depth, 3, norm, norm_groups, spatial_dims)
+        self.ratt211 = FracTALAttention(ni, ni, heads, attention_depth, 3, norm, norm_groups, spatial_dims)
         self.gamma1 = nn.Parameter(torch.zeros(()))
         self.gamma2 = nn.Parameter(torch.zeros(()))
         self.gamma3 = nn.Parameter(torch.zeros(()))
