@@ -33,7 +33,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from mantis.data.errors import DataError
+from mantis.io.errors import DataError
 from mantis.tasks.guards import StatusProgressBar
 
 __all__ = ["MantisCLI", "main"]

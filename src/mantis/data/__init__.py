@@ -9,14 +9,14 @@ from mantis.data.datasets import (
     SyntheticChangeDetection,
     SyntheticSegmentation,
 )
-from mantis.data.errors import DataError
-from mantis.data.io import RasterInfo, Window, check_image, raster_info, read_image, read_mask, write_image
 from mantis.data.labels import boundary_labels, distance_labels, hsv_colour, make_multitask_labels, one_hot
 from mantis.data.masks import MaskDecoder, default_mask_mapping
-from mantis.data.normalize import dtype_scale, normalize_image
 from mantis.data.stats import compute_band_stats
 from mantis.data.synthetic import synthetic_change_pair, synthetic_segmentation_scene
 from mantis.data.windows import grid_windows, random_window
+from mantis.io.errors import DataError
+from mantis.io.normalize import dtype_scale, normalize_image
+from mantis.io.raster import RasterInfo, Window, check_image, raster_info, read_image, read_mask, write_image
 
 __all__ = [
     "Augment",

@@ -33,11 +33,11 @@ from mantis.data.datasets import (
     SyntheticChangeDetection,
     SyntheticSegmentation,
 )
-from mantis.data.errors import DataError
 from mantis.data.folders import list_images, read_split_file
-from mantis.data.io import raster_info
 from mantis.data.stats import BandStats, compute_band_stats
 from mantis.data.synthetic import SEGMENTATION_CLASSES, synthetic_change_pair, synthetic_segmentation_scene
+from mantis.io.errors import DataError
+from mantis.io.raster import raster_info
 
 __all__ = ["ChangeDetectionDataModule", "SegmentationDataModule"]
 

@@ -30,13 +30,13 @@ import torch
 from torch.utils.data import Dataset
 
 from mantis.data.augment import Augment
-from mantis.data.errors import DataError
 from mantis.data.folders import FolderItem, index_folder
-from mantis.data.io import Window, read_image, read_mask
 from mantis.data.masks import MaskDecoder
 from mantis.data.samples import SampleMaker, torch_seeded_rng
 from mantis.data.synthetic import synthetic_change_pair, synthetic_segmentation_scene
 from mantis.data.windows import grid_windows, pad_to, random_window
+from mantis.io.errors import DataError
+from mantis.io.raster import Window, read_image, read_mask
 
 __all__ = [
     "ChangeDetectionFolder",

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mantis.data.errors import DataError
-from mantis.data.io import IMAGE_SUFFIXES, RasterInfo, check_image, is_image_file, raster_info, read_mask
 from mantis.data.masks import MaskDecoder
+from mantis.io.errors import DataError
+from mantis.io.raster import IMAGE_SUFFIXES, RasterInfo, check_image, is_image_file, raster_info, read_mask
 
 __all__ = ["FolderItem", "index_folder", "list_images", "read_split_file"]
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from mantis.data.errors import DataError
+from mantis.io.errors import DataError
 
 __all__ = ["MaskDecoder", "default_mask_mapping"]
 

@@ -12,7 +12,7 @@ import torch
 
 from mantis.data.augment import IMAGE_KEYS, Augment
 from mantis.data.labels import hsv_colour, make_multitask_labels
-from mantis.data.normalize import dtype_scale, normalize_image
+from mantis.io.normalize import dtype_scale, normalize_image
 
 __all__ = ["SampleMaker", "torch_seeded_rng"]
 

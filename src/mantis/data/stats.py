@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from mantis.data.errors import DataError
 from mantis.data.folders import list_images
-from mantis.data.io import GDAL_SUFFIXES, Window, is_image_file, raster_info, read_image
+from mantis.io.errors import DataError
+from mantis.io.raster import GDAL_SUFFIXES, Window, is_image_file, raster_info, read_image
 
 __all__ = ["BandStats", "compute_band_stats", "main"]
 

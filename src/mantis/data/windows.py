@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mantis.data.io import Window
+from mantis.io.raster import Window
 
 __all__ = ["grid_windows", "pad_to", "random_window"]
 

@@ -1,14 +1,16 @@
-"""The one error class that inference raises for bad input."""
+"""Kept for compatibility: prediction's error is the data layer's :class:`~mantis.io.errors.DataError`."""
 
 from __future__ import annotations
 
+from mantis.io.errors import DataError
 
-class InputError(ValueError):
+
+class InputError(DataError):
     """Bad input to prediction or export, described in one line that names the file and the problem.
 
-    The CLI prints the message as ``mantis predict: error: <message>`` and exits with status 2.
+    The same type as the training data's errors (a :class:`~mantis.io.errors.DataError`), built from the
+    whole message. The CLI prints it as ``mantis predict: error: <message>`` and exits with status 2.
     """
 
     def __init__(self, message: str) -> None:
-        # One line, whatever the caller passed: a traceback-free CLI must print exactly one line.
-        super().__init__(" ".join(str(message).split()))
+        super().__init__(None, message)

@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     errors: tuple[type[BaseException], ...] = (InputError, FileNotFoundError, NotADirectoryError)
     try:
-        from mantis.data.errors import DataError
+        from mantis.io.errors import DataError
 
         errors = (*errors, DataError)
     except ImportError:  # pragma: no cover - the data package is optional here

@@ -20,15 +20,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from mantis.inference.errors import InputError
+from mantis.io.normalize import normalize_image
+from mantis.io.raster import GDAL_SUFFIXES, IMAGE_SUFFIXES, PIL_SUFFIXES, image_array, is_image_file
 
-PIL_SUFFIXES = (".png", ".jpg", ".jpeg")
-GDAL_SUFFIXES = (".tif", ".tiff")
-IMAGE_SUFFIXES = PIL_SUFFIXES + GDAL_SUFFIXES
-
-
-def is_image_file(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` has a suffix prediction reads (PNG, JPEG, TIFF; case-insensitive)."""
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+__all__ = ["GDAL_SUFFIXES", "IMAGE_SUFFIXES", "PIL_SUFFIXES", "RasterHeader", "RasterReader", "is_image_file"]
 
 
 def _rasterio() -> Any:
@@ -74,16 +69,6 @@ class RasterHeader:
         return self.path.suffix.lower() in GDAL_SUFFIXES
 
 
-def _pil_to_array(image: Any) -> np.ndarray:
-    if image.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
-        image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
-    elif image.mode == "1":
-        image = image.convert("L")
-    array = np.asarray(image)
-    array = array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)
-    return np.ascontiguousarray(array)
-
-
 class RasterReader:
     """Reads rows and columns of a raster (C x h x w), any of them reflected, without loading it whole.
 
@@ -126,7 +111,7 @@ class RasterReader:
                 from PIL import Image
 
                 with Image.open(self.path) as image:
-                    self._array = _pil_to_array(image)
+                    self._array = image_array(image)  # the training reader's rules
                 c, h, w = self._array.shape
                 self.header = RasterHeader(self.path, h, w, c, str(self._array.dtype))
         except InputError:
@@ -181,18 +166,14 @@ def read_header(path: str | os.PathLike[str]) -> RasterHeader:
 
 
 def normalise(data: np.ndarray, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> np.ndarray:
-    """Images as the model saw them in training: float32 C x h x w.
+    """Images as the model saw them in training: float32 C x h x w (:func:`mantis.io.normalize_image`).
 
     With ``mean``/``std`` (per band, from the checkpoint): ``(x - mean) / std``. Without: uint8 images
     are divided by 255, every other dtype is used as it is (cast to float32).
     """
-    x = data.astype(np.float32, copy=True)
-    if mean is not None and std is not None:
-        x -= np.asarray(mean, dtype=np.float32)[:, None, None]
-        x /= np.asarray(std, dtype=np.float32)[:, None, None]
-    elif data.dtype == np.uint8:
-        x /= np.float32(255.0)
-    return x
+    if mean is None or std is None:
+        return normalize_image(data)
+    return normalize_image(data, mean, std)
 
 
 def invalid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
