@@ -45,7 +45,7 @@ def build(name: str, size: int, batch: int, channels_last: bool) -> tuple[torch.
     torch.manual_seed(0)
     model = mantis.create_model(name, in_channels=3, num_classes=2)
     shape = (batch, 3, size, size)
-    inputs: tuple[torch.Tensor, ...] = tuple(torch.rand(shape) for _ in range(2 if name in CHANGE else 1))
+    inputs: tuple[torch.Tensor, ...] = tuple(torch.rand(shape) for _ in range(mantis.model_info(name).inputs))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         inputs = tuple(x.contiguous(memory_format=torch.channels_last) for x in inputs)

@@ -23,7 +23,6 @@ import torch  # noqa: E402
 
 import mantis
 
-CHANGE = {"ceecnet_v1", "ceecnet_v2", "fractal_resnet_cd"}
 MODELS = ["fractal_resunet", "resunet_a_d6", "resunet_a_d7", "ceecnet_v1", "ceecnet_v2", "fractal_resnet_cd"]
 
 
@@ -54,7 +53,7 @@ def build(name: str, full_size: bool = False) -> tuple[torch.nn.Module, tuple[to
         model, x = mantis.create_model(name), torch.rand(1, 3, 256, 256)
     else:
         model, x = mantis.create_model(name, nf=8, depth=2, psp_depth=2), torch.rand(2, 3, 16, 16)
-    return model, ((x, x.flip(-1)) if name in CHANGE else (x,))
+    return model, ((x, x.flip(-1)) if mantis.model_info(name).pair else (x,))
 
 
 def channels_last(

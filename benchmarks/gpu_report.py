@@ -25,7 +25,6 @@ from mantis.losses import MultitaskLoss  # noqa: E402
 from mantis.nn.attention import attend, fractal_similarity_maps  # noqa: E402
 from mantis.nn.units import FracTALResNetUnit, ResNetV2Block  # noqa: E402
 
-CHANGE = {"ceecnet_v1", "ceecnet_v2", "fractal_resnet_cd"}
 MODELS = ["fractal_resunet", "resunet_a_d6", "resunet_a_d7", "ceecnet_v1", "ceecnet_v2", "fractal_resnet_cd"]
 
 
@@ -58,7 +57,7 @@ def check_fast_paths(device: torch.device) -> list[str]:
     for name in MODELS:
         model = mantis.create_model(name, nf=8, depth=3, psp_depth=2).to(device)
         x = torch.rand(2, 3, 32, 32, device=device)
-        out = model(x, x) if name in CHANGE else model(x)
+        out = model(x, x) if mantis.model_info(name).pair else model(x)
         sum(t.float().mean() for t in out).backward()
         ok = all(p.grad is not None and bool(torch.isfinite(p.grad).all()) for p in model.parameters())
         lines.append(f"- `{name}` forward/backward on {device}: {'ok' if ok else 'NON-FINITE GRADIENTS'}")
@@ -90,7 +89,7 @@ def train_rate(name: str, device: torch.device, size: int, batch: int, bf16: boo
     torch.manual_seed(0)
     model = mantis.create_model(name).to(device)
     shape = (batch, 3, size, size)
-    inputs = [torch.rand(shape, device=device) for _ in range(2 if name in CHANGE else 1)]
+    inputs = [torch.rand(shape, device=device) for _ in range(2 if mantis.model_info(name).pair else 1)]
     if channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         inputs = [t.contiguous(memory_format=torch.channels_last) for t in inputs]

@@ -28,7 +28,7 @@ def main() -> None:
         with torch.device("meta"):  # counts and sizes only
             model = mantis.create_model(name, **kwargs)
         count = sum(p.numel() for p in model.parameters())
-        inputs = "(x1, x2)" if name in ("ceecnet_v1", "ceecnet_v2", "fractal_resnet_cd") else "x"
+        inputs = "(x1, x2)" if mantis.model_info(name).pair else "x"
         multiple = getattr(model, "size_multiple", "")
         print(f"| `{name}` | {inputs} | {kwargs['in_channels']} | {kwargs['num_classes']} | {count:,} | {multiple} |")
     for name, kwargs in (("mlp", {"in_channels": 16, "num_classes": 2}), ("cnn", DEFAULT)):

@@ -34,6 +34,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from mantis.io.errors import DataError
+from mantis.models.registry import list_models, model_info
 from mantis.tasks.guards import StatusProgressBar
 
 __all__ = ["MantisCLI", "main"]
@@ -45,8 +46,6 @@ TASKS = {
     "segmentation": "mantis.tasks.SegmentationTask",
     "classification": "mantis.tasks.ClassificationTask",
 }
-# Models whose output is one logits tensor, not the multitask heads.
-SINGLE_HEAD_MODELS = ("mlp", "cnn")
 # Module and function run by each non-Lightning command.
 DISPATCH: dict[str, tuple[str, str]] = {
     "predict": ("mantis.inference.predict_cli", "main"),
@@ -178,11 +177,12 @@ class MantisCLI(LightningCLI):
         cfg = self._subconfig()
         model_name = cfg.model.init_args.get("model")
         data_args = cfg.data.init_args if cfg.get("data") is not None else None
-        if data_args is not None and model_name is not None:
+        if data_args is not None and model_name in list_models():
+            info = model_info(model_name)  # what the model returns decides the targets the data make
             if "multitask" in data_args:
-                data_args.multitask = model_name not in SINGLE_HEAD_MODELS
+                data_args.multitask = info.multitask
             if "colour" in data_args:
-                data_args.colour = str(model_name).startswith("resunet_a")
+                data_args.colour = info.colour
         self.run_dir = self._resolve_run_dir(cfg, model_name)
 
     def _resolve_run_dir(self, cfg: Any, model_name: str | None) -> Path:

@@ -53,12 +53,11 @@ TOY_MODELS: dict[str, Callable[..., nn.Module]] = {"test_pixel_seg": PixelSeg, "
 @pytest.fixture(autouse=True)
 def _toy_models_registered() -> Any:
     # Registered for each inference test only: other suites see the registry as the library ships it.
-    registry.list_models()  # load the built-in families first
     for name, fn in TOY_MODELS.items():
-        registry.register_model(name)(fn)
+        registry.register_model(name, inputs=2 if fn is PixelChange else 1)(fn)
     yield
     for name in TOY_MODELS:
-        registry._MODELS.pop(name, None)
+        registry.unregister_model(name)
 
 
 def make_ckpt(path: Path, model: nn.Module, name: str, task: str, **hparams: Any) -> Path:

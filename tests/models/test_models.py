@@ -10,22 +10,20 @@ import torch
 import mantis
 from mantis.models.common import check_input
 
-# Tiny settings per model: (kwargs, spatial size, dims supported).
-TINY: dict[str, tuple[dict[str, Any], int, tuple[int, ...]]] = {
-    "mlp": ({"in_channels": 5, "num_classes": 3, "hidden": (8,)}, 0, ()),
-    "cnn": ({"num_classes": 4, "widths": (4, 8)}, 8, (1, 2, 3)),
-    "fractal_resunet": ({"nf": 8, "depth": 3, "nheads_start": 2, "psp_depth": 2}, 8, (1, 2, 3)),
-    "resunet_a_d6": ({"nf": 8, "depth": 3, "psp_depth": 2}, 8, (1, 2, 3)),
-    "resunet_a_d7": ({"nf": 8, "depth": 3, "psp_depth": 2}, 8, (1, 2, 3)),
-    "ceecnet_v1": ({"nf": 8, "depth": 3, "nheads_start": 2, "psp_depth": 2}, 8, (1, 2, 3)),
-    "ceecnet_v2": ({"nf": 8, "depth": 3, "nheads_start": 2, "psp_depth": 2}, 8, (1, 2, 3)),
-    "fractal_resnet_cd": ({"nf": 8, "depth": 3, "nheads_start": 2, "psp_depth": 2}, 8, (1, 2, 3)),
+BUILT_IN = {
+    "mlp",
+    "cnn",
+    "fractal_resunet",
+    "resunet_a_d6",
+    "resunet_a_d7",
+    "ceecnet_v1",
+    "ceecnet_v2",
+    "fractal_resnet_cd",
 }
-CHANGE_DETECTION = {"ceecnet_v1", "ceecnet_v2", "fractal_resnet_cd"}
 
 
 def test_registry_lists_every_model() -> None:
-    assert set(mantis.list_models()) == set(TINY)
+    assert set(mantis.list_models()) == BUILT_IN
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         mantis.create_model("nope")
 
@@ -33,28 +31,29 @@ def test_registry_lists_every_model() -> None:
 def _cases() -> list[Any]:
     cases = []
     for name in mantis.list_models():
-        dims = TINY[name][2] or (0,)
+        dims = mantis.model_info(name).spatial_dims or (0,)
         cases += [pytest.param(name, d, id=f"{name}-{d}d") for d in dims]
     return cases
 
 
 @pytest.mark.parametrize(("name", "dims"), _cases())
 def test_forward_backward(name: str, dims: int) -> None:
-    kwargs, size, _ = TINY[name]
+    info = mantis.model_info(name)
+    kwargs, size = dict(info.tiny), info.tiny_size
     torch.manual_seed(0)
     if dims == 0:
         model = mantis.create_model(name, **kwargs)
         x = torch.randn(4, kwargs["in_channels"])
         out = model(x)
-        assert out.shape == (4, kwargs["num_classes"])
+        assert info.outputs == ("logits",) and out.shape == (4, kwargs["num_classes"])
         out.sum().backward()
         return
     bands = 4
     model = mantis.create_model(name, in_channels=bands, spatial_dims=dims, **kwargs)
     shape = (2, bands, *([size] * dims))
-    inputs = (torch.randn(shape), torch.randn(shape)) if name in CHANGE_DETECTION else (torch.randn(shape),)
+    inputs = tuple(torch.randn(shape) for _ in range(info.inputs))
     out = model(*inputs)
-    if name == "cnn":
+    if not info.multitask:
         assert out.shape == (2, kwargs["num_classes"])
         loss = out.sum()
     else:
@@ -63,7 +62,8 @@ def test_forward_backward(name: str, dims: int) -> None:
         for field in out[:3]:
             assert field.shape == (2, k, *([size] * dims))
         torch.testing.assert_close(out.segmentation.sum(1), torch.ones(2, *([size] * dims)))
-        if name.startswith("resunet_a"):
+        assert out._fields == info.outputs
+        if info.colour:
             assert out.color.shape == (2, 3, *([size] * dims))
         loss = sum(t.square().mean() for t in out)
     loss.backward()
@@ -167,3 +167,28 @@ def test_resunet_a_stem_and_bridge_are_followed_by_relu() -> None:
     torch.testing.assert_close(seen["unit0"], torch.relu(seen["stem"]))
     torch.testing.assert_close(seen["head_stem"], torch.relu(seen["stem"]))
     torch.testing.assert_close(seen["low"], torch.relu(seen["bridge"]))
+
+
+def test_models_describe_themselves() -> None:
+    pairs = {n for n in mantis.list_models() if mantis.model_info(n).pair}
+    assert pairs == {"ceecnet_v1", "ceecnet_v2", "fractal_resnet_cd"}
+    assert {n for n in mantis.list_models() if mantis.model_info(n).colour} == {"resunet_a_d6", "resunet_a_d7"}
+    assert not mantis.model_info("mlp").spatial_dims and not mantis.model_info("cnn").multitask
+    with pytest.raises(ValueError, match="unknown model 'nope'; choose one of"):
+        mantis.model_info("nope")
+
+
+def test_a_registered_model_is_described_by_its_decorator() -> None:
+    from mantis.models.registry import register_model, unregister_model
+
+    @register_model("test_two_dates", inputs=2, outputs=("logits",), spatial_dims=(2,), tiny={"width": 3})
+    def build(width: int = 1) -> torch.nn.Module:
+        return torch.nn.Conv2d(width, width, 1)
+
+    try:
+        info = mantis.model_info("test_two_dates")
+        assert info.pair and not info.multitask and info.spatial_dims == (2,) and dict(info.tiny) == {"width": 3}
+        assert isinstance(mantis.create_model("test_two_dates", **info.tiny), torch.nn.Conv2d)
+    finally:
+        unregister_model("test_two_dates")
+    assert "test_two_dates" not in mantis.list_models()

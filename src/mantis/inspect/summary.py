@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 from collections.abc import Sequence
@@ -13,7 +12,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from mantis.models.registry import create_model, list_models
+from mantis.models.registry import count_inputs, create_model, list_models, model_info
+
+__all__ = ["count_inputs", "format_table", "summarize"]
 
 __all__ = ["ModuleRow", "main", "summarize"]
 
@@ -34,14 +35,6 @@ def _shape(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "(" + ", ".join(_shape(v) for v in value) + ")"
     return type(value).__name__
-
-
-def count_inputs(model: nn.Module) -> int:
-    """Number of tensors ``model.forward`` takes (2 for change detection networks)."""
-    params = inspect.signature(model.forward).parameters.values()
-    return sum(
-        p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params
-    )
 
 
 def summarize(model: nn.Module, inputs: Sequence[torch.Tensor], depth: int = 2) -> tuple[list[ModuleRow], Any]:
@@ -117,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--model_kwargs must be a JSON object")
         model = create_model(args.model, **kwargs)
         n_inputs = count_inputs(model)
-        if args.model == "mlp":
+        if not model_info(args.model).spatial_dims:  # feature vectors (tables)
             probe = torch.zeros(args.batch, int(kwargs.get("in_channels", 16)))
         else:
             dims = int(kwargs.get("spatial_dims", 2))

@@ -1,3 +1,3 @@
-"""Import every model family so that their ``@register_model`` decorators run."""
+"""Kept for compatibility: importing :mod:`mantis.models` registers every model family."""
 
-from mantis.models import fractal_resunet, mantis_cd, resunet_a, simple  # noqa: F401
+import mantis.models  # noqa: F401

@@ -83,7 +83,11 @@ class FracTALResUNet(nn.Module):
         return self.head(out, stem)
 
 
-@register_model("fractal_resunet")
+@register_model(
+    "fractal_resunet",
+    tiny={"nf": 8, "depth": 3, "nheads_start": 2, "psp_depth": 2},
+    paper="Diakogiannis et al. 2021, Looking for change? Roll the dice and demand attention (FracTAL ResUNet)",
+)
 def fractal_resunet(**kwargs: object) -> FracTALResUNet:
     """FracTAL ResUNet for segmentation (defaults: depth 6, nf 32, 4 heads, GroupNorm(4), attention depth 5)."""
     return FracTALResUNet(**kwargs)  # type: ignore[arg-type]

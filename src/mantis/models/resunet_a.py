@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from mantis.models.common import check_input, level_widths, size_multiple
-from mantis.models.registry import register_model
+from mantis.models.registry import MULTITASK, register_model
 from mantis.nn.conv import ConvNormed
 from mantis.nn.factories import conv_type, norm_args
 from mantis.nn.heads import ResUNetAHead, ResUNetAOutput
@@ -116,7 +116,12 @@ def _per_level(dilations: Sequence[Sequence[int]], levels: int) -> list[tuple[in
     return rates + [(1,)] * (levels - len(rates))
 
 
-@register_model("resunet_a_d6")
+@register_model(
+    "resunet_a_d6",
+    outputs=(*MULTITASK, "color"),
+    tiny={"nf": 8, "depth": 3, "psp_depth": 2},
+    paper="Diakogiannis et al. 2020, ResUNet-a",
+)
 def resunet_a_d6(**kwargs: object) -> ResUNetA:
     """ResUNet-a d6 (6 levels, PSP depth 4, BatchNorm)."""
     kwargs.setdefault("dilations", D6_DILATIONS)
@@ -125,7 +130,12 @@ def resunet_a_d6(**kwargs: object) -> ResUNetA:
     return ResUNetA(**kwargs)  # type: ignore[arg-type]
 
 
-@register_model("resunet_a_d7")
+@register_model(
+    "resunet_a_d7",
+    outputs=(*MULTITASK, "color"),
+    tiny={"nf": 8, "depth": 3, "psp_depth": 2},
+    paper="Diakogiannis et al. 2020, ResUNet-a",
+)
 def resunet_a_d7(**kwargs: object) -> ResUNetA:
     """ResUNet-a d7 (7 levels up to 2048 channels, PSP depth 3, BatchNorm)."""
     kwargs.setdefault("dilations", D7_DILATIONS)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch.nn as nn
 
-from mantis.models.registry import register_model
+from mantis.models.registry import LOGITS, register_model
 from mantis.nn.activations import create_activation
 from mantis.nn.conv import ConvNormed
 from mantis.nn.factories import check_spatial_dims
@@ -15,7 +15,9 @@ _ADAPTIVE_AVG = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.Adaptiv
 _MAXPOOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
 
 
-@register_model("mlp")
+@register_model(
+    "mlp", outputs=LOGITS, spatial_dims=(), tiny={"in_channels": 5, "num_classes": 3, "hidden": (8,)}, tiny_size=0
+)
 def mlp(
     in_channels: int = 16,
     num_classes: int = 2,
@@ -35,7 +37,7 @@ def mlp(
     return nn.Sequential(*layers)
 
 
-@register_model("cnn")
+@register_model("cnn", outputs=LOGITS, tiny={"num_classes": 4, "widths": (4, 8)})
 def cnn(
     in_channels: int = 3,
     num_classes: int = 2,

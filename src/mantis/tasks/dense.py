@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from mantis.inspect.summary import count_inputs
 from mantis.losses import MultitaskLoss, to_one_hot
+from mantis.models.registry import count_inputs, list_models, model_info
 from mantis.tasks.base import BaseTask, OptimizerName
 
 DEFAULT_DEPTH_SCHEDULE = (0, 10, 20, 30)
@@ -91,8 +91,7 @@ class DenseTask(BaseTask):
             kind = "two dates" if self.inputs == 2 else "one image"
             raise ValueError(
                 f"{type(self).__name__} needs a network that takes {kind}; {model!r} takes {taken} "
-                f"(change detection: ceecnet_v1, ceecnet_v2, fractal_resnet_cd; "
-                f"segmentation: fractal_resunet, resunet_a_d6, resunet_a_d7)"
+                f"(change detection: {', '.join(_models(pair=True))}; segmentation: {', '.join(_models(pair=False))})"
             )
         self.depth_schedule = depth_schedule
         self.loss = MultitaskLoss(
@@ -174,3 +173,8 @@ class DenseTask(BaseTask):
             outputs = {"segmentation": torch.softmax(raw.float(), dim=1)}
         loss = self.loss(outputs, self._targets(batch, outputs))
         return loss, outputs["segmentation"].detach(), batch["mask"]
+
+
+def _models(pair: bool) -> list[str]:
+    """Registered dense-prediction models that take a pair (or one image)."""
+    return [n for n in list_models() if model_info(n).multitask and model_info(n).pair == pair]
