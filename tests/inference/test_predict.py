@@ -136,7 +136,7 @@ def test_interrupted_run_leaves_no_file(tmp_path: Path, rng: np.random.Generator
 
 
 def test_writer_takes_rows_in_any_chunks(tmp_path: Path, rng: np.random.Generator) -> None:
-    header = RasterHeader(tmp_path / "x.tif", 530, 70, 1, "uint8")
+    header = RasterHeader(height=530, width=70, bands=1, dtype="uint8", path=tmp_path / "x.tif")
     data = rng.integers(0, 200, (2, 530, 70), dtype=np.uint8)
     writer = GeoTiffWriter(tmp_path / "y.tif", header, BandSpec(2, "uint8", 255))
     row = 0

@@ -1,27 +1,6 @@
 """Kept for compatibility: the raster reader and writer live in :mod:`mantis.io.raster`."""
 
-from mantis.io.raster import (
-    IMAGE_SUFFIXES,
-    RasterInfo,
-    Window,
-    check_image,
-    image_array,
-    is_image_file,
-    raster_info,
-    read_image,
-    read_mask,
-    write_image,
-)
+from mantis.io import raster as _raster
+from mantis.io.raster import *  # noqa: F403
 
-__all__ = [
-    "IMAGE_SUFFIXES",
-    "RasterInfo",
-    "Window",
-    "check_image",
-    "image_array",
-    "is_image_file",
-    "raster_info",
-    "read_image",
-    "read_mask",
-    "write_image",
-]
+__all__ = _raster.__all__

@@ -12,7 +12,7 @@ import os
 import secrets
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -21,7 +21,15 @@ import numpy as np
 
 from mantis.inference.errors import InputError
 from mantis.io.normalize import normalize_image
-from mantis.io.raster import GDAL_SUFFIXES, IMAGE_SUFFIXES, PIL_SUFFIXES, image_array, is_image_file
+from mantis.io.raster import (
+    GDAL_SUFFIXES,
+    IMAGE_SUFFIXES,
+    PIL_SUFFIXES,
+    RasterInfo,
+    dataset_info,
+    image_array,
+    is_image_file,
+)
 
 __all__ = ["GDAL_SUFFIXES", "IMAGE_SUFFIXES", "PIL_SUFFIXES", "RasterHeader", "RasterReader", "is_image_file"]
 
@@ -40,28 +48,15 @@ def _reason(error: BaseException) -> str:
 
 
 @dataclass(frozen=True)
-class RasterHeader:
-    """A raster's size, bands and georeference, read without its pixels.
+class RasterHeader(RasterInfo):
+    """A raster's :class:`~mantis.io.raster.RasterInfo` (size, bands, dtype, georeference) and its file."""
 
-    Attributes:
-        path: the file.
-        height: rows H.
-        width: columns W.
-        count: bands C.
-        dtype: NumPy dtype name of the pixels.
-        crs: rasterio CRS, or ``None``.
-        transform: affine pixel-to-map transform, or ``None`` when not georeferenced.
-        nodata: nodata value, or ``None``.
-    """
+    path: Path = field(default_factory=Path)
 
-    path: Path
-    height: int
-    width: int
-    count: int
-    dtype: str
-    crs: Any = None
-    transform: Any = None
-    nodata: float | None = None
+    @property
+    def count(self) -> int:
+        """Bands C (rasterio's name for :attr:`bands`)."""
+        return self.bands
 
     @property
     def is_gdal(self) -> bool:
@@ -95,25 +90,14 @@ class RasterReader:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     self._ds = rasterio.open(self.path)
-                ds = self._ds
-                georef = ds.crs is not None or not ds.transform.is_identity
-                self.header = RasterHeader(
-                    self.path,
-                    int(ds.height),
-                    int(ds.width),
-                    int(ds.count),
-                    str(ds.dtypes[0]),
-                    ds.crs,
-                    ds.transform if georef else None,
-                    ds.nodata,
-                )
+                self.header = RasterHeader(**vars(dataset_info(self._ds)), path=self.path)
             else:
                 from PIL import Image
 
                 with Image.open(self.path) as image:
                     self._array = image_array(image)  # the training reader's rules
                 c, h, w = self._array.shape
-                self.header = RasterHeader(self.path, h, w, c, str(self._array.dtype))
+                self.header = RasterHeader(height=h, width=w, bands=c, dtype=str(self._array.dtype), path=self.path)
         except InputError:
             raise
         except Exception as error:  # readers raise many unrelated types for corrupt files

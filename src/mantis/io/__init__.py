@@ -4,33 +4,9 @@ Training (:mod:`mantis.data`) and prediction (:mod:`mantis.inference`) both read
 gives the same array in both.
 """
 
+from mantis.io import raster as _raster
 from mantis.io.errors import DataError
 from mantis.io.normalize import dtype_scale, normalize_image
-from mantis.io.raster import (
-    IMAGE_SUFFIXES,
-    RasterInfo,
-    Window,
-    check_image,
-    image_array,
-    is_image_file,
-    raster_info,
-    read_image,
-    read_mask,
-    write_image,
-)
+from mantis.io.raster import *  # noqa: F403
 
-__all__ = [
-    "IMAGE_SUFFIXES",
-    "DataError",
-    "RasterInfo",
-    "Window",
-    "check_image",
-    "dtype_scale",
-    "image_array",
-    "is_image_file",
-    "normalize_image",
-    "raster_info",
-    "read_image",
-    "read_mask",
-    "write_image",
-]
+__all__ = ["DataError", "dtype_scale", "normalize_image", *_raster.__all__]

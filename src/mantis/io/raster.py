@@ -33,6 +33,7 @@ __all__ = [
     "RasterInfo",
     "Window",
     "check_image",
+    "dataset_info",
     "image_array",
     "is_image_file",
     "raster_info",
@@ -203,16 +204,21 @@ def raster_info(path: PathLike) -> RasterInfo:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with rasterio.open(path) as ds:
-                georeferenced = ds.crs is not None or not ds.transform.is_identity
-                return RasterInfo(
-                    height=int(ds.height),
-                    width=int(ds.width),
-                    bands=int(ds.count),
-                    dtype=str(ds.dtypes[0]),
-                    crs=ds.crs,
-                    transform=ds.transform if georeferenced else None,
-                    nodata=ds.nodata,
-                )
+                return dataset_info(ds)
+
+
+def dataset_info(ds: Any) -> RasterInfo:
+    """The :class:`RasterInfo` of an open rasterio dataset (no georeference when the transform is identity)."""
+    georeferenced = ds.crs is not None or not ds.transform.is_identity
+    return RasterInfo(
+        height=int(ds.height),
+        width=int(ds.width),
+        bands=int(ds.count),
+        dtype=str(ds.dtypes[0]),
+        crs=ds.crs,
+        transform=ds.transform if georeferenced else None,
+        nodata=ds.nodata,
+    )
 
 
 def check_image(path: PathLike) -> RasterInfo:

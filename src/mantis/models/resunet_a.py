@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -110,35 +111,29 @@ class ResUNetA(nn.Module):
         return self.head(out, stem)
 
 
+# What both depths are (see mantis.models.registry.ModelInfo).
+DESCRIPTION: dict[str, Any] = {
+    "outputs": (*MULTITASK, "color"),
+    "tiny": {"nf": 8, "depth": 3, "psp_depth": 2},
+    "paper": "Diakogiannis et al. 2020, ResUNet-a: a deep learning framework for semantic segmentation",
+}
+
+
 def _per_level(dilations: Sequence[Sequence[int]], levels: int) -> list[tuple[int, ...]]:
     """The first ``levels`` rate sets of ``dilations``, padded with rate 1 beyond its end."""
     rates = [tuple(r) for r in dilations][:levels]
     return rates + [(1,)] * (levels - len(rates))
 
 
-@register_model(
-    "resunet_a_d6",
-    outputs=(*MULTITASK, "color"),
-    tiny={"nf": 8, "depth": 3, "psp_depth": 2},
-    paper="Diakogiannis et al. 2020, ResUNet-a",
-)
+@register_model("resunet_a_d6", **DESCRIPTION)
 def resunet_a_d6(**kwargs: object) -> ResUNetA:
     """ResUNet-a d6 (6 levels, PSP depth 4, BatchNorm)."""
-    kwargs.setdefault("dilations", D6_DILATIONS)
-    kwargs.setdefault("decoder_dilations", D6_DECODER_DILATIONS)
-    kwargs.setdefault("psp_depth", 4)
-    return ResUNetA(**kwargs)  # type: ignore[arg-type]
+    defaults = {"dilations": D6_DILATIONS, "decoder_dilations": D6_DECODER_DILATIONS, "psp_depth": 4}
+    return ResUNetA(**{**defaults, **kwargs})  # type: ignore[arg-type]
 
 
-@register_model(
-    "resunet_a_d7",
-    outputs=(*MULTITASK, "color"),
-    tiny={"nf": 8, "depth": 3, "psp_depth": 2},
-    paper="Diakogiannis et al. 2020, ResUNet-a",
-)
+@register_model("resunet_a_d7", **DESCRIPTION)
 def resunet_a_d7(**kwargs: object) -> ResUNetA:
     """ResUNet-a d7 (7 levels up to 2048 channels, PSP depth 3, BatchNorm)."""
-    kwargs.setdefault("dilations", D7_DILATIONS)
-    kwargs.setdefault("decoder_dilations", D7_DECODER_DILATIONS)
-    kwargs.setdefault("psp_depth", 3)
-    return ResUNetA(**kwargs)  # type: ignore[arg-type]
+    defaults = {"dilations": D7_DILATIONS, "decoder_dilations": D7_DECODER_DILATIONS, "psp_depth": 3}
+    return ResUNetA(**{**defaults, **kwargs})  # type: ignore[arg-type]
