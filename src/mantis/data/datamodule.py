@@ -77,6 +77,7 @@ class _BaseDataModule(lightning.LightningDataModule):
     """Split planning, checks and data loaders shared by the two data modules."""
 
     bands: int  # bands of synthetic images, set by the subclasses
+    num_classes: int  # set by the subclasses
 
     def __init__(
         self,
@@ -261,6 +262,54 @@ class _BaseDataModule(lightning.LightningDataModule):
                 return by_name[names[0]]
         return images[0]
 
+    def _set_targets(
+        self,
+        mask_mapping: dict[int, int] | None,
+        ignore_index: int,
+        multitask: bool,
+        augment: Augment | None,
+        small_images: Literal["pad", "error"],
+        sizes: tuple[int, int, int],
+    ) -> None:
+        """Settings every task's data module keeps alike (see the subclasses' arguments)."""
+        self.mask_mapping = mask_mapping
+        self.ignore_index = ignore_index
+        self.multitask = multitask
+        self.augment = None if augment is None else dataclasses.replace(augment, ignore_index=ignore_index)
+        self.small_images: Literal["pad", "error"] = small_images
+        self.sizes = dict(zip(("train", "val", "test"), sizes))
+
+    def _folder_kwargs(self, stage: Stage) -> dict[str, Any]:
+        """Arguments every folder dataset takes, for ``stage``."""
+        return {
+            "dirs": self.dirs,
+            "patch_size": self.patch_size,
+            "train": stage == "train",
+            "files": self.plan.names[stage],
+            "samples_per_image": self.samples_per_image,
+            "num_classes": self.num_classes,
+            "mask_mapping": self.mask_mapping,
+            "ignore_index": self.ignore_index,
+            "mean": self.mean,
+            "std": self.std,
+            "augment": self.augment if stage == "train" else None,
+            "multitask": self.multitask,
+            "small_images": self.small_images,
+        }
+
+    def _synthetic_kwargs(self, stage: Stage) -> dict[str, Any]:
+        """Arguments every synthetic dataset takes, for ``stage``."""
+        return {
+            "size": self.patch_size,
+            "bands": self.bands,
+            "seed": self.seed,
+            "split": stage,
+            "augment": self.augment if stage == "train" else None,
+            "multitask": self.multitask,
+            "mean": self.mean,
+            "std": self.std,
+        }
+
     def _folder_dataset(self, stage: Stage) -> Dataset[Any]:
         raise NotImplementedError
 
@@ -407,32 +456,12 @@ class ChangeDetectionDataModule(_BaseDataModule):
             test_fraction, patch_size, samples_per_image, batch_size, num_workers, mean, std, seed, auto_stats,
         )  # fmt: skip
         self.num_classes = num_classes
-        self.mask_mapping = mask_mapping
-        self.ignore_index = ignore_index
-        self.multitask = multitask
-        self.augment = None if augment is None else dataclasses.replace(augment, ignore_index=ignore_index)
-        self.small_images: Literal["pad", "error"] = small_images
-        self.sizes = {"train": num_train, "val": num_val, "test": num_test}
+        self._set_targets(mask_mapping, ignore_index, multitask, augment, small_images, (num_train, num_val, num_test))
         self.bands = bands
         self.class_names = ["no change", "change"] if num_classes == 2 else [f"class {k}" for k in range(num_classes)]
 
     def _folder_dataset(self, stage: Stage) -> Dataset[Any]:
-        return ChangeDetectionFolder(
-            self.plan.folders[stage],
-            dirs=self.dirs,
-            patch_size=self.patch_size,
-            train=stage == "train",
-            files=self.plan.names[stage],
-            samples_per_image=self.samples_per_image,
-            num_classes=self.num_classes,
-            mask_mapping=self.mask_mapping,
-            ignore_index=self.ignore_index,
-            mean=self.mean,
-            std=self.std,
-            augment=self.augment if stage == "train" else None,
-            multitask=self.multitask,
-            small_images=self.small_images,
-        )
+        return ChangeDetectionFolder(self.plan.folders[stage], **self._folder_kwargs(stage))
 
     def _synthetic_stats_samples(self) -> list[np.ndarray]:
         scenes = [synthetic_change_pair(_scene_rng(self.seed, i), self.patch_size, self.bands) for i in _STATS_SCENES]
@@ -441,17 +470,7 @@ class ChangeDetectionDataModule(_BaseDataModule):
     def _synthetic_dataset(self, stage: Stage) -> Dataset[Any]:
         if self.num_classes != 2:
             raise ValueError(f"synthetic change detection has 2 classes, got num_classes={self.num_classes}")
-        return SyntheticChangeDetection(
-            self.sizes[stage],
-            size=self.patch_size,
-            bands=self.bands,
-            seed=self.seed,
-            split=stage,
-            augment=self.augment if stage == "train" else None,
-            multitask=self.multitask,
-            mean=self.mean,
-            std=self.std,
-        )
+        return SyntheticChangeDetection(self.sizes[stage], **self._synthetic_kwargs(stage))
 
 
 class SegmentationDataModule(_BaseDataModule):
@@ -544,14 +563,9 @@ class SegmentationDataModule(_BaseDataModule):
         self.num_classes = num_classes if num_classes is not None else (len(SEGMENTATION_CLASSES) if synthetic else 2)
         if synthetic and self.num_classes != len(SEGMENTATION_CLASSES):
             raise ValueError(f"synthetic scenes have {len(SEGMENTATION_CLASSES)} classes, got {self.num_classes}")
-        self.mask_mapping = mask_mapping
-        self.ignore_index = ignore_index
-        self.multitask = multitask
+        self._set_targets(mask_mapping, ignore_index, multitask, augment, small_images, (num_train, num_val, num_test))
         self.colour = colour
         self.rgb_bands = rgb_bands
-        self.augment = None if augment is None else dataclasses.replace(augment, ignore_index=ignore_index)
-        self.small_images: Literal["pad", "error"] = small_images
-        self.sizes = {"train": num_train, "val": num_val, "test": num_test}
         self.bands = bands
         if class_names is not None and len(class_names) != self.num_classes:
             raise ValueError(f"{len(class_names)} class names given for {self.num_classes} classes")
@@ -559,24 +573,8 @@ class SegmentationDataModule(_BaseDataModule):
         self.class_names = list(class_names) if class_names is not None else default_names
 
     def _folder_dataset(self, stage: Stage) -> Dataset[Any]:
-        return SegmentationFolder(
-            self.plan.folders[stage],
-            dirs=self.dirs,
-            patch_size=self.patch_size,
-            train=stage == "train",
-            files=self.plan.names[stage],
-            samples_per_image=self.samples_per_image,
-            num_classes=self.num_classes,
-            mask_mapping=self.mask_mapping,
-            ignore_index=self.ignore_index,
-            mean=self.mean,
-            std=self.std,
-            augment=self.augment if stage == "train" else None,
-            multitask=self.multitask,
-            colour=self.colour,
-            rgb_bands=self.rgb_bands,
-            small_images=self.small_images,
-        )
+        kwargs = self._folder_kwargs(stage)
+        return SegmentationFolder(self.plan.folders[stage], **kwargs, colour=self.colour, rgb_bands=self.rgb_bands)
 
     def _synthetic_stats_samples(self) -> list[np.ndarray]:
         return [
@@ -585,15 +583,4 @@ class SegmentationDataModule(_BaseDataModule):
         ]
 
     def _synthetic_dataset(self, stage: Stage) -> Dataset[Any]:
-        return SyntheticSegmentation(
-            self.sizes[stage],
-            size=self.patch_size,
-            bands=self.bands,
-            seed=self.seed,
-            split=stage,
-            augment=self.augment if stage == "train" else None,
-            multitask=self.multitask,
-            colour=self.colour,
-            mean=self.mean,
-            std=self.std,
-        )
+        return SyntheticSegmentation(self.sizes[stage], **self._synthetic_kwargs(stage), colour=self.colour)
