@@ -33,7 +33,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from mantis.io.errors import DataError
+from mantis.commands import CommandError, debugging, one_line, run_command
 from mantis.models.registry import list_models, model_info
 from mantis.tasks.guards import StatusProgressBar
 
@@ -57,10 +57,6 @@ DISPATCH: dict[str, tuple[str, str]] = {
 _RUN_DIR_ENV = "MANTIS_RUN_DIR"
 _RUN_DIR_OWNER_ENV = "MANTIS_RUN_DIR_OWNER"
 _METRICS_FILE = {"test": "test_metrics.json", "validate": "validate_metrics.json"}
-
-
-class CommandError(Exception):
-    """A user mistake found by the CLI itself; printed as one line."""
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -321,11 +317,6 @@ def _plot_curves(run_dir: Path) -> None:
     plot_training_curves(csv, run_dir / "training_curves.png")
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text or type(error).__name__
-
-
 _SKIPPED_PARSER_LINES = (
     "Does not validate against any",
     "Subtypes:",
@@ -374,7 +365,7 @@ def config_error_line(message: str, args: Sequence[str] = ()) -> str:
     if typed:
         problem = f"expected {typed.group(1)}, got {typed.group(2)!r}"
     key = ".".join(k for k in keys if k)
-    text = f"{key}: {problem}" if key and problem else (problem or key or _one_line(Exception(message)))
+    text = f"{key}: {problem}" if key and problem else (problem or key or one_line(Exception(message)))
     name = keys[-1].split(".")[-1] if keys else ""
     if any(a.startswith("--") and re.search(rf"\b{re.escape(name)}\b", a) for a in args):
         return " ".join(text.split())
@@ -402,7 +393,7 @@ def _dispatch(command: str, argv: list[str]) -> int:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
-        print(f"{PROG} {command}: unavailable: cannot import {error.name} ({_one_line(error)})", file=sys.stderr)
+        print(f"{PROG} {command}: unavailable: cannot import {error.name} ({one_line(error)})", file=sys.stderr)
         return 2
     entry: Callable[[list[str]], int] = getattr(module, function)
     try:
@@ -456,31 +447,27 @@ def _make_cli(argv: Sequence[str] | None, no_exit: dict[str, Any]) -> MantisCLI:
 
 
 T = TypeVar("T")
-# What a user's mistake raises: bad config values, bad data, missing files, wrong model arguments.
-USER_ERRORS = (CommandError, DataError, ValueError, OSError, TypeError)
 
 
 def guarded(command: str, run: Callable[[], T], args: Sequence[str] = ()) -> tuple[int, T | None]:
-    """Call ``run()``; a user error becomes one line on stderr and exit status 2 (``MANTIS_DEBUG=1`` re-raises).
+    """Call ``run()`` under :mod:`mantis.commands`' policy; config-parser errors are shortened to one line.
 
     Returns:
         ``(exit status, result)``, the result being ``None`` unless ``run`` finished.
     """
-    debug = os.environ.get("MANTIS_DEBUG", "") not in ("", "0")
-    try:
-        return 0, run()
-    except SystemExit as stop:  # --help, --print_config
-        code = stop.code
-        return (code if isinstance(code, int) else (0 if code is None else 1)), None
-    except (ArgumentError, ParserError) as error:
-        if debug:
-            raise
-        print(f"{PROG} {command}: error: {config_error_line(str(error), args)}", file=sys.stderr)
-    except USER_ERRORS as error:
-        if debug:
-            raise
-        print(f"{PROG} {command}: error: {_one_line(error)}", file=sys.stderr)
-    return 2, None
+    result: list[T] = []
+
+    def body() -> int:
+        try:
+            result.append(run())
+        except (ArgumentError, ParserError) as error:
+            if debugging():
+                raise
+            raise CommandError(config_error_line(str(error), args)) from None
+        return 0
+
+    code = run_command(f"{PROG} {command}", body)
+    return code, (result[0] if result else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

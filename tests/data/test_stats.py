@@ -54,8 +54,9 @@ def test_command_prints_yaml_for_folders(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_command_fails_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "empty").mkdir()
-    assert main([str(tmp_path / "empty")]) == 1
+    # The policy of every command (mantis.commands): prefix, one line, exit status 2.
+    assert main([str(tmp_path / "empty")]) == 2
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and error.startswith(f"error: {tmp_path / 'empty'}: no images found")
-    assert main([str(tmp_path / "missing.tif")]) == 1
+    assert error.count("\n") == 1 and error.startswith(f"mantis stats: error: {tmp_path / 'empty'}: no images found")
+    assert main([str(tmp_path / "missing.tif")]) == 2
     assert main([]) == 2

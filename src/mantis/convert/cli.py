@@ -106,16 +106,14 @@ def _mapping(text: str) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mantis convert``; returns the exit status (2 and one line on stderr for bad input)."""
-    from mantis.inference.errors import InputError
+    from mantis.commands import run_command
 
     parser = build_parser()
-    try:
+
+    def body() -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
         out = convert(args)
-    except SystemExit as stop:
-        return stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 2
-    except InputError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {out} ({args.model}); predict with: mantis predict -c {out} ...")
-    return 0
+        print(f"wrote {out} ({args.model}); predict with: mantis predict -c {out} ...")
+        return 0
+
+    return run_command(PROG, body)

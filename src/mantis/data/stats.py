@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from mantis.commands import run_command
 from mantis.data.folders import list_images
 from mantis.io.errors import DataError
 from mantis.io.raster import GDAL_SUFFIXES, Window, is_image_file, raster_info, read_image
@@ -133,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Command-line arguments after ``stats`` (default: ``sys.argv[1:]``).
 
     Returns:
-        0 on success, 1 with one line on stderr for bad input, 2 for bad usage.
+        0 on success, 2 with one line on stderr for bad input or usage (:mod:`mantis.commands`).
     """
     parser = argparse.ArgumentParser(
         prog="mantis stats",
@@ -143,18 +144,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+", help="image files or folders of images")
     parser.add_argument("--recursive", action="store_true", help="also look into sub-folders")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    try:
+
+    def body() -> int:
         args = parser.parse_args(argv)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    try:
         mean, std = compute_band_stats(_collect(args.paths, args.recursive), progress=not args.no_progress)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print("mean: [" + ", ".join(f"{v:.6g}" for v in mean) + "]")
-    print("std: [" + ", ".join(f"{v:.6g}" for v in std) + "]")
-    return 0
+        print("mean: [" + ", ".join(f"{v:.6g}" for v in mean) + "]")
+        print("std: [" + ", ".join(f"{v:.6g}" for v in std) + "]")
+        return 0
+
+    return run_command("mantis stats", body)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,7 +6,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mantis.inference.errors import InputError
 from mantis.inference.export import FORMATS
 
 PROG = "mantis export"
@@ -37,22 +36,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mantis export``; returns the exit status (2 and one line on stderr for bad input)."""
+    from mantis.commands import run_command
     from mantis.inference.checkpoint import load_model
     from mantis.inference.export import export_model
 
     parser = build_parser()
-    try:
+
+    def body() -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
         window = args.window[0] if len(args.window) == 1 else tuple(args.window)
         model, meta = load_model(args.checkpoint)
         written = export_model(
             model, meta, args.output, args.formats, window, args.batch_size, args.dynamic_batch, args.opset
         )
-    except SystemExit as stop:
-        return stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 2
-    except (InputError, FileNotFoundError) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
-    for fmt, path in written.items():
-        print(f"wrote {path} ({fmt})")
-    return 0
+        for fmt, path in written.items():
+            print(f"wrote {path} ({fmt})")
+        return 0
+
+    return run_command(PROG, body)

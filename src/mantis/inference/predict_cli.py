@@ -171,33 +171,22 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mantis predict``; returns the exit status (2 and one line on stderr for bad input)."""
-    parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    errors: tuple[type[BaseException], ...] = (InputError, FileNotFoundError, NotADirectoryError)
-    try:
-        from mantis.io.errors import DataError
+    from mantis.commands import run_command
 
-        errors = (*errors, DataError)
-    except ImportError:  # pragma: no cover - the data package is optional here
-        pass
-    try:
-        config = _peek_config(argv)
+    parser = build_parser()
+    args_in = list(sys.argv[1:] if argv is None else argv)
+
+    def body() -> int:
+        config = _peek_config(args_in)
         if config is not None:
             parser.set_defaults(**_config_defaults(parser, config))
-        args = parser.parse_args(argv)
-        results = run(args)
-    except SystemExit as stop:  # argparse: --help (0) or a usage error (2, message already printed)
-        return stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 2
-    except errors as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; no partial output was left", file=sys.stderr)
-        return 130
-    for result in results:
-        for path in result.values():
-            print(f"wrote {path}")
-    return 0
+        results = run(parser.parse_args(args_in))
+        for result in results:
+            for path in result.values():
+                print(f"wrote {path}")
+        return 0
+
+    return run_command(PROG, body)
 
 
 def _peek_config(argv: Sequence[str]) -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -103,26 +102,27 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the summary of ``--model`` built with ``--model_kwargs`` for an input of ``--size``."""
-    args = _parser().parse_args(argv)
-    try:
-        kwargs = json.loads(args.model_kwargs)
-        if not isinstance(kwargs, dict):
-            raise ValueError("--model_kwargs must be a JSON object")
-        model = create_model(args.model, **kwargs)
-        n_inputs = count_inputs(model)
-        if not model_info(args.model).spatial_dims:  # feature vectors (tables)
-            probe = torch.zeros(args.batch, int(kwargs.get("in_channels", 16)))
-        else:
-            dims = int(kwargs.get("spatial_dims", 2))
-            size = args.size * dims if len(args.size) == 1 else args.size
-            if len(size) != dims:
-                raise ValueError(f"--size needs 1 or {dims} values for spatial_dims={dims}, got {len(size)}")
-            channels = int(kwargs.get("in_channels", getattr(model, "in_channels", 3)))
-            probe = torch.zeros(args.batch, channels, *size)
-        rows, output = summarize(model, [probe] * n_inputs, args.depth)
-    except (ValueError, TypeError) as error:
-        print(f"mantis summary: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
+    from mantis.commands import run_command
+
+    return run_command("mantis summary", lambda: _summary(_parser().parse_args(argv)))
+
+
+def _summary(args: argparse.Namespace) -> int:
+    kwargs = json.loads(args.model_kwargs)
+    if not isinstance(kwargs, dict):
+        raise ValueError("--model_kwargs must be a JSON object")
+    model = create_model(args.model, **kwargs)
+    n_inputs = count_inputs(model)
+    if not model_info(args.model).spatial_dims:  # feature vectors (tables)
+        probe = torch.zeros(args.batch, int(kwargs.get("in_channels", 16)))
+    else:
+        dims = int(kwargs.get("spatial_dims", 2))
+        size = args.size * dims if len(args.size) == 1 else args.size
+        if len(size) != dims:
+            raise ValueError(f"--size needs 1 or {dims} values for spatial_dims={dims}, got {len(size)}")
+        channels = int(kwargs.get("in_channels", getattr(model, "in_channels", 3)))
+        probe = torch.zeros(args.batch, channels, *size)
+    rows, output = summarize(model, [probe] * n_inputs, args.depth)
     total = sum(p.numel() for p in model.parameters())
     print(f"{args.model} {json.dumps(kwargs)}; input {'x'.join(str(s) for s in probe.shape)} x {n_inputs}")
     print(format_table(rows, total, output))

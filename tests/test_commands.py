@@ -1,0 +1,37 @@
+"""Every command ends by one policy (mantis.commands): one line and status 2 for a user's mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mantis.cli import main
+
+
+@pytest.mark.parametrize(
+    ("argv", "prefix"),
+    [
+        (["stats", "{tmp}/missing.tif"], "mantis stats: error: "),
+        (["predict", "-c", "{tmp}/none.ckpt", "-i", "{tmp}/a.tif", "-o", "{tmp}/out"], "mantis predict: error: "),
+        (["export", "{tmp}/none.ckpt", "{tmp}/out"], "mantis export: error: "),
+        (["convert", "{tmp}/none.params", "--model", "fractal_resunet", "-o", "{tmp}/out"], "mantis convert: error: "),
+        (["summary", "--model", "nope"], "mantis summary: error: "),
+        (["fit", "--model", "mantis.tasks.SegmentationTask", "--model.model", "nope"], "mantis fit: error: "),
+    ],
+    ids=["stats", "predict", "export", "convert", "summary", "fit"],
+)
+def test_user_mistakes_give_one_line_and_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str], prefix: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(prefix) and err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
+def test_mantis_debug_shows_the_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MANTIS_DEBUG", "1")
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        main(["summary", "--model", "nope"])
