@@ -106,3 +106,24 @@ def test_masks_keep_palette_indices_and_bilevel_ones(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_mask(tmp_path / "classes.png"), labels)
     Image.fromarray(labels > 2).save(tmp_path / "bilevel.png")
     np.testing.assert_array_equal(read_mask(tmp_path / "bilevel.png"), (labels > 2).astype(np.uint8))
+
+
+def test_prediction_pairs_folders_by_the_training_rule(tmp_path: Path) -> None:
+    from mantis.data.folders import index_folder
+    from mantis.data.masks import MaskDecoder
+    from mantis.inference.predict import pair_folders
+    from mantis.io import DataError
+
+    for folder in ("A", "B", "label"):
+        (tmp_path / folder).mkdir()
+    Image.fromarray(RGB).save(tmp_path / "A" / "t1.png")
+    Image.fromarray(RGB).save(tmp_path / "B" / "t1.jpg")  # same stem, other format
+    Image.fromarray(np.zeros((H, W), np.uint8)).save(tmp_path / "label" / "t1.png")
+    trained = index_folder(tmp_path, ("A", "B", "label"), MaskDecoder(2))
+    assert [item.images for item in trained] == [(tmp_path / "A" / "t1.png", tmp_path / "B" / "t1.jpg")]
+    assert pair_folders([tmp_path / "A", tmp_path / "B"]) == [trained[0].images]
+    Image.fromarray(RGB).save(tmp_path / "B" / "t1.tif")  # two files of one stem: refused by both
+    with pytest.raises(DataError, match="ambiguous"):
+        pair_folders([tmp_path / "A", tmp_path / "B"])
+    with pytest.raises(DataError, match="ambiguous"):
+        index_folder(tmp_path, ("A", "B", "label"), MaskDecoder(2))

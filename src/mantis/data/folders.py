@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 
 from mantis.data.masks import MaskDecoder
 from mantis.io.errors import DataError
-from mantis.io.raster import IMAGE_SUFFIXES, RasterInfo, check_image, is_image_file, raster_info, read_mask
+from mantis.io.folders import files_by_stem, list_images, match_file
+from mantis.io.raster import IMAGE_SUFFIXES, RasterInfo, check_image, raster_info, read_mask
 
 __all__ = ["FolderItem", "index_folder", "list_images", "read_split_file"]
 
@@ -45,18 +46,6 @@ class FolderItem:
     dtype: str
 
 
-def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files (by suffix, see :data:`~mantis.data.io.IMAGE_SUFFIXES`) directly in ``folder``, sorted.
-
-    Raises:
-        DataError: The folder does not exist.
-    """
-    path = Path(folder)
-    if not path.is_dir():
-        raise DataError(path, "folder not found")
-    return sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p) and not p.name.startswith("."))
-
-
 def read_split_file(path: str | os.PathLike[str]) -> list[str]:
     """File names listed one per line; blank lines and lines starting with ``#`` are skipped.
 
@@ -71,22 +60,6 @@ def read_split_file(path: str | os.PathLike[str]) -> list[str]:
     if not names:
         raise DataError(file, "split file lists no files")
     return names
-
-
-def _by_stem(files: list[Path]) -> dict[str, Path]:
-    stems: dict[str, Path] = {}
-    for file in files:
-        if file.stem in stems:
-            raise DataError(file, f"ambiguous: {stems[file.stem].name} in the same folder has the same stem")
-        stems[file.stem] = file
-    return stems
-
-
-def _lookup(name: str, files: dict[str, Path], folder: Path) -> Path | None:
-    exact = folder / name
-    if exact in files.values():
-        return exact
-    return files.get(Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name)
 
 
 def index_folder(
@@ -133,7 +106,7 @@ def index_folder(
     listings = [list_images(folder) for folder in folders]
     if not listings[0]:
         raise DataError(folders[0], f"no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
-    stems = [_by_stem(files) for files in listings]
+    stems = [files_by_stem(files) for files in listings]
     source: str | os.PathLike[str] = folders[0]
     if names is None and split_file is not None:
         names = read_split_file(split_file)
@@ -143,7 +116,7 @@ def index_folder(
     else:
         firsts = []
         for line, name in enumerate(names, start=1):
-            found = _lookup(name, stems[0], folders[0])
+            found = match_file(name, stems[0], folders[0])
             if found is None:
                 where = f"line {line}: " if split_file is not None and source == split_file else ""
                 raise DataError(source, f"{where}{name!r} is not in {folders[0]}")
@@ -155,7 +128,7 @@ def index_folder(
     for first in firsts:
         group = [first]
         for folder, files in zip(folders[1:], stems[1:]):
-            partner = _lookup(first.name, files, folder)
+            partner = match_file(first.name, files, folder)
             if partner is None:
                 raise DataError(first, f"has no matching file in {folder} (same name or same stem)")
             group.append(partner)

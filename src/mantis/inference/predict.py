@@ -33,7 +33,6 @@ from mantis.inference.raster import (
     RasterReader,
     RowWriter,
     invalid_mask,
-    is_image_file,
     normalise,
     read_header,
 )
@@ -47,6 +46,7 @@ from mantis.inference.tiling import (
     resolve_stride,
     window_starts,
 )
+from mantis.io.folders import files_by_stem, list_images, match_file
 
 PathLike = str | os.PathLike[str]
 
@@ -463,30 +463,31 @@ def predict_raster(
     )
 
 
-def list_images(folder: Path) -> list[Path]:
-    """The PNG, JPEG and TIFF files directly inside ``folder``, sorted by name."""
-    if not folder.is_dir():
-        raise InputError(f"{folder}: no such folder")
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p) and not p.name.startswith("."))
-
-
 def pair_folders(folders: Sequence[Path]) -> list[tuple[Path, ...]]:
     """Inputs for each file name of the first folder: ``(path,)`` or ``(date1, date2)`` by equal names.
 
+    Files pair by the same name, else the same stem, as in training (:mod:`mantis.io.folders`).
+
     Raises:
-        InputError: a folder is empty, or a file has no counterpart in the other folder.
+        DataError: a folder is missing or empty, a file has no counterpart in the other folder, or two files
+            of one folder share a stem.
     """
     first = list_images(folders[0])
     if not first:
         raise InputError(f"{folders[0]}: no PNG, JPEG or TIFF files")
     if len(folders) == 1:
         return [(p,) for p in first]
-    names = {p.name for p in first}
-    second = {p.name: p for p in list_images(folders[1])}
-    for name in sorted(names ^ set(second)):
-        where, other = (folders[1], folders[0]) if name in names else (folders[0], folders[1])
-        raise InputError(f"{other / name}: has no counterpart {name} in {where}")
-    return [(p, second[p.name]) for p in first]
+    # The training rule (mantis.io.folders): the same name, else the same stem.
+    others = list_images(folders[1])
+    second, back = files_by_stem(others), files_by_stem(first)
+    pairs = [(p, match_file(p.name, second, folders[1])) for p in first]
+    for p, match in pairs:
+        if match is None:
+            raise InputError(f"{p}: has no counterpart {p.name} in {folders[1]}")
+    for q in others:
+        if match_file(q.name, back, folders[0]) is None:
+            raise InputError(f"{q}: has no counterpart {q.name} in {folders[0]}")
+    return [(p, q) for p, q in pairs if q is not None]
 
 
 def predict_folder(

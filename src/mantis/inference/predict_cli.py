@@ -18,7 +18,7 @@ DESCRIPTION = """\
 Predict class maps (and probabilities, boundaries, distances) on rasters of any size: overlapping
 windows are blended, borders reflect-padded, and rows are written as soon as they are final, so memory
 does not grow with the raster. One input is a segmentation image, two are a change-detection pair;
-folders predict every file (pairs: same file names in both folders). Outputs are written as
+folders predict every file (pairs: same file name, or same stem, in both folders). Outputs are written as
 <output>/<input stem>_<product>.tif (GeoTIFF: tiled, compressed, CRS/transform/nodata kept) or .png for
 PNG/JPEG inputs, under a temporary name renamed when complete.
 """

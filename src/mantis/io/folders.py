@@ -1,0 +1,48 @@
+"""Image files in folders and how files of several folders are paired: one rule for training and prediction.
+
+A file of the first folder is matched in another folder by the same name, else by the same stem (so
+``A/0001.tif`` pairs with ``label/0001.png``); two files of one folder with the same stem are ambiguous and
+refused.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mantis.io.errors import DataError
+from mantis.io.raster import IMAGE_SUFFIXES, is_image_file
+
+__all__ = ["files_by_stem", "list_images", "match_file"]
+
+
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """Image files (by suffix, see :data:`~mantis.io.raster.IMAGE_SUFFIXES`) directly in ``folder``, sorted.
+
+    Hidden files (names starting with ``.``) are left out.
+
+    Raises:
+        DataError: The folder does not exist.
+    """
+    path = Path(folder)
+    if not path.is_dir():
+        raise DataError(path, "folder not found")
+    return sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p) and not p.name.startswith("."))
+
+
+def files_by_stem(files: list[Path]) -> dict[str, Path]:
+    """``{stem: file}`` of one folder's files; DataError when two files share a stem (ambiguous)."""
+    stems: dict[str, Path] = {}
+    for file in files:
+        if file.stem in stems:
+            raise DataError(file, f"ambiguous: {stems[file.stem].name} in the same folder has the same stem")
+        stems[file.stem] = file
+    return stems
+
+
+def match_file(name: str, files: dict[str, Path], folder: Path) -> Path | None:
+    """The file of ``folder`` (given as :func:`files_by_stem`) that pairs with file name ``name``, if any."""
+    exact = folder / name
+    if exact in files.values():
+        return exact
+    return files.get(Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name)
