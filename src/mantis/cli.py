@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import torch
 from jsonargparse import ParserError
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
@@ -283,14 +282,9 @@ class MantisCLI(LightningCLI):
         ckpt_path = sub.get("ckpt_path")
         if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
             return
-        path = Path(ckpt_path)
-        if not path.is_file():
-            raise CommandError(f"{ckpt_path}: checkpoint not found")
-        try:
-            ckpt = torch.load(path, weights_only=True, map_location="cpu")
-        except Exception as error:  # any unreadable file: say so in one line
-            raise CommandError(f"{ckpt_path}: not a readable checkpoint ({type(error).__name__})") from None
-        hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+        from mantis.inference.checkpoint import read_checkpoint
+
+        hparams = read_checkpoint(ckpt_path)["hyper_parameters"]
         task = hparams.get("task")
         if task not in TASKS:
             raise CommandError(f"{ckpt_path}: not a Mantis checkpoint (no known 'task' in its hyper-parameters)")

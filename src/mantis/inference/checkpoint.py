@@ -124,14 +124,30 @@ def _model_state(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return prefixed if prefixed else {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
-def _load_ckpt(path: Path, device: torch.device) -> tuple[nn.Module, ModelMeta]:
+def read_checkpoint(path: str | os.PathLike[str]) -> Mapping[str, Any]:
+    """The contents of a Lightning ``.ckpt`` of Mantis, loaded safely (tensors and plain containers only).
+
+    The one reader of checkpoint files (training's ``--ckpt_path`` and prediction both use it).
+
+    Raises:
+        InputError: the file is missing, does not load with ``weights_only=True``, or lacks ``state_dict``
+            and ``hyper_parameters``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such checkpoint")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"{path}: not a checkpoint that loads safely with weights_only=True ({first})") from None
+        raise InputError(f"{p}: not a checkpoint that loads safely with weights_only=True ({first})") from None
     if not isinstance(ckpt, Mapping) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise InputError(f"{path}: not a Mantis checkpoint (needs 'state_dict' and 'hyper_parameters')")
+        raise InputError(f"{p}: not a Mantis checkpoint (needs 'state_dict' and 'hyper_parameters')")
+    return ckpt
+
+
+def _load_ckpt(path: Path, device: torch.device) -> tuple[nn.Module, ModelMeta]:
+    ckpt = read_checkpoint(path)
     meta = ModelMeta.from_hparams(ckpt["hyper_parameters"], path)
     model = _build(meta, path)
     _load_state(model, _model_state(ckpt["state_dict"]), path)
