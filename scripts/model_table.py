@@ -54,7 +54,7 @@ vol = seg(torch.rand(1, 3, 64, 64, 64)).segmentation  # 3D volumes (and 1D serie
 
 Common keyword arguments: `in_channels`, `num_classes`, `spatial_dims` (1, 2, 3), `nf`, `depth`,
 `nheads_start`, `norm` (`group`, `batch`, `instance`, `layer`, `none`), `norm_groups`, `attention_depth`,
-`psp_depth`; the FracTAL models take `grouped_attention=False` (the units' attention q/k/v convolutions
+`psp_depth`; change detectors take `fusion_attention_depth` (5, the authors'; the fusions of the dates); the FracTAL models take `grouped_attention=False` (the units' attention q/k/v convolutions
 ungrouped, as in the authors' `decode` repository); change detectors also take `fusion_combine=True` (the
 paper's V2 decoder merges); ResUNet-a takes `dilations` and `decoder_dilations` (per level, shallow first).
 Every spatial size must be a multiple of `model.size_multiple` (2^(depth-1) x 2^(psp_depth-1), at least 8);

@@ -192,3 +192,11 @@ def test_a_registered_model_is_described_by_its_decorator() -> None:
     finally:
         unregister_model("test_two_dates")
     assert "test_two_dates" not in mantis.list_models()
+
+
+def test_fusion_attention_depth_is_its_own_setting() -> None:
+    default = mantis.create_model("fractal_resnet_cd", nf=8, depth=2, psp_depth=2, attention_depth=3)
+    assert [u.attention.depth for u in default.encoder.units] == [3, 3]
+    assert default.stem_fusion.relatt12.depth == 5 and default.skip_fusions[0].relatt21.depth == 5  # the paper
+    set_ = mantis.create_model("fractal_resnet_cd", nf=8, depth=2, psp_depth=2, fusion_attention_depth=2)
+    assert set_.stem_fusion.relatt12.depth == 2 and set_.skip_fusions[0].relatt12.depth == 2

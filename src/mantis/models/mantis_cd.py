@@ -41,6 +41,8 @@ class MantisChangeDetector(nn.Module):
             as in :class:`~mantis.models.fractal_resunet.FracTALResUNet`.
         fusion_combine: decoder merges by bilinear upsampling + Fusion (the paper's V2 macro-topology)
             instead of nearest UpSample + concat + 1x1 conv.
+        fusion_attention_depth: fractal depth of the attention in the fusions of the two dates (and of the
+            ``fusion_combine`` merges): 5 in the authors' code whatever ``attention_depth`` (the units') is.
         grouped_attention: group the q/k/v convolutions of the units' attentions by heads (the fusions
             between the dates keep theirs).
     """
@@ -59,6 +61,7 @@ class MantisChangeDetector(nn.Module):
         attention_depth: int = 5,
         psp_depth: int = 4,
         fusion_combine: bool = False,
+        fusion_attention_depth: int = FUSION_ATTENTION_DEPTH,
         grouped_attention: bool = True,
     ) -> None:
         super().__init__()
@@ -70,10 +73,10 @@ class MantisChangeDetector(nn.Module):
         make_unit = make_unit_factory(unit, attention_depth, norm, norm_groups, spatial_dims, grouped_attention)
         kw = norm_args(norm, norm_groups, spatial_dims)
         self.stem = ConvNormed(in_channels, nf, 1, **kw)
-        self.stem_fusion = Fusion(nf, 1, FUSION_ATTENTION_DEPTH, **kw)
+        self.stem_fusion = Fusion(nf, 1, fusion_attention_depth, **kw)
         self.encoder = Encoder(widths, enc_heads, make_unit, **kw)
         self.skip_fusions = nn.ModuleList(
-            Fusion(w, h, FUSION_ATTENTION_DEPTH, **kw) for w, h in zip(widths[:-1], enc_heads[:-1])
+            Fusion(w, h, fusion_attention_depth, **kw) for w, h in zip(widths[:-1], enc_heads[:-1])
         )
         self.bridge = PSPPooling(2 * widths[-1], widths[-1], psp_depth, **kw)
         self.decoder = Decoder(
@@ -82,7 +85,7 @@ class MantisChangeDetector(nn.Module):
             make_unit,
             **kw,
             fusion_combine=fusion_combine,
-            attention_depth=FUSION_ATTENTION_DEPTH,
+            attention_depth=fusion_attention_depth,
         )
         self.head = ConditionedMultitaskHead(nf, num_classes, HEAD_PSP_DEPTH, **kw)
         self.act = nn.ReLU()
