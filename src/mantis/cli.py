@@ -33,7 +33,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from mantis.commands import CommandError, debugging, one_line, run_command
-from mantis.models.registry import list_models, model_info
+from mantis.models.registry import check_model_kwargs, list_models, model_info
 from mantis.tasks.guards import StatusProgressBar
 
 __all__ = ["MantisCLI", "main"]
@@ -171,6 +171,8 @@ class MantisCLI(LightningCLI):
         """Give the data the targets the model needs; choose the run folder."""
         cfg = self._subconfig()
         model_name = cfg.model.init_args.get("model")
+        if model_name is not None:  # a misspelt model argument: one line now, before data or model are built
+            check_model_kwargs(model_name, cfg.model.init_args.get("model_kwargs") or {})
         data_args = cfg.data.init_args if cfg.get("data") is not None else None
         if data_args is not None and model_name in list_models():
             info = model_info(model_name)  # what the model returns decides the targets the data make

@@ -200,3 +200,10 @@ def test_fusion_attention_depth_is_its_own_setting() -> None:
     assert default.stem_fusion.relatt12.depth == 5 and default.skip_fusions[0].relatt21.depth == 5  # the paper
     set_ = mantis.create_model("fractal_resnet_cd", nf=8, depth=2, psp_depth=2, fusion_attention_depth=2)
     assert set_.stem_fusion.relatt12.depth == 2 and set_.skip_fusions[0].relatt12.depth == 2
+
+
+@pytest.mark.parametrize("name", ["fractal_resunet", "ceecnet_v2", "resunet_a_d6", "cnn", "mlp"])
+def test_a_misspelt_argument_is_named_before_building(name: str) -> None:
+    with pytest.raises(ValueError, match=rf"model '{name}' has no argument 'nff'; its arguments: in_channels, "):
+        mantis.create_model(name, nff=8)
+    assert "unit" not in (mantis.model_info("ceecnet_v1").arguments or ())  # fixed by the constructor

@@ -86,6 +86,7 @@ class FracTALResUNet(nn.Module):
 @register_model(
     "fractal_resunet",
     tiny={"nf": 8, "depth": 3, "nheads_start": 2, "psp_depth": 2},
+    signature=FracTALResUNet,
     paper="Diakogiannis et al. 2021, Looking for change? Roll the dice and demand attention (FracTAL ResUNet)",
 )
 def fractal_resunet(**kwargs: object) -> FracTALResUNet:

@@ -3,6 +3,8 @@ and one decoder (CEECNet V1/V2, FracTAL ResNet)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 
@@ -106,21 +108,30 @@ class MantisChangeDetector(nn.Module):
 
 TINY = {"nf": 8, "depth": 3, "nheads_start": 2, "psp_depth": 2}
 PAPER = "Diakogiannis et al. 2021, Looking for change? Roll the dice and demand attention"
+# What the three change detectors are (see mantis.models.registry.ModelInfo); they fix the unit themselves.
+DESCRIPTION: dict[str, Any] = {"inputs": 2, "tiny": TINY, "signature": MantisChangeDetector, "fixed": ("unit",)}
 
 
-@register_model("ceecnet_v1", inputs=2, tiny=TINY, paper=f"{PAPER} (CEECNet V1)")
+@register_model("ceecnet_v1", **DESCRIPTION, paper=f"{PAPER} (CEECNet V1)")
 def ceecnet_v1(**kwargs: object) -> MantisChangeDetector:
     """CEECNet V1: the mantis change detector with CEEC V1 units."""
     return MantisChangeDetector("ceec_v1", **kwargs)  # type: ignore[arg-type]
 
 
-@register_model("ceecnet_v2", inputs=2, tiny=TINY, paper=f"{PAPER} (CEECNet V2)")
+@register_model("ceecnet_v2", **DESCRIPTION, paper=f"{PAPER} (CEECNet V2)")
 def ceecnet_v2(**kwargs: object) -> MantisChangeDetector:
     """CEECNet V2: the mantis change detector with CEEC V2 units."""
     return MantisChangeDetector("ceec_v2", **kwargs)  # type: ignore[arg-type]
 
 
-@register_model("fractal_resnet_cd", inputs=2, tiny=TINY, paper=f"{PAPER} (FracTAL ResNet)")
+@register_model(
+    "fractal_resnet_cd",
+    inputs=2,
+    tiny=TINY,
+    signature=MantisChangeDetector,
+    fixed=("unit",),
+    paper=f"{PAPER} (FracTAL ResNet)",
+)
 def fractal_resnet_cd(**kwargs: object) -> MantisChangeDetector:
     """FracTAL ResNet change detector: the mantis topology with FracTAL ResNet units."""
     return MantisChangeDetector("fractal", **kwargs)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ all, so any ``import mantis.models.registry`` finds the built-in models register
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class ModelInfo:
         tiny: keyword arguments of a small, fast configuration (tests, examples).
         tiny_size: a spatial size the tiny configuration accepts (0 for feature vectors).
         paper: where the architecture comes from.
+        arguments: the keyword arguments the constructor takes (``None``: any).
     """
 
     name: str
@@ -44,6 +46,7 @@ class ModelInfo:
     tiny: Mapping[str, Any] = field(default_factory=dict)
     tiny_size: int = 8
     paper: str = ""
+    arguments: tuple[str, ...] | None = None
 
     @property
     def pair(self) -> bool:
@@ -76,8 +79,15 @@ def register_model(
     tiny: Mapping[str, Any] | None = None,
     tiny_size: int = 8,
     paper: str = "",
+    signature: Callable[..., Any] | None = None,
+    fixed: tuple[str, ...] = (),
 ) -> Callable[[F], F]:
-    """Decorator that registers a model constructor under ``name``, with what it is (see :class:`ModelInfo`)."""
+    """Decorator that registers a model constructor under ``name``, with what it is (see :class:`ModelInfo`).
+
+    ``signature`` is the callable whose keyword arguments the constructor accepts (default: the constructor
+    itself; give the model class when the constructor forwards ``**kwargs``); ``fixed`` names those the
+    constructor sets itself.
+    """
     if inputs not in (1, 2):
         raise ValueError(f"model {name!r}: inputs must be 1 or 2, got {inputs}")
     info = ModelInfo(
@@ -88,7 +98,7 @@ def register_model(
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
         _MODELS[name] = fn
-        _INFO[name] = info
+        _INFO[name] = dataclasses.replace(info, arguments=_keyword_arguments(signature or fn, fixed))
         return fn
 
     return wrap
@@ -112,10 +122,30 @@ def model_info(name: str) -> ModelInfo:
     return _INFO[name]
 
 
+def check_model_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
+    """ValueError naming any key of ``kwargs`` that model ``name`` does not take (before anything is built)."""
+    known = model_info(name).arguments
+    unknown = [k for k in kwargs if known is not None and k not in known]
+    if unknown:
+        assert known is not None
+        raise ValueError(
+            f"model {name!r} has no argument {', '.join(map(repr, unknown))}; its arguments: {', '.join(known)}"
+        )
+
+
 def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build the model registered as ``name`` with keyword arguments ``kwargs``."""
-    model_info(name)  # the error for unknown names
+    """Build the model registered as ``name`` with keyword arguments ``kwargs`` (checked against its arguments)."""
+    check_model_kwargs(name, kwargs)
     return _MODELS[name](**kwargs)
+
+
+def _keyword_arguments(fn: Callable[..., Any], fixed: tuple[str, ...]) -> tuple[str, ...] | None:
+    """Names ``fn`` takes by keyword, without ``fixed``; ``None`` when it takes any (``**kwargs``)."""
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in params if p.kind in kinds and p.name not in fixed and p.name != "self")
 
 
 def count_inputs(model: nn.Module) -> int:

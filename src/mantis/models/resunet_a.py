@@ -116,6 +116,7 @@ DESCRIPTION: dict[str, Any] = {
     "outputs": (*MULTITASK, "color"),
     "tiny": {"nf": 8, "depth": 3, "psp_depth": 2},
     "paper": "Diakogiannis et al. 2020, ResUNet-a: a deep learning framework for semantic segmentation",
+    "signature": ResUNetA,
 }
 
 
