@@ -172,11 +172,9 @@ def run_config(task: str, model: str, seed: int, minutes: float, data: Path, run
         ],
     }
     common = {"patch_size": 128, "batch_size": 8, "num_workers": 0, "samples_per_image": 16}
+    task_class = "ChangeDetectionTask" if task == "cd" else "SegmentationTask"
+    model_cfg = {"class_path": f"mantis.tasks.{task_class}", "init_args": {"model": model, "model_kwargs": kwargs}}
     if task == "cd":
-        model_cfg = {
-            "class_path": "mantis.tasks.ChangeDetectionTask",
-            "init_args": {"model": model, "model_kwargs": kwargs},
-        }
         data_cfg = {
             "class_path": "mantis.data.ChangeDetectionDataModule",
             "init_args": {
@@ -186,10 +184,6 @@ def run_config(task: str, model: str, seed: int, minutes: float, data: Path, run
             },
         }
     else:
-        model_cfg = {
-            "class_path": "mantis.tasks.SegmentationTask",
-            "init_args": {"model": model, "model_kwargs": kwargs},
-        }
         data_cfg = {
             "class_path": "mantis.data.SegmentationDataModule",
             "init_args": {

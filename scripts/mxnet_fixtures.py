@@ -36,8 +36,6 @@ SOURCE = Path("/tmp/tiny_fractal_resnet_cd.npz")  # from ``names`` to ``write``;
 
 def names() -> None:
     sys.path.insert(0, str(ROOT / "src"))
-    import torch
-
     from mantis.convert import gluon_to_mantis_name
     from mantis.models import create_model
 
@@ -54,7 +52,6 @@ def names() -> None:
         shape = shape or (1,)  # Gluon keeps scalar gates as 1-element arrays
         scale = 1.0 if key.endswith("norm.weight") else 0.0
         arrays[gluon] = (scale + 0.3 * rng.standard_normal(shape)).astype(np.float32)
-    del torch
     np.savez(SOURCE, **arrays)
     print(f"{len(arrays)} arrays -> {SOURCE}")
 

@@ -19,7 +19,7 @@ rng = np.random.default_rng(3)
 RGB = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
 
 
-def _pil(mode: str, make: Callable[[], Image.Image], suffix: str = ".png") -> tuple[str, Callable[[Path], None]]:
+def _pil(make: Callable[[], Image.Image], suffix: str = ".png") -> tuple[str, Callable[[Path], None]]:
     return suffix, lambda path: make().save(path)
 
 
@@ -41,20 +41,20 @@ def _geotiff(data: np.ndarray, nodata: float | None) -> Callable[[Path], None]:
 
 # name: (suffix, writer, expected bands, per-band mean/std or None)
 KINDS: dict[str, tuple[str, Callable[[Path], None], int, tuple[list[float], list[float]] | None]] = {
-    "rgb_png": (*_pil("RGB", lambda: Image.fromarray(RGB)), 3, None),
-    "grey_png": (*_pil("L", lambda: Image.fromarray(RGB[..., 0])), 1, None),
-    "palette_png": (*_pil("P", lambda: _palette(False)), 3, None),
-    "palette_transparent_png": (*_pil("P", lambda: _palette(True)), 4, None),
-    "rgba_png": (*_pil("RGBA", lambda: Image.fromarray(np.dstack([RGB, RGB[..., :1]]), "RGBA")), 4, None),
-    "grey_alpha_png": (*_pil("LA", lambda: Image.fromarray(RGB[..., :2], "LA")), 2, None),
-    "bilevel_png": (*_pil("1", lambda: Image.fromarray(RGB[..., 0] > 127)), 1, None),
+    "rgb_png": (*_pil(lambda: Image.fromarray(RGB)), 3, None),
+    "grey_png": (*_pil(lambda: Image.fromarray(RGB[..., 0])), 1, None),
+    "palette_png": (*_pil(lambda: _palette(False)), 3, None),
+    "palette_transparent_png": (*_pil(lambda: _palette(True)), 4, None),
+    "rgba_png": (*_pil(lambda: Image.fromarray(np.dstack([RGB, RGB[..., :1]]), "RGBA")), 4, None),
+    "grey_alpha_png": (*_pil(lambda: Image.fromarray(RGB[..., :2], "LA")), 2, None),
+    "bilevel_png": (*_pil(lambda: Image.fromarray(RGB[..., 0] > 127)), 1, None),
     "uint16_png": (
-        *_pil("I;16", lambda: Image.fromarray(RGB[..., 0].astype(np.uint16) * 257)),
+        *_pil(lambda: Image.fromarray(RGB[..., 0].astype(np.uint16) * 257)),
         1,
         ([30000.0], [9000.0]),
     ),
-    "rgb_jpeg": (*_pil("RGB", lambda: Image.fromarray(RGB), ".jpg"), 3, None),
-    "cmyk_jpeg": (*_pil("CMYK", lambda: Image.fromarray(RGB).convert("CMYK"), ".jpg"), 3, None),
+    "rgb_jpeg": (*_pil(lambda: Image.fromarray(RGB), ".jpg"), 3, None),
+    "cmyk_jpeg": (*_pil(lambda: Image.fromarray(RGB).convert("CMYK"), ".jpg"), 3, None),
     "uint16_geotiff": (
         ".tif",
         _geotiff(rng.integers(0, 4000, (4, H, W)).astype(np.uint16), 0),
