@@ -34,6 +34,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from mantis.commands import CommandError, debugging, one_line, run_command
 from mantis.models.registry import check_model_kwargs, list_models, model_info
+from mantis.runtime import keep_freed_memory
 from mantis.tasks.guards import StatusProgressBar
 
 __all__ = ["MantisCLI", "main"]
@@ -473,6 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments after ``mantis`` (default ``sys.argv[1:]``).
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    keep_freed_memory()
     if not args or args[0] in ("-h", "--help"):
         print(_usage(), file=sys.stderr if not args else sys.stdout)
         return 0 if args else 2

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from mantis.nn.attention import attend
 from mantis.nn.grouped import Conv2d, _block_diagonal
-from mantis.nn.norm import GroupNorm, _ChannelsLastGroupNorm, _sum_over_space
+from mantis.nn.norm import GroupNorm, _ChannelsLastGroupNorm, _group_norm_rows, _sum_over_space
 from mantis.nn.pooling import PSPPooling, _broadcast
 
 CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
@@ -39,15 +39,35 @@ def test_channels_last_group_norm_equals_native_in_float64(shape: tuple[int, ...
     assert torch.autograd.gradcheck(lambda *t: _ChannelsLastGroupNorm.apply(*t, 2, 1e-5), args)
 
 
-def test_group_norm_takes_the_fast_backward_only_for_narrow_bf16_channels_last_maps() -> None:
+def test_group_norm_takes_the_fast_paths_only_for_narrow_bf16_channels_last_maps() -> None:
     norm = GroupNorm(4, 32)
     cl = torch.randn(2, 32, 8, 8).contiguous(memory_format=torch.channels_last)
-    assert norm._use_fast_backward(cl.bfloat16())
-    assert not norm._use_fast_backward(cl)  # float32: PyTorch's kernel is as fast
-    assert not norm._use_fast_backward(torch.randn(2, 32, 8, 8).bfloat16())  # contiguous
-    assert not GroupNorm(4, 64)._use_fast_backward(torch.randn(2, 64, 8, 8).bfloat16())  # 16 per group
+    assert norm.path(cl.bfloat16()) == "analytic backward"
+    assert norm.path(cl) == "native"  # float32: PyTorch's kernel is as fast
+    assert norm.path(torch.randn(2, 32, 8, 8).bfloat16()) == "native"  # contiguous
+    assert GroupNorm(4, 64).path(torch.randn(2, 64, 8, 8).bfloat16()) == "native"  # 16 per group
+    narrow = GroupNorm(4, 8)
+    narrow_cl = torch.randn(2, 8, 8, 8).bfloat16().contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        assert not norm._use_fast_backward(cl.bfloat16())
+        assert norm.path(cl.bfloat16()) == "native"  # 32 channels: PyTorch's forward is as fast
+        assert narrow.path(narrow_cl) == "rows"
+
+
+@pytest.mark.parametrize("channels, groups", [(8, 4), (8, 2), (4, 4)])
+def test_group_norm_rows_forward_is_as_accurate_as_native_in_bf16(channels: int, groups: int) -> None:
+    g = torch.Generator().manual_seed(2)
+    shape = (2, channels, 24, 20)
+    x = (3 * torch.randn(shape, generator=g) + 5).bfloat16().contiguous(memory_format=torch.channels_last)
+    w, b = torch.rand(channels, generator=g) + 0.5, torch.randn(channels, generator=g)
+    with torch.no_grad():
+        got, mean, rstd = _group_norm_rows(x, w, b, groups, 1e-5)
+        native = F.group_norm(x, groups, w.bfloat16(), b.bfloat16(), 1e-5)
+    want = F.group_norm(x.double(), groups, w.double(), b.double(), 1e-5)
+    assert got.dtype == torch.bfloat16 and got.is_contiguous(memory_format=torch.channels_last)
+    assert (got.double() - want).abs().max() <= (native.double() - want).abs().max() * 1.5
+    grouped = x.double().reshape(2, groups, -1)
+    torch.testing.assert_close(mean.double(), grouped.mean(2), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rstd.double(), (grouped.var(2, unbiased=False) + 1e-5).rsqrt(), atol=1e-4, rtol=1e-4)
 
 
 def test_group_norm_bf16_channels_last_gradients_match_float64() -> None:

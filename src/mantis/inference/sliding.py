@@ -22,6 +22,7 @@ from mantis.inference.tiling import (
     window_starts,
 )
 from mantis.inference.tta import SpatialTransform, d4_transforms
+from mantis.nn.layout import channels_last
 
 Precision = Literal["fp32", "bf16"]
 Inputs = tuple[torch.Tensor, ...]
@@ -92,7 +93,7 @@ class WindowForward:
             self.channels_last = True
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        return channels_last(x) if self.channels_last else x
 
     def __call__(self, windows: Inputs) -> dict[str, torch.Tensor]:
         """Fields of the (TTA-averaged) output for ``windows`` (each N x C x S), float32, on ``device``."""

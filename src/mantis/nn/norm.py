@@ -10,6 +10,8 @@ import torch.nn as nn
 # PyTorch's channels-last GroupNorm backward is 3-5x slower than this one for bf16 maps with at most
 # 8 channels per group (e.g. 32 channels, 4 groups at 256²) and faster above that (benchmarks/bench_units.py).
 _MAX_CHANNELS_PER_GROUP = 8
+# Its forward is 2-5x slower than :func:`_group_norm_rows` for bf16 maps of at most 8 channels, faster above.
+_MAX_CHANNELS_OWN_FORWARD = 8
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
@@ -17,23 +19,35 @@ _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 class GroupNorm(nn.GroupNorm):
     """``nn.GroupNorm`` (same parameters, same values) with an analytic channels-last backward.
 
-    The native forward is kept; the backward reduces over space in the channels-last layout and
-    applies ``dx = a_c * dy + b_g * x + c_g`` in one pass, instead of PyTorch's slow path for
-    narrow groups. Used only where it measured faster; otherwise this is ``nn.GroupNorm``.
+    For bf16 channels-last maps on the CPU: the backward reduces over space in the channels-last layout and
+    applies ``dx = a_c * dy + b_g * x + c_g`` in one pass, and maps of at most 8 channels are normalised by
+    :func:`_group_norm_rows`, instead of PyTorch's slow paths for narrow channel axes. Used only where it
+    measured faster; otherwise this is ``nn.GroupNorm``.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._use_fast_backward(x):
+        path = self.path(x)
+        if path == "analytic backward":
             return _ChannelsLastGroupNorm.apply(x, self.weight, self.bias, self.num_groups, self.eps)
+        if path == "rows":
+            return _group_norm_rows(x, self.weight, self.bias, self.num_groups, self.eps)[0]
         return super().forward(x)
 
-    def _use_fast_backward(self, x: torch.Tensor) -> bool:
+    def path(self, x: torch.Tensor) -> str:
+        """Which code normalises ``x``: ``"analytic backward"``, ``"rows"`` (forward only) or ``"native"``."""
+        if self._fast_layout(x):
+            if torch.is_grad_enabled() and self.num_channels // self.num_groups <= _MAX_CHANNELS_PER_GROUP:
+                return "analytic backward"
+            if self.num_channels <= _MAX_CHANNELS_OWN_FORWARD:
+                return "rows"
+        return "native"
+
+    def _fast_layout(self, x: torch.Tensor) -> bool:
+        """A low-precision channels-last map on the CPU, where the faster paths were measured."""
         return (
-            torch.is_grad_enabled()
-            and x.device.type == "cpu"  # measured on CPUs only
+            x.device.type == "cpu"
             and x.dtype in _LOW_PRECISION
             and self.affine
-            and self.num_channels // self.num_groups <= _MAX_CHANNELS_PER_GROUP
             and x.dim() in _CHANNELS_LAST
             and x.is_contiguous(memory_format=_CHANNELS_LAST[x.dim()])
             and not x.is_contiguous()
@@ -50,8 +64,10 @@ class _ChannelsLastGroupNorm(torch.autograd.Function):
         ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
     ) -> torch.Tensor:
         n, c = x.shape[:2]
-        hw = x.numel() // (n * c)
-        y, mean, rstd = torch.ops.aten.native_group_norm(x, weight, bias, n, c, hw, groups, eps)
+        if c <= _MAX_CHANNELS_OWN_FORWARD:
+            y, mean, rstd = _group_norm_rows(x, weight, bias, groups, eps)
+        else:
+            y, mean, rstd = torch.ops.aten.native_group_norm(x, weight, bias, n, c, x.numel() // (n * c), groups, eps)
         ctx.save_for_backward(x, weight, mean, rstd)
         ctx.groups = groups
         return y
@@ -81,12 +97,49 @@ class _ChannelsLastGroupNorm(torch.autograd.Function):
         b = (db * m - ds) * r.pow(3) / count
         c0 = -b * m - db * r / count
         dt = x.dtype
-        a_c = (rstd_c * w).to(dt).unsqueeze(1)
-        b_c = b.repeat_interleave(per_group, 1).to(dt).unsqueeze(1)
-        c_c = c0.repeat_interleave(per_group, 1).to(dt).unsqueeze(1)
+        # Rows of `wide` positions: the per-channel coefficients repeat along a longer inner axis, which
+        # vectorises (an inner axis of 16 bf16 channels ran ~10x slower, benchmarks/bench_units.py).
+        wide = _row_positions(xs.shape[1], c)
+        xs, gs = xs.reshape(n, -1, wide * c), gs.reshape(n, -1, wide * c)
+        a_c = (rstd_c * w).to(dt).repeat(1, wide).unsqueeze(1)
+        b_c = b.repeat_interleave(per_group, 1).to(dt).repeat(1, wide).unsqueeze(1)
+        c_c = c0.repeat_interleave(per_group, 1).to(dt).repeat(1, wide).unsqueeze(1)
         grad_x = torch.addcmul(c_c, xs, b_c).addcmul_(gs, a_c)
         grad_x = grad_x.view(x.movedim(1, -1).shape).movedim(-1, 1)
         return grad_x, grad_weight.to(weight.dtype), grad_bias.to(weight.dtype), None, None
+
+
+def _group_norm_rows(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """GroupNorm of a channels-last map in float32 on rows of several positions: output, mean and rstd (N x G).
+
+    Two passes (mean, then the centred sum of squares), so no cancellation; the output is rounded once.
+    """
+    n, c = x.shape[:2]
+    per_group = c // groups
+    xs = x.movedim(1, -1).reshape(n, -1, c)
+    positions = xs.shape[1]
+    wide = _row_positions(positions, c)
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    xf = xs.reshape(n, -1, wide * c).to(acc, copy=True)  # centred in place below
+    mean = xf.sum(1).view(n, wide, groups, per_group).sum((1, 3)) / (positions * per_group)
+    centred = xf.sub_(mean.repeat_interleave(per_group, 1).repeat(1, wide).unsqueeze(1))
+    square_sums = torch.linalg.vecdot(centred, centred, dim=1)
+    var = square_sums.view(n, wide, groups, per_group).sum((1, 3)) / (positions * per_group)
+    rstd = torch.rsqrt(var + eps)
+    scale = rstd.repeat_interleave(per_group, 1) * weight.to(acc)
+    y = torch.empty(centred.shape, dtype=x.dtype, device=x.device)
+    torch.addcmul(bias.to(acc).repeat(wide).view(1, 1, -1), centred, scale.repeat(1, wide).unsqueeze(1), out=y)
+    return y.view(n, *x.shape[2:], c).movedim(-1, 1), mean, rstd
+
+
+def _row_positions(positions: int, channels: int, row: int = 256) -> int:
+    """How many positions of ``channels`` values make one row of about ``row`` values (a divisor of ``positions``)."""
+    wide = max(1, row // channels)
+    while positions % wide:
+        wide -= 1
+    return wide
 
 
 def _sum_over_space(t: torch.Tensor, acc: torch.dtype = torch.float32, chunk: int = 256) -> torch.Tensor:

@@ -16,6 +16,7 @@ from torchmetrics import MeanMetric
 
 from mantis.metrics import ConfusionScores, scores_to_json
 from mantis.models.registry import create_model
+from mantis.nn.layout import channels_last
 from mantis.tasks.guards import CollapseWatch
 from mantis.tasks.schedule import PlateauAfterProgress
 
@@ -299,8 +300,6 @@ class BaseTask(lightning.LightningModule):
 def _channels_last_inputs(module: nn.Module, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
     """Forward pre-hook: the network's 4-D floating inputs in channels-last (same values)."""
     return tuple(
-        x.contiguous(memory_format=torch.channels_last)
-        if isinstance(x, torch.Tensor) and x.dim() == 4 and x.is_floating_point()
-        else x
+        channels_last(x) if isinstance(x, torch.Tensor) and x.dim() == 4 and x.is_floating_point() else x
         for x in inputs
     )
