@@ -6,6 +6,7 @@ from mantis.inference.errors import InputError
 from mantis.inference.export import export_model, export_onnx, export_program
 from mantis.inference.predict import predict_folder, predict_raster
 from mantis.inference.sliding import sliding_window_predict
+from mantis.inference.spec import WindowSpec
 from mantis.inference.tiling import blend_weights
 from mantis.inference.tta import d4_transforms
 
@@ -13,6 +14,7 @@ __all__ = [
     "InputError",
     "ModelEnsemble",
     "ModelMeta",
+    "WindowSpec",
     "blend_weights",
     "d4_transforms",
     "export_model",

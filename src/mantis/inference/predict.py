@@ -36,16 +36,9 @@ from mantis.inference.raster import (
     normalise,
     read_header,
 )
-from mantis.inference.sliding import Precision, WindowForward, _progress, accumulate_windows
-from mantis.inference.tiling import (
-    as_tuple,
-    blend_weights,
-    padded_extent,
-    reflect_indices,
-    resolve_pad,
-    resolve_stride,
-    window_starts,
-)
+from mantis.inference.sliding import WindowForward, _progress, accumulate_windows
+from mantis.inference.spec import WindowSpec
+from mantis.inference.tiling import blend_weights, padded_extent, reflect_indices, window_starts
 from mantis.io.folders import files_by_stem, list_images, match_file
 
 PathLike = str | os.PathLike[str]
@@ -225,36 +218,26 @@ def run_prediction(
     job: PredictJob,
     model: Callable[..., Any],
     meta: ModelMeta,
-    window: int | Sequence[int] = 256,
-    stride: int | Sequence[int] | None = None,
-    overlap: float | None = None,
-    blend: str = "mean",
-    batch_size: int = 8,
-    tta: bool = False,
-    pad: int | Sequence[int] | None = None,
+    spec: WindowSpec,
     prob_dtype: str = "uint8",
-    precision: Precision = "fp32",
     device: torch.device | str | None = None,
     progress: bool = True,
-    sigma_scale: float = 0.125,
 ) -> dict[str, Path]:
     """Run a planned prediction strip by strip; the outputs appear only once complete.
 
     Arguments are those of :func:`predict_raster`.
     """
-    win = as_tuple(window, 2, "window")
-    step = resolve_stride(win, stride, overlap)
-    before = resolve_pad(win, step, pad)
+    win, step, before = spec.geometry(2)
     h, w = job.header.height, job.header.width
     extents = (padded_extent(h, win[0], before[0]), padded_extent(w, win[1], before[1]))
     col_starts = window_starts(extents[1], win[1], step[1])
-    groups = row_groups(window_starts(extents[0], win[0], step[0]), len(col_starts), batch_size)
+    groups = row_groups(window_starts(extents[0], win[0], step[0]), len(col_starts), spec.batch_size)
     col_index = reflect_indices(-before[1], extents[1] - before[1], w)
     fields = list(dict.fromkeys(PRODUCTS[p] for p in job.outputs))
-    forward = WindowForward(model, 2, tta=tta, precision=precision, device=device, fields=fields)
+    forward = WindowForward(model, 2, tta=spec.tta, precision=spec.precision, device=device, fields=fields)
     # Accumulate where the model runs: on a GPU only the finished rows travel back.
     acc_device = forward.device
-    weights = blend_weights(win, step, blend, sigma_scale).to(acc_device)
+    weights = blend_weights(win, step, spec.blend, spec.sigma_scale).to(acc_device)
     sums: dict[str, torch.Tensor] = {}
     acc_rows = max(g[-1] - g[0] + win[0] for g in groups)
     weight_sum = torch.zeros((acc_rows, extents[1]), dtype=torch.float32, device=acc_device)
@@ -306,7 +289,7 @@ def run_prediction(
                     weights,
                     sums,
                     weight_sum,
-                    batch_size,
+                    spec.batch_size,
                     bar.update if bar is not None else None,
                 )
                 done = (groups[k + 1][0] if k + 1 < len(groups) else group[-1] + win[0]) - r
@@ -391,21 +374,14 @@ def predict_raster(
     output_dir: PathLike,
     meta: ModelMeta | None = None,
     *,
+    spec: WindowSpec | None = None,
     outputs: Sequence[str] = ("class",),
-    window: int | Sequence[int] = 256,
-    stride: int | Sequence[int] | None = None,
-    overlap: float | None = None,
-    blend: str = "mean",
-    batch_size: int = 8,
-    tta: bool = False,
-    pad: int | Sequence[int] | None = None,
     prob_dtype: str = "uint8",
-    precision: Precision = "fp32",
     device: torch.device | str | None = None,
     output_format: str = "auto",
     overwrite: bool = False,
     progress: bool = True,
-    sigma_scale: float = 0.125,
+    **window_options: Any,
 ) -> dict[str, Path]:
     """Predict one raster (segmentation) or one pair (change detection) of any size, in bounded memory.
 
@@ -416,23 +392,18 @@ def predict_raster(
         output_dir: folder for the outputs (created if needed).
         meta: task, bands and normalisation of ``model`` (read from checkpoints; default: task from the
             number of inputs, no band check, uint8 images divided by 255).
+        spec: the window settings (:class:`~mantis.inference.spec.WindowSpec`: window (default 256; must suit
+            the model), stride or overlap (default overlap 0.5; the paper: 256 windows, stride 64), pad,
+            blend, sigma_scale, batch_size, tta, precision); default ``WindowSpec()``.
         outputs: any of ``class`` (uint8 class map), ``prob`` (class probabilities, K bands),
             ``boundary``, ``distance`` (the multitask outputs, K bands).
-        window: window size (int or (H, W)); must suit the model (e.g. a multiple of 2^depth).
-        stride: window step; excludes ``overlap`` (default overlap 0.5; the paper: 256 windows, stride 64).
-        overlap: fraction of a window shared with its neighbour.
-        blend: ``mean``, ``gaussian`` or ``linear``.
-        batch_size: windows per model call.
-        tta: average over the 8 D4 flips/rotations.
-        pad: reflect padding of the borders; default ``(window - stride) // 2``.
         prob_dtype: ``uint8`` (``round(p * 254)``, 255 nodata, scale stored in the GeoTIFF) or ``float32``
             (NaN nodata), for ``prob``/``boundary``/``distance``.
-        precision: ``fp32`` or ``bf16`` (autocast where supported).
         device: where the model runs (default: the model's device).
         output_format: ``auto`` (PNG for PNG/JPEG inputs, else GeoTIFF), ``tif`` or ``png``.
         overwrite: replace existing outputs instead of refusing.
         progress: show a tqdm progress bar.
-        sigma_scale: Gaussian standard deviation as a fraction of the window.
+        **window_options: fields of ``spec`` to change, e.g. ``window=512, stride=64, precision="bf16"``.
 
     Returns:
         Product name -> path of the written file.
@@ -441,26 +412,11 @@ def predict_raster(
         InputError: before any work, if the inputs disagree (size, bands, CRS, transform), do not fit the
             model, or the outputs exist.
     """
+    spec = WindowSpec.build(spec, **window_options)
     paths = _as_paths(inputs)
     fn, meta = _load(model, meta, len(paths), device)
     job = plan_prediction(paths, output_dir, meta, outputs, prob_dtype, output_format, overwrite)
-    return run_prediction(
-        job,
-        fn,
-        meta,
-        window,
-        stride,
-        overlap,
-        blend,
-        batch_size,
-        tta,
-        pad,
-        prob_dtype,
-        precision,
-        device,
-        progress,
-        sigma_scale,
-    )
+    return run_prediction(job, fn, meta, spec, prob_dtype, device, progress)
 
 
 def pair_folders(folders: Sequence[Path]) -> list[tuple[Path, ...]]:
@@ -496,28 +452,31 @@ def predict_folder(
     output_dir: PathLike,
     meta: ModelMeta | None = None,
     *,
+    spec: WindowSpec | None = None,
     outputs: Sequence[str] = ("class",),
     prob_dtype: str = "uint8",
     output_format: str = "auto",
     overwrite: bool = False,
     skip_existing: bool = False,
     device: torch.device | str | None = None,
-    **options: Any,
+    progress: bool = True,
+    **window_options: Any,
 ) -> list[dict[str, Path]]:
     """Predict every image of a folder, or every same-named pair of two folders (change detection).
 
     Every file is checked (headers, pairs, bands, outputs) before the first prediction starts.
 
     Args:
-        model, meta, outputs, prob_dtype, output_format, overwrite, device: as in :func:`predict_raster`.
+        model, meta, spec, outputs, prob_dtype, output_format, overwrite, device, progress, **window_options:
+            as in :func:`predict_raster`.
         inputs: one folder, or two folders (date 1, date 2) holding files of the same names.
         output_dir: folder for all outputs.
         skip_existing: leave out inputs whose outputs all exist already (resume an interrupted run).
-        **options: the remaining keyword arguments of :func:`predict_raster` (window, stride, blend...).
 
     Returns:
         For each input predicted, product name -> path written.
     """
+    spec = WindowSpec.build(spec, **window_options)
     folders = _as_paths(inputs)
     fn, meta = _load(model, meta, len(folders), device)
     jobs = []
@@ -529,4 +488,4 @@ def predict_folder(
         jobs.append(
             plan_prediction(group, output_dir, meta, outputs, prob_dtype, output_format, overwrite or skip_existing)
         )
-    return [run_prediction(job, fn, meta, prob_dtype=prob_dtype, device=device, **options) for job in jobs]
+    return [run_prediction(job, fn, meta, spec, prob_dtype, device, progress) for job in jobs]

@@ -10,9 +10,11 @@ from typing import Any
 
 from mantis.inference.errors import InputError
 from mantis.inference.predict import FORMATS, PROB_DTYPES, PRODUCTS
+from mantis.inference.spec import PRECISIONS, WindowSpec
 from mantis.inference.tiling import BLEND_MODES
 
 PROG = "mantis predict"
+DEFAULT = WindowSpec()  # the defaults of the window options
 
 DESCRIPTION = """\
 Predict class maps (and probabilities, boundaries, distances) on rasters of any size: overlapping
@@ -62,13 +64,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=["class"],
         help="products to write: class map, class probabilities, boundary, distance (default: class)",
     )
-    p.add_argument("--window", nargs="+", type=int, default=[256], metavar="N", help="window size, N or H W (256)")
+    p.add_argument(
+        "--window",
+        nargs="+",
+        type=int,
+        default=[DEFAULT.window],
+        metavar="N",
+        help=f"window size, N or H W ({DEFAULT.window})",
+    )
     step = p.add_mutually_exclusive_group()
     step.add_argument("--stride", nargs="+", type=int, metavar="N", help="window step (the paper: 64 for 256)")
     step.add_argument("--overlap", type=float, help="fraction of a window shared by neighbours (default 0.5)")
-    p.add_argument("--blend", choices=BLEND_MODES, default="mean", help="weights of overlapping windows (mean)")
+    p.add_argument(
+        "--blend", choices=BLEND_MODES, default=DEFAULT.blend, help=f"weights of overlapping windows ({DEFAULT.blend})"
+    )
     p.add_argument("--pad", type=int, help="reflect padding of the borders (default (window - stride) / 2)")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per model call (8)")
+    p.add_argument(
+        "--batch-size", type=int, default=DEFAULT.batch_size, help=f"windows per model call ({DEFAULT.batch_size})"
+    )
     p.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations (D4), 8x slower")
     p.add_argument(
         "--prob-dtype",
@@ -76,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="uint8",
         help="probabilities as uint8 (value/254, 255 = nodata) or float32 (NaN = nodata)",
     )
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 autocast where supported")
+    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT.precision, help="bf16 autocast where supported")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (auto: cuda if available)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--format", choices=FORMATS, default="auto", help="output format (auto: PNG for PNG/JPEG)")
@@ -148,17 +161,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
         raise InputError(f"{inputs[folders.index(False)]}: give files or folders, not a mix")
     device = _device(args.device)
     model, meta = load_models(args.checkpoint, device)
+    spec = WindowSpec.from_mapping(
+        {**vars(args), "window": _window(args.window, "window"), "stride": _window(args.stride, "stride")}
+    )
     options: dict[str, Any] = {
+        "spec": spec,
         "outputs": args.outputs,
-        "window": _window(args.window, "window"),
-        "stride": _window(args.stride, "stride"),
-        "overlap": args.overlap,
-        "blend": args.blend,
-        "batch_size": args.batch_size,
-        "tta": args.tta,
-        "pad": args.pad,
         "prob_dtype": args.prob_dtype,
-        "precision": args.precision,
         "device": device,
         "output_format": args.format,
         "overwrite": args.overwrite,

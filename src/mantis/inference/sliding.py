@@ -6,25 +6,17 @@ import contextlib
 import itertools
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
 from mantis.inference.outputs import ModelOutput, output_fields, rebuild_output, select_fields
-from mantis.inference.tiling import (
-    as_tuple,
-    blend_weights,
-    padded_extent,
-    reflect_indices,
-    resolve_pad,
-    resolve_stride,
-    window_starts,
-)
+from mantis.inference.spec import Precision, Size, WindowSpec
+from mantis.inference.tiling import blend_weights, padded_extent, reflect_indices, window_starts
 from mantis.inference.tta import SpatialTransform, d4_transforms
 from mantis.nn.layout import channels_last
 
-Precision = Literal["fp32", "bf16"]
 Inputs = tuple[torch.Tensor, ...]
 
 
@@ -197,18 +189,13 @@ def reflect_pad(x: torch.Tensor, before: Sequence[int], extents: Sequence[int]) 
 def sliding_window_predict(
     model: Callable[..., Any],
     x: torch.Tensor | Sequence[torch.Tensor],
-    window: int | Sequence[int],
-    stride: int | Sequence[int] | None = None,
-    overlap: float | None = None,
-    blend: str = "mean",
-    batch_size: int = 8,
-    tta: bool = False,
-    pad: int | Sequence[int] | None = None,
+    window: Size | None = None,
+    *,
+    spec: WindowSpec | None = None,
     outputs: Sequence[str] | None = None,
-    precision: Precision = "fp32",
     device: torch.device | str | None = None,
     progress: bool = False,
-    sigma_scale: float = 0.125,
+    **window_options: Any,
 ) -> ModelOutput:
     """Predict a whole tensor by blending the model's outputs on overlapping windows.
 
@@ -222,18 +209,13 @@ def sliding_window_predict(
             class probabilities N x K x W, or a NamedTuple / dict of such tensors (``segmentation``,
             ``boundary``, ``distance``, ``color``...). Put it in eval mode first.
         x: B x C x S tensor, or a pair (x1, x2) of them for change detection.
-        window: window size W, an int for every axis or one per axis.
-        stride: step between windows; excludes ``overlap``. Default: ``overlap=0.5``.
-        overlap: fraction of a window shared with its neighbour, in [0, 1).
-        blend: ``"mean"`` (uniform, as in the paper), ``"gaussian"`` or ``"linear"`` (ramp over the overlap).
-        batch_size: windows per model call.
-        tta: average over the D4 flips/rotations of the last two axes (flip only in 1D), each inverted.
-        pad: reflect padding per side; default ``(window - stride) // 2``.
+        window: window size W, an int for every axis or one per axis (shorthand for ``spec.window``).
+        spec: the window settings (:class:`~mantis.inference.spec.WindowSpec`: window, stride or overlap,
+            pad, blend, sigma_scale, batch_size, tta, precision); default ``WindowSpec()``.
         outputs: output fields to blend and return; ``None`` for all.
-        precision: ``"fp32"`` or ``"bf16"`` autocast where the device supports it.
         device: where the model runs; default the model's device. Blending happens on ``x``'s device.
         progress: show a tqdm progress bar.
-        sigma_scale: Gaussian standard deviation as a fraction of the window.
+        **window_options: fields of ``spec`` to change, e.g. ``stride=64, blend="gaussian", tta=True``.
 
     Returns:
         A B x K x S tensor when the model returns a tensor and ``outputs`` is ``None``; the model's
@@ -246,23 +228,24 @@ def sliding_window_predict(
     if inputs[0].ndim < 3:
         raise ValueError(f"input must be B x C x S with at least one spatial axis, got {tuple(x[0].shape)}")
     ndim = inputs[0].ndim - 2
-    win = as_tuple(window, ndim, "window")
-    step = resolve_stride(win, stride, overlap)
-    before = resolve_pad(win, step, pad)
+    if window is not None:
+        window_options["window"] = window
+    spec = WindowSpec.build(spec, **window_options)
+    win, step, before = spec.geometry(ndim)
     size = tuple(inputs[0].shape[2:])
     extents = tuple(padded_extent(n, w, p) for n, w, p in zip(size, win, before))
     padded = tuple(reflect_pad(t.float() if not t.is_floating_point() else t, before, extents) for t in inputs)
     starts = list(itertools.product(*(window_starts(e, w, s) for e, w, s in zip(extents, win, step))))
 
     acc_device = inputs[0].device
-    weights = blend_weights(win, step, blend, sigma_scale).to(acc_device)
-    forward = WindowForward(model, ndim, tta=tta, precision=precision, device=device, fields=outputs)
+    weights = blend_weights(win, step, spec.blend, spec.sigma_scale).to(acc_device)
+    forward = WindowForward(model, ndim, tta=spec.tta, precision=spec.precision, device=device, fields=outputs)
     sums: dict[str, torch.Tensor] = {}
     weight_sum = torch.zeros(extents, dtype=torch.float32, device=acc_device)
     bar = _progress(len(starts) * inputs[0].shape[0], progress, "windows")
     try:
         accumulate_windows(
-            forward, padded, starts, win, weights, sums, weight_sum, batch_size, bar.update if bar else None
+            forward, padded, starts, win, weights, sums, weight_sum, spec.batch_size, bar.update if bar else None
         )
     finally:
         if bar is not None:
