@@ -75,7 +75,7 @@ def unit_ratios(device: torch.device) -> list[str]:
     for c, s, h in ((32, 128, 4), (256, 16, 32)):
         x = torch.randn(4, c, s, s, device=device, requires_grad=True)
         block = ResNetV2Block(c).to(device)
-        unit = FracTALResNetUnit(c, h, h).to(device)
+        unit = FracTALResNetUnit(c, nheads=h, groups=h).to(device)
         tb = cuda_time(partial(_fwd_bwd, block, x, True))
         tu = cuda_time(partial(_fwd_bwd, unit, x))
         with straightforward_attention():

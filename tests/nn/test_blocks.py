@@ -127,10 +127,10 @@ def test_units_start_attention_free(dims: int) -> None:
     x = _x(dims, c=16)
     unit = FracTALResNetUnit(16, nheads=4, groups=4, spatial_dims=dims)
     torch.testing.assert_close(unit(x), x + unit.block(x))
-    fusion = Fusion(16, 4, spatial_dims=dims)
+    fusion = Fusion(16, nheads=4, spatial_dims=dims)
     y = _x(dims, c=16) * 2
     torch.testing.assert_close(fusion(x, y), torch.relu(fusion.fuse(torch.cat([x, y], 1))))
-    cat = CATFusion(16, 8, 1, spatial_dims=dims)
+    cat = CATFusion(16, 8, nheads=1, spatial_dims=dims)
     torch.testing.assert_close(cat(x, y), torch.relu(cat.fuse(torch.cat([x, y], 1))))
     for cls in (CEECUnitV1, CEECUnitV2):
         ceec = cls(16, nheads=2, spatial_dims=dims)
@@ -143,9 +143,9 @@ def test_units_start_attention_free(dims: int) -> None:
 def test_units_shapes_all_dims(dims: int) -> None:
     x = _x(dims, c=16)
     for m in (
-        FracTALResNetUnit(16, 4, spatial_dims=dims),
-        CEECUnitV1(16, 2, spatial_dims=dims),
-        CEECUnitV2(16, 2, spatial_dims=dims),
+        FracTALResNetUnit(16, nheads=4, spatial_dims=dims),
+        CEECUnitV1(16, nheads=2, spatial_dims=dims),
+        CEECUnitV2(16, nheads=2, spatial_dims=dims),
         AtrousUnit(16, (1, 3), spatial_dims=dims, norm="batch"),
     ):
         assert m(x).shape == x.shape
@@ -189,7 +189,7 @@ def test_resampling_shapes(dims: int) -> None:
     combine = Combine(16, 8, spatial_dims=dims)
     assert combine.up.conv.conv.out_channels == 4  # the upsampled branch has skip/2 channels
     assert combine(low, skip).shape == skip.shape
-    assert FusionCombine(16, 8, 2, spatial_dims=dims)(low, skip).shape == skip.shape
+    assert FusionCombine(16, 8, nheads=2, spatial_dims=dims)(low, skip).shape == skip.shape
 
 
 @pytest.mark.parametrize("dims", DIMS)
@@ -238,10 +238,10 @@ def test_attention_cannot_change_a_new_unit(dims: int, monkeypatch: pytest.Monke
     """With every gate at 0 the attention maps, whatever they are, leave each unit's output unchanged."""
     x = _x(dims, c=16)
     units = [
-        FracTALResNetUnit(16, 4, spatial_dims=dims),
-        CEECUnitV1(16, 2, spatial_dims=dims),
-        CEECUnitV2(16, 2, spatial_dims=dims),
-        Fusion(16, 2, spatial_dims=dims),
+        FracTALResNetUnit(16, nheads=4, spatial_dims=dims),
+        CEECUnitV1(16, nheads=2, spatial_dims=dims),
+        CEECUnitV2(16, nheads=2, spatial_dims=dims),
+        Fusion(16, nheads=2, spatial_dims=dims),
     ]
     before = [u(x) if not isinstance(u, Fusion) else u(x, 2 * x) for u in units]
     monkeypatch.setattr(FracTALAttention, "forward", lambda self, q, k=None, v=None: torch.randn_like(q) * 100)

@@ -34,7 +34,7 @@ def _zero_gates(module: nn.Module) -> None:
 )
 def test_self_attention(case: str, depth: int, nheads: int) -> None:
     c = load_case(case)
-    m = FracTALAttention(16, 16, nheads, depth=depth)
+    m = FracTALAttention(16, 16, nheads=nheads, depth=depth)
     load_reference(m, c, prefix="att.")
     with torch.no_grad():
         out = m(_t(c["in__x"]))
@@ -43,7 +43,7 @@ def test_self_attention(case: str, depth: int, nheads: int) -> None:
 
 def test_relative_attention_three_inputs() -> None:
     c = load_case("c_relftattention_3inputs")
-    m = FracTALAttention(16, 16, 4)
+    m = FracTALAttention(16, 16, nheads=4)
     load_reference(m, c)
     with torch.no_grad():
         out = m(_t(c["in__q_src"]), _t(c["in__k_src"]), _t(c["in__v_src"]))
@@ -52,7 +52,7 @@ def test_relative_attention_three_inputs() -> None:
 
 @pytest.mark.parametrize("gates_zero", [False, True])
 @pytest.mark.parametrize(
-    ("case", "make"), [("d_fusion", lambda: Fusion(32, 4)), ("d_catfusion", lambda: CATFusion(16, 32, 1))]
+    ("case", "make"), [("d_fusion", lambda: Fusion(32, nheads=4)), ("d_catfusion", lambda: CATFusion(16, 32, nheads=1))]
 )
 def test_fusions(case: str, make: object, gates_zero: bool) -> None:
     c = load_case(case)
@@ -89,7 +89,7 @@ def test_units(case: str, make: object, gates_zero: bool) -> None:
 
 def test_psp_pooling() -> None:
     c = load_case("e_psp")
-    m = PSPPooling(32, 32, 4)
+    m = PSPPooling(32, 32, depth=4)
     load_reference(m, c)
     with torch.no_grad():
         out = m(_t(c["in__x"]))

@@ -54,14 +54,26 @@ def make_unit_factory(
     grouped_attention: bool = True,
 ) -> UnitFactory:
     """A function ``(channels, nheads) -> unit`` for ``unit`` in ``fractal``, ``ceec_v1``, ``ceec_v2``."""
-    args = (attention_depth, norm, norm_groups, spatial_dims, grouped_attention)
-    if unit == "fractal":
-        return lambda c, h: FracTALResNetUnit(c, h, h, *args)
-    if unit == "ceec_v1":
-        return lambda c, h: CEECUnitV1(c, h, *args)
-    if unit == "ceec_v2":
-        return lambda c, h: CEECUnitV2(c, h, *args)
-    raise ValueError(f"unknown unit {unit!r}; choose fractal, ceec_v1 or ceec_v2")
+    units = {"fractal": FracTALResNetUnit, "ceec_v1": CEECUnitV1, "ceec_v2": CEECUnitV2}
+    if unit not in units:
+        raise ValueError(f"unknown unit {unit!r}; choose fractal, ceec_v1 or ceec_v2")
+    kind = units[unit]
+
+    def make(channels: int, nheads: int) -> nn.Module:
+        # FracTAL ResNet units also group their convolutions by the level's heads.
+        grouping = {"groups": nheads} if kind is FracTALResNetUnit else {}
+        return kind(
+            channels,
+            nheads=nheads,
+            attention_depth=attention_depth,
+            norm=norm,
+            norm_groups=norm_groups,
+            spatial_dims=spatial_dims,
+            grouped_attention=grouped_attention,
+            **grouping,
+        )
+
+    return make
 
 
 class Encoder(nn.Module):
@@ -72,6 +84,7 @@ class Encoder(nn.Module):
         widths: Sequence[int],
         heads: Sequence[int],
         make_unit: UnitFactory,
+        *,
         norm: str,
         norm_groups: int,
         spatial_dims: int,
@@ -79,7 +92,8 @@ class Encoder(nn.Module):
         super().__init__()
         self.units = nn.ModuleList(make_unit(w, h) for w, h in zip(widths, heads))
         self.downs = nn.ModuleList(
-            DownSample(w, w2, norm, norm_groups, spatial_dims) for w, w2 in zip(widths[:-1], widths[1:])
+            DownSample(w, w2, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims)
+            for w, w2 in zip(widths[:-1], widths[1:])
         )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -100,6 +114,7 @@ class Decoder(nn.Module):
         widths: Sequence[int],
         heads: Sequence[int],
         make_unit: UnitFactory,
+        *,
         norm: str,
         norm_groups: int,
         spatial_dims: int,
@@ -110,12 +125,21 @@ class Decoder(nn.Module):
         levels = range(len(widths) - 2, -1, -1)
         if fusion_combine:
             self.combines = nn.ModuleList(
-                FusionCombine(widths[i + 1], widths[i], heads[i], attention_depth, norm, norm_groups, spatial_dims)
+                FusionCombine(
+                    widths[i + 1],
+                    widths[i],
+                    nheads=heads[i],
+                    attention_depth=attention_depth,
+                    norm=norm,
+                    norm_groups=norm_groups,
+                    spatial_dims=spatial_dims,
+                )
                 for i in levels
             )
         else:
             self.combines = nn.ModuleList(
-                Combine(widths[i + 1], widths[i], norm, norm_groups, spatial_dims) for i in levels
+                Combine(widths[i + 1], widths[i], norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims)
+                for i in levels
             )
         self.units = nn.ModuleList(make_unit(widths[i], heads[i]) for i in levels)
 

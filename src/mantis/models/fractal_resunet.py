@@ -49,6 +49,7 @@ class FracTALResUNet(nn.Module):
         self,
         in_channels: int = 3,
         num_classes: int = 2,
+        *,
         spatial_dims: int = 2,
         nf: int = 32,
         depth: int = 6,
@@ -69,9 +70,9 @@ class FracTALResUNet(nn.Module):
         kw = norm_args(norm, norm_groups, spatial_dims)
         self.stem = ConvNormed(in_channels, nf, 1, **kw)
         self.encoder = Encoder(widths, level_heads(nheads_start, depth), make_unit, **kw)
-        self.bridge = PSPPooling(widths[-1], widths[-1], psp_depth, **kw)
+        self.bridge = PSPPooling(widths[-1], widths[-1], depth=psp_depth, **kw)
         self.decoder = Decoder(widths, level_heads(nheads_start, depth, decoder=True), make_unit, **kw)
-        self.head = ConditionedMultitaskHead(nf, num_classes, HEAD_PSP_DEPTH, **kw)
+        self.head = ConditionedMultitaskHead(nf, num_classes, psp_depth=HEAD_PSP_DEPTH, **kw)
         self.act = nn.ReLU()
         self.size_multiple = size_multiple(depth, psp_depth, HEAD_PSP_DEPTH, unit)
 

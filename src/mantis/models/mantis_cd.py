@@ -54,6 +54,7 @@ class MantisChangeDetector(nn.Module):
         unit: str = "ceec_v1",
         in_channels: int = 3,
         num_classes: int = 2,
+        *,
         spatial_dims: int = 2,
         nf: int = 32,
         depth: int = 6,
@@ -75,12 +76,12 @@ class MantisChangeDetector(nn.Module):
         make_unit = make_unit_factory(unit, attention_depth, norm, norm_groups, spatial_dims, grouped_attention)
         kw = norm_args(norm, norm_groups, spatial_dims)
         self.stem = ConvNormed(in_channels, nf, 1, **kw)
-        self.stem_fusion = Fusion(nf, 1, fusion_attention_depth, **kw)
+        self.stem_fusion = Fusion(nf, nheads=1, depth=fusion_attention_depth, **kw)
         self.encoder = Encoder(widths, enc_heads, make_unit, **kw)
         self.skip_fusions = nn.ModuleList(
-            Fusion(w, h, fusion_attention_depth, **kw) for w, h in zip(widths[:-1], enc_heads[:-1])
+            Fusion(w, nheads=h, depth=fusion_attention_depth, **kw) for w, h in zip(widths[:-1], enc_heads[:-1])
         )
-        self.bridge = PSPPooling(2 * widths[-1], widths[-1], psp_depth, **kw)
+        self.bridge = PSPPooling(2 * widths[-1], widths[-1], depth=psp_depth, **kw)
         self.decoder = Decoder(
             widths,
             level_heads(nheads_start, depth, decoder=True),
@@ -89,7 +90,7 @@ class MantisChangeDetector(nn.Module):
             fusion_combine=fusion_combine,
             attention_depth=fusion_attention_depth,
         )
-        self.head = ConditionedMultitaskHead(nf, num_classes, HEAD_PSP_DEPTH, **kw)
+        self.head = ConditionedMultitaskHead(nf, num_classes, psp_depth=HEAD_PSP_DEPTH, **kw)
         self.act = nn.ReLU()
         self.size_multiple = size_multiple(depth, psp_depth, HEAD_PSP_DEPTH, unit)
 

@@ -63,6 +63,7 @@ class ResUNetA(nn.Module):
         self,
         in_channels: int = 3,
         num_classes: int = 2,
+        *,
         spatial_dims: int = 2,
         nf: int = 32,
         dilations: Sequence[Sequence[int]] = D6_DILATIONS,
@@ -83,16 +84,18 @@ class ResUNetA(nn.Module):
         kw = norm_args(norm, norm_groups, spatial_dims)
         conv = conv_type(spatial_dims)
         self.stem = ConvNormed(in_channels, nf, 1, **kw)
-        self.encoder_units = nn.ModuleList(AtrousUnit(w, r, 3, **kw) for w, r in zip(widths, rates))
+        self.encoder_units = nn.ModuleList(AtrousUnit(w, r, kernel_size=3, **kw) for w, r in zip(widths, rates))
         # ResUNet-a downsamples with a bare strided 3x3 convolution (no norm, no bias).
         self.downs = nn.ModuleList(
             conv(w, w2, 3, stride=2, padding=1, bias=False) for w, w2 in zip(widths[:-1], widths[1:])
         )
-        self.bridge = PSPPooling(widths[-1], widths[-1], psp_depth, max(widths[-1] // psp_depth, 1), **kw)
+        self.bridge = PSPPooling(
+            widths[-1], widths[-1], depth=psp_depth, branch_channels=max(widths[-1] // psp_depth, 1), **kw
+        )
         levels = range(len(widths) - 2, -1, -1)
         self.combines = nn.ModuleList(Combine(widths[i + 1], widths[i], **kw) for i in levels)
-        self.decoder_units = nn.ModuleList(AtrousUnit(widths[i], decoder_rates[i], 3, **kw) for i in levels)
-        self.head = ResUNetAHead(nf, num_classes, HEAD_PSP_DEPTH, **kw)
+        self.decoder_units = nn.ModuleList(AtrousUnit(widths[i], decoder_rates[i], kernel_size=3, **kw) for i in levels)
+        self.head = ResUNetAHead(nf, num_classes, psp_depth=HEAD_PSP_DEPTH, **kw)
         self.size_multiple = size_multiple(len(widths), psp_depth, HEAD_PSP_DEPTH)
 
     def forward(self, x: torch.Tensor) -> ResUNetAOutput:

@@ -193,6 +193,7 @@ class FracTALAttention(nn.Module):
         self,
         in_channels: int,
         nkeys: int | None = None,
+        *,
         nheads: int = 1,
         depth: int = 5,
         kernel_size: int = 3,
@@ -246,6 +247,7 @@ class CATFusion(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
+        *,
         nheads: int = 1,
         depth: int = 5,
         norm: str = "group",
@@ -254,8 +256,26 @@ class CATFusion(nn.Module):
     ) -> None:
         super().__init__()
         groups = gcd(gcd(2 * in_channels, out_channels), nheads)
-        self.relatt12 = FracTALAttention(in_channels, in_channels, nheads, depth, 3, norm, norm_groups, spatial_dims)
-        self.relatt21 = FracTALAttention(in_channels, in_channels, nheads, depth, 3, norm, norm_groups, spatial_dims)
+        self.relatt12 = FracTALAttention(
+            in_channels,
+            in_channels,
+            nheads=nheads,
+            depth=depth,
+            kernel_size=3,
+            norm=norm,
+            norm_groups=norm_groups,
+            spatial_dims=spatial_dims,
+        )
+        self.relatt21 = FracTALAttention(
+            in_channels,
+            in_channels,
+            nheads=nheads,
+            depth=depth,
+            kernel_size=3,
+            norm=norm,
+            norm_groups=norm_groups,
+            spatial_dims=spatial_dims,
+        )
         self.gamma1 = nn.Parameter(torch.zeros(()))
         self.gamma2 = nn.Parameter(torch.zeros(()))
         self.fuse = ConvNormed(
@@ -281,10 +301,19 @@ class Fusion(CATFusion):
     def __init__(
         self,
         channels: int,
+        *,
         nheads: int = 1,
         depth: int = 5,
         norm: str = "group",
         norm_groups: int = 4,
         spatial_dims: int = 2,
     ) -> None:
-        super().__init__(channels, channels, nheads, depth, norm, norm_groups, spatial_dims)
+        super().__init__(
+            channels,
+            channels,
+            nheads=nheads,
+            depth=depth,
+            norm=norm,
+            norm_groups=norm_groups,
+            spatial_dims=spatial_dims,
+        )

@@ -30,6 +30,7 @@ class ConvNormed(nn.Module):
         in_channels: int,
         out_channels: int,
         kernel_size: int = 3,
+        *,
         stride: int = 1,
         dilation: int = 1,
         groups: int = 1,

@@ -38,6 +38,7 @@ class HeadSingle(nn.Module):
         in_channels: int,
         channels: int,
         out_channels: int,
+        *,
         norm: str = "group",
         norm_groups: int = 4,
         spatial_dims: int = 2,
@@ -67,6 +68,7 @@ class ConditionedMultitaskHead(nn.Module):
         self,
         channels: int,
         num_classes: int,
+        *,
         psp_depth: int = 4,
         norm: str = "group",
         norm_groups: int = 4,
@@ -75,7 +77,7 @@ class ConditionedMultitaskHead(nn.Module):
         super().__init__()
         nf, k = channels, num_classes
         kw = norm_args(norm, norm_groups, spatial_dims)
-        self.psp = PSPPooling(2 * nf, nf, psp_depth, **kw)
+        self.psp = PSPPooling(2 * nf, nf, depth=psp_depth, **kw)
         self.distance_logits = HeadSingle(2 * nf, nf, k, **kw)
         self.dist_equalizer = ConvNormed(k, nf, 1, **kw)
         self.bound_logits = HeadSingle(2 * nf, nf, k, **kw)
@@ -106,6 +108,7 @@ class ResUNetAHead(nn.Module):
         self,
         channels: int,
         num_classes: int,
+        *,
         psp_depth: int = 4,
         norm: str = "batch",
         norm_groups: int = 4,
@@ -115,7 +118,7 @@ class ResUNetAHead(nn.Module):
         nf, k = channels, num_classes
         kw = norm_args(norm, norm_groups, spatial_dims)
         conv = conv_type(spatial_dims)
-        self.psp = PSPPooling(2 * nf, nf, psp_depth, branch_channels=max(nf // psp_depth, 1), **kw)
+        self.psp = PSPPooling(2 * nf, nf, depth=psp_depth, branch_channels=max(nf // psp_depth, 1), **kw)
         self.distance_logits = HeadSingle(2 * nf, nf, k, **kw)
         self.bound_logits = nn.Sequential(ConvNormed(nf + k, nf, 3, **kw), nn.ReLU(), conv(nf, k, 1))
         self.segm_logits = HeadSingle(nf + 2 * k, nf, k, **kw)

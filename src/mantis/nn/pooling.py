@@ -32,6 +32,7 @@ class PSPPooling(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
+        *,
         depth: int = 4,
         branch_channels: int | None = None,
         norm: str = "group",

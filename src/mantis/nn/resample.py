@@ -18,6 +18,7 @@ class DownSample(nn.Module):
         self,
         in_channels: int,
         out_channels: int | None = None,
+        *,
         norm: str = "group",
         norm_groups: int = 4,
         spatial_dims: int = 2,
@@ -39,6 +40,7 @@ class UpSample(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
+        *,
         norm: str = "group",
         norm_groups: int = 4,
         spatial_dims: int = 2,
@@ -62,13 +64,14 @@ class Combine(nn.Module):
         self,
         low_channels: int,
         skip_channels: int,
+        *,
         norm: str = "group",
         norm_groups: int = 4,
         spatial_dims: int = 2,
     ) -> None:
         super().__init__()
         half = max(skip_channels // 2, 1)
-        self.up = UpSample(low_channels, half, norm, norm_groups, spatial_dims)
+        self.up = UpSample(low_channels, half, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims)
         self.conv = ConvNormed(
             half + skip_channels,
             skip_channels,
@@ -90,6 +93,7 @@ class FusionCombine(nn.Module):
         self,
         low_channels: int,
         skip_channels: int,
+        *,
         nheads: int = 1,
         attention_depth: int = 5,
         norm: str = "group",
@@ -101,7 +105,14 @@ class FusionCombine(nn.Module):
         self.conv = ConvNormed(
             low_channels, skip_channels, 3, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
         )
-        self.fuse = Fusion(skip_channels, nheads, attention_depth, norm, norm_groups, spatial_dims)
+        self.fuse = Fusion(
+            skip_channels,
+            nheads=nheads,
+            depth=attention_depth,
+            norm=norm,
+            norm_groups=norm_groups,
+            spatial_dims=spatial_dims,
+        )
         self.act = nn.ReLU()
 
     def forward(self, low: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ class ResNetV2Block(nn.Module):
         self,
         channels: int,
         kernel_size: int = 3,
+        *,
         dilation: int = 1,
         groups: int = 1,
         norm: str = "group",
@@ -52,6 +53,7 @@ class AtrousUnit(nn.Module):
         self,
         channels: int,
         dilations: Sequence[int] = (1,),
+        *,
         kernel_size: int = 3,
         norm: str = "batch",
         norm_groups: int = 4,
@@ -59,7 +61,16 @@ class AtrousUnit(nn.Module):
     ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
-            ResNetV2Block(channels, kernel_size, r, 1, norm, norm_groups, spatial_dims) for r in dilations
+            ResNetV2Block(
+                channels,
+                kernel_size,
+                dilation=r,
+                groups=1,
+                norm=norm,
+                norm_groups=norm_groups,
+                spatial_dims=spatial_dims,
+            )
+            for r in dilations
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,6 +91,7 @@ class FracTALResNetUnit(nn.Module):
     def __init__(
         self,
         channels: int,
+        *,
         nheads: int = 1,
         groups: int = 1,
         attention_depth: int = 5,
@@ -89,10 +101,19 @@ class FracTALResNetUnit(nn.Module):
         grouped_attention: bool = True,
     ) -> None:
         super().__init__()
-        self.block = ResNetV2Block(channels, 3, 1, groups, norm, norm_groups, spatial_dims)
+        self.block = ResNetV2Block(
+            channels, 3, dilation=1, groups=groups, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
+        )
         heads = nheads if grouped_attention else 1
         self.attention = FracTALAttention(
-            channels, channels, heads, attention_depth, 3, norm, norm_groups, spatial_dims
+            channels,
+            channels,
+            nheads=heads,
+            depth=attention_depth,
+            kernel_size=3,
+            norm=norm,
+            norm_groups=norm_groups,
+            spatial_dims=spatial_dims,
         )
         self.gamma = nn.Parameter(torch.zeros(()))
 
@@ -108,7 +129,7 @@ def _up2(x: torch.Tensor, spatial_dims: int) -> torch.Tensor:
 class _Expand(nn.Module):
     """Upsample x2 then normed convs with ReLU: the "expand" steps of the CEEC units."""
 
-    def __init__(self, widths: Sequence[int], groups: int, norm: str, norm_groups: int, spatial_dims: int):
+    def __init__(self, widths: Sequence[int], *, groups: int, norm: str, norm_groups: int, spatial_dims: int):
         super().__init__()
         self.spatial_dims = spatial_dims
         self.convs = nn.ModuleList(
@@ -144,6 +165,7 @@ class CEECUnitV1(nn.Module):
     def __init__(
         self,
         channels: int,
+        *,
         nheads: int = 1,
         attention_depth: int = 5,
         norm: str = "group",
@@ -164,12 +186,41 @@ class CEECUnitV1(nn.Module):
         self.compr12 = ConvNormed(c, c, 3, groups=g, **kw)
         # EC branch: expand (x2) then compress back.
         self.conv_init_2 = ConvNormed(c, ni, 3, groups=g, **kw)
-        self.expand2 = _Expand((ni, ni // 2, ni // 2), g, norm, norm_groups, spatial_dims)
+        self.expand2 = _Expand(
+            (ni, ni // 2, ni // 2), groups=g, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
+        )
         self.compr21 = ConvNormed(ni // 2, ni, 3, stride=2, groups=g, **kw)
         heads = nheads if grouped_attention else 1
-        self.att = FracTALAttention(c, c, heads, attention_depth, 3, norm, norm_groups, spatial_dims)
-        self.ratt122 = FracTALAttention(ni, ni, heads, attention_depth, 3, norm, norm_groups, spatial_dims)
-        self.ratt211 = FracTALAttention(ni, ni, heads, attention_depth, 3, norm, norm_groups, spatial_dims)
+        self.att = FracTALAttention(
+            c,
+            c,
+            nheads=heads,
+            depth=attention_depth,
+            kernel_size=3,
+            norm=norm,
+            norm_groups=norm_groups,
+            spatial_dims=spatial_dims,
+        )
+        self.ratt122 = FracTALAttention(
+            ni,
+            ni,
+            nheads=heads,
+            depth=attention_depth,
+            kernel_size=3,
+            norm=norm,
+            norm_groups=norm_groups,
+            spatial_dims=spatial_dims,
+        )
+        self.ratt211 = FracTALAttention(
+            ni,
+            ni,
+            nheads=heads,
+            depth=attention_depth,
+            kernel_size=3,
+            norm=norm,
+            norm_groups=norm_groups,
+            spatial_dims=spatial_dims,
+        )
         self.gamma1 = nn.Parameter(torch.zeros(()))
         self.gamma2 = nn.Parameter(torch.zeros(()))
         self.gamma3 = nn.Parameter(torch.zeros(()))
@@ -180,7 +231,7 @@ class CEECUnitV1(nn.Module):
         self, c: int, ni: int, g: int, nheads: int, depth: int, norm: str, norm_groups: int, spatial_dims: int
     ) -> None:
         kw = norm_args(norm, norm_groups, spatial_dims)
-        self.expand1 = _Expand((c, ni), g, norm, norm_groups, spatial_dims)
+        self.expand1 = _Expand((c, ni), groups=g, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims)
         self.combine1: nn.Module = ConvNormed(2 * ni, ni, 3, groups=g, **kw)
         self.compr22: nn.Module = ConvNormed(2 * ni, ni, 3, groups=g, **kw)
         self.collect: nn.Module = ConvNormed(2 * ni, c, 3, groups=1, **kw)
@@ -218,11 +269,17 @@ class CEECUnitV2(CEECUnitV1):
         self, c: int, ni: int, g: int, nheads: int, depth: int, norm: str, norm_groups: int, spatial_dims: int
     ) -> None:
         kw = norm_args(norm, norm_groups, spatial_dims)
-        self.expand1 = _Expand((c, ni), g, norm, norm_groups, spatial_dims)
+        self.expand1 = _Expand((c, ni), groups=g, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims)
         self.skip1 = ConvNormed(ni, ni, 3, groups=g, **kw)
-        self.combine1 = Fusion(ni, nheads, depth, norm, norm_groups, spatial_dims)
-        self.compr22 = Fusion(ni, nheads, depth, norm, norm_groups, spatial_dims)
-        self.collect = CATFusion(ni, c, 1, depth, norm, norm_groups, spatial_dims)
+        self.combine1 = Fusion(
+            ni, nheads=nheads, depth=depth, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
+        )
+        self.compr22 = Fusion(
+            ni, nheads=nheads, depth=depth, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
+        )
+        self.collect = CATFusion(
+            ni, c, nheads=1, depth=depth, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
+        )
 
     def _merge_ce(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         # The authors' V2 passes the skip through its own normed conv + ReLU before the fusion.
