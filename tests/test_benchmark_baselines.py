@@ -19,7 +19,7 @@ from mantis.nn.attention import FracTALAttention  # noqa: E402
 @pytest.mark.parametrize("spatial_dims", [1, 2, 3])
 def test_baseline_matches_fused_attention(baseline, depth: int, spatial_dims: int) -> None:
     torch.manual_seed(depth + 10 * spatial_dims)
-    att = FracTALAttention(8, nheads=2, depth=depth, spatial_dims=spatial_dims).double()
+    att = FracTALAttention(8, nheads=2, attention_depth=depth, spatial_dims=spatial_dims).double()
     shape = (2, 8) + (6, 5, 4)[:spatial_dims]
     q_src, kv_src = torch.randn(shape, dtype=torch.float64), torch.randn(shape, dtype=torch.float64)
     expected_self, expected_rel = att(q_src), att(q_src, kv_src)

@@ -248,3 +248,14 @@ def test_attention_cannot_change_a_new_unit(dims: int, monkeypatch: pytest.Monke
     after = [u(x) if not isinstance(u, Fusion) else u(x, 2 * x) for u in units]
     for a, b in zip(before, after):
         torch.testing.assert_close(a, b)
+
+
+def test_attention_depth_is_one_name_and_the_former_depth_still_works() -> None:
+    assert FracTALAttention(8, attention_depth=3).depth == 3
+    with pytest.warns(DeprecationWarning, match="use attention_depth="):
+        old = FracTALAttention(8, depth=2)
+    assert old.depth == 2
+    with pytest.warns(DeprecationWarning):
+        fusion = Fusion(8, depth=4)
+    assert fusion.relatt12.depth == fusion.relatt21.depth == 4
+    assert CATFusion(8, 4, attention_depth=1).relatt12.depth == 1

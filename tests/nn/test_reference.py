@@ -34,7 +34,7 @@ def _zero_gates(module: nn.Module) -> None:
 )
 def test_self_attention(case: str, depth: int, nheads: int) -> None:
     c = load_case(case)
-    m = FracTALAttention(16, 16, nheads=nheads, depth=depth)
+    m = FracTALAttention(16, 16, nheads=nheads, attention_depth=depth)
     load_reference(m, c, prefix="att.")
     with torch.no_grad():
         out = m(_t(c["in__x"]))

@@ -76,10 +76,11 @@ class MantisChangeDetector(nn.Module):
         make_unit = make_unit_factory(unit, attention_depth, norm, norm_groups, spatial_dims, grouped_attention)
         kw = norm_args(norm, norm_groups, spatial_dims)
         self.stem = ConvNormed(in_channels, nf, 1, **kw)
-        self.stem_fusion = Fusion(nf, nheads=1, depth=fusion_attention_depth, **kw)
+        self.stem_fusion = Fusion(nf, nheads=1, attention_depth=fusion_attention_depth, **kw)
         self.encoder = Encoder(widths, enc_heads, make_unit, **kw)
         self.skip_fusions = nn.ModuleList(
-            Fusion(w, nheads=h, depth=fusion_attention_depth, **kw) for w, h in zip(widths[:-1], enc_heads[:-1])
+            Fusion(w, nheads=h, attention_depth=fusion_attention_depth, **kw)
+            for w, h in zip(widths[:-1], enc_heads[:-1])
         )
         self.bridge = PSPPooling(2 * widths[-1], widths[-1], depth=psp_depth, **kw)
         self.decoder = Decoder(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from math import gcd
 from typing import Any
 
@@ -184,9 +185,10 @@ class FracTALAttention(nn.Module):
         in_channels: channels of the query/key/value sources.
         nkeys: channels of q, k, v and of the output (defaults to ``in_channels``).
         nheads: groups of the q/k/v convolutions (reduced to a common divisor of the widths).
-        depth: fractal depth of the similarity (default 5).
+        attention_depth: fractal depth of the similarity (default 5, the authors').
         kernel_size: kernel of the q/k/v convolutions.
         norm: normalisation kind; norm_groups: its groups; spatial_dims: 1, 2 or 3.
+        depth: the former name of ``attention_depth`` (deprecated).
     """
 
     def __init__(
@@ -195,18 +197,20 @@ class FracTALAttention(nn.Module):
         nkeys: int | None = None,
         *,
         nheads: int = 1,
-        depth: int = 5,
+        attention_depth: int = 5,
         kernel_size: int = 3,
         norm: str = "group",
         norm_groups: int = 4,
         spatial_dims: int = 2,
         smooth: float = DEFAULT_SMOOTH,
+        depth: int | None = None,
     ) -> None:
         super().__init__()
+        attention_depth = attention_depth_alias(attention_depth, depth, type(self).__name__)
         check_spatial_dims(spatial_dims)
         nkeys = in_channels if nkeys is None else nkeys
         groups = gcd(gcd(in_channels, nkeys), nheads)
-        self.depth = depth
+        self.depth = attention_depth
         self.smooth = smooth
 
         def proj() -> ConvNormed:
@@ -236,6 +240,14 @@ class FracTALAttention(nn.Module):
         return self.norm(attend(q, k, v, self.depth, self.smooth))
 
 
+def attention_depth_alias(attention_depth: int, depth: int | None, owner: str) -> int:
+    """``depth``, the former name of ``attention_depth``, still accepted with a deprecation warning."""
+    if depth is None:
+        return attention_depth
+    warnings.warn(f"{owner}(depth=...) is deprecated; use attention_depth=", DeprecationWarning, stacklevel=3)
+    return depth
+
+
 class CATFusion(nn.Module):
     """Relative-attention fusion of two feature maps, input width ``in_channels`` -> ``out_channels``.
 
@@ -249,18 +261,20 @@ class CATFusion(nn.Module):
         out_channels: int,
         *,
         nheads: int = 1,
-        depth: int = 5,
+        attention_depth: int = 5,
         norm: str = "group",
         norm_groups: int = 4,
         spatial_dims: int = 2,
+        depth: int | None = None,
     ) -> None:
         super().__init__()
+        attention_depth = attention_depth_alias(attention_depth, depth, type(self).__name__)
         groups = gcd(gcd(2 * in_channels, out_channels), nheads)
         self.relatt12 = FracTALAttention(
             in_channels,
             in_channels,
             nheads=nheads,
-            depth=depth,
+            attention_depth=attention_depth,
             kernel_size=3,
             norm=norm,
             norm_groups=norm_groups,
@@ -270,7 +284,7 @@ class CATFusion(nn.Module):
             in_channels,
             in_channels,
             nheads=nheads,
-            depth=depth,
+            attention_depth=attention_depth,
             kernel_size=3,
             norm=norm,
             norm_groups=norm_groups,
@@ -303,16 +317,17 @@ class Fusion(CATFusion):
         channels: int,
         *,
         nheads: int = 1,
-        depth: int = 5,
+        attention_depth: int = 5,
         norm: str = "group",
         norm_groups: int = 4,
         spatial_dims: int = 2,
+        depth: int | None = None,
     ) -> None:
         super().__init__(
             channels,
             channels,
             nheads=nheads,
-            depth=depth,
+            attention_depth=attention_depth_alias(attention_depth, depth, type(self).__name__),
             norm=norm,
             norm_groups=norm_groups,
             spatial_dims=spatial_dims,

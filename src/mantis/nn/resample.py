@@ -108,7 +108,7 @@ class FusionCombine(nn.Module):
         self.fuse = Fusion(
             skip_channels,
             nheads=nheads,
-            depth=attention_depth,
+            attention_depth=attention_depth,
             norm=norm,
             norm_groups=norm_groups,
             spatial_dims=spatial_dims,

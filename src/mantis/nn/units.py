@@ -109,7 +109,7 @@ class FracTALResNetUnit(nn.Module):
             channels,
             channels,
             nheads=heads,
-            depth=attention_depth,
+            attention_depth=attention_depth,
             kernel_size=3,
             norm=norm,
             norm_groups=norm_groups,
@@ -195,7 +195,7 @@ class CEECUnitV1(nn.Module):
             c,
             c,
             nheads=heads,
-            depth=attention_depth,
+            attention_depth=attention_depth,
             kernel_size=3,
             norm=norm,
             norm_groups=norm_groups,
@@ -205,7 +205,7 @@ class CEECUnitV1(nn.Module):
             ni,
             ni,
             nheads=heads,
-            depth=attention_depth,
+            attention_depth=attention_depth,
             kernel_size=3,
             norm=norm,
             norm_groups=norm_groups,
@@ -215,7 +215,7 @@ class CEECUnitV1(nn.Module):
             ni,
             ni,
             nheads=heads,
-            depth=attention_depth,
+            attention_depth=attention_depth,
             kernel_size=3,
             norm=norm,
             norm_groups=norm_groups,
@@ -272,13 +272,13 @@ class CEECUnitV2(CEECUnitV1):
         self.expand1 = _Expand((c, ni), groups=g, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims)
         self.skip1 = ConvNormed(ni, ni, 3, groups=g, **kw)
         self.combine1 = Fusion(
-            ni, nheads=nheads, depth=depth, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
+            ni, nheads=nheads, attention_depth=depth, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
         )
         self.compr22 = Fusion(
-            ni, nheads=nheads, depth=depth, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
+            ni, nheads=nheads, attention_depth=depth, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
         )
         self.collect = CATFusion(
-            ni, c, nheads=1, depth=depth, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
+            ni, c, nheads=1, attention_depth=depth, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
         )
 
     def _merge_ce(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
