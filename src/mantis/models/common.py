@@ -8,6 +8,7 @@ from math import gcd
 import torch
 import torch.nn as nn
 
+from mantis.nn.factories import norm_args
 from mantis.nn.resample import Combine, DownSample, FusionCombine
 from mantis.nn.units import CEECUnitV1, CEECUnitV2, FracTALResNetUnit
 
@@ -54,6 +55,7 @@ def make_unit_factory(
     grouped_attention: bool = True,
 ) -> UnitFactory:
     """A function ``(channels, nheads) -> unit`` for ``unit`` in ``fractal``, ``ceec_v1``, ``ceec_v2``."""
+    kw = norm_args(norm, norm_groups, spatial_dims)
     units = {"fractal": FracTALResNetUnit, "ceec_v1": CEECUnitV1, "ceec_v2": CEECUnitV2}
     if unit not in units:
         raise ValueError(f"unknown unit {unit!r}; choose fractal, ceec_v1 or ceec_v2")
@@ -66,9 +68,7 @@ def make_unit_factory(
             channels,
             nheads=nheads,
             attention_depth=attention_depth,
-            norm=norm,
-            norm_groups=norm_groups,
-            spatial_dims=spatial_dims,
+            **kw,
             grouped_attention=grouped_attention,
             **grouping,
         )
@@ -90,11 +90,9 @@ class Encoder(nn.Module):
         spatial_dims: int,
     ) -> None:
         super().__init__()
+        kw = norm_args(norm, norm_groups, spatial_dims)
         self.units = nn.ModuleList(make_unit(w, h) for w, h in zip(widths, heads))
-        self.downs = nn.ModuleList(
-            DownSample(w, w2, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims)
-            for w, w2 in zip(widths[:-1], widths[1:])
-        )
+        self.downs = nn.ModuleList(DownSample(w, w2, **kw) for w, w2 in zip(widths[:-1], widths[1:]))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = []
@@ -122,6 +120,7 @@ class Decoder(nn.Module):
         attention_depth: int = 5,
     ) -> None:
         super().__init__()
+        kw = norm_args(norm, norm_groups, spatial_dims)
         levels = range(len(widths) - 2, -1, -1)
         if fusion_combine:
             self.combines = nn.ModuleList(
@@ -130,17 +129,12 @@ class Decoder(nn.Module):
                     widths[i],
                     nheads=heads[i],
                     attention_depth=attention_depth,
-                    norm=norm,
-                    norm_groups=norm_groups,
-                    spatial_dims=spatial_dims,
+                    **kw,
                 )
                 for i in levels
             )
         else:
-            self.combines = nn.ModuleList(
-                Combine(widths[i + 1], widths[i], norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims)
-                for i in levels
-            )
+            self.combines = nn.ModuleList(Combine(widths[i + 1], widths[i], **kw) for i in levels)
         self.units = nn.ModuleList(make_unit(widths[i], heads[i]) for i in levels)
 
     def forward(self, x: torch.Tensor, skips: Sequence[torch.Tensor]) -> torch.Tensor:

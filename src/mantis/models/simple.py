@@ -9,7 +9,7 @@ import torch.nn as nn
 from mantis.models.registry import LOGITS, register_model
 from mantis.nn.activations import create_activation
 from mantis.nn.conv import ConvNormed
-from mantis.nn.factories import check_spatial_dims
+from mantis.nn.factories import check_spatial_dims, norm_args
 
 _ADAPTIVE_AVG = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
 _MAXPOOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
@@ -51,12 +51,13 @@ def cnn(
 
     B x in_channels x S -> B x num_classes logits.
     """
+    kw = norm_args(norm, norm_groups, spatial_dims)
     check_spatial_dims(spatial_dims)
     layers: list[nn.Module] = []
     width = in_channels
     for w in widths:
         layers += [
-            ConvNormed(width, w, 3, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims),
+            ConvNormed(width, w, 3, **kw),
             create_activation(activation),
             _MAXPOOL[spatial_dims](2, ceil_mode=True),
         ]

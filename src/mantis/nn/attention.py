@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from mantis.nn.conv import ConvNormed
-from mantis.nn.factories import check_spatial_dims, norm_layer
+from mantis.nn.factories import check_spatial_dims, norm_args, norm_layer
 from mantis.nn.functional import DEFAULT_SMOOTH, fractal_tanimoto_from_sums
 
 
@@ -206,6 +206,7 @@ class FracTALAttention(nn.Module):
         depth: int | None = None,
     ) -> None:
         super().__init__()
+        kw = norm_args(norm, norm_groups, spatial_dims)
         attention_depth = attention_depth_alias(attention_depth, depth, type(self).__name__)
         check_spatial_dims(spatial_dims)
         nkeys = in_channels if nkeys is None else nkeys
@@ -214,15 +215,7 @@ class FracTALAttention(nn.Module):
         self.smooth = smooth
 
         def proj() -> ConvNormed:
-            return ConvNormed(
-                in_channels,
-                nkeys,
-                kernel_size,
-                groups=groups,
-                norm=norm,
-                norm_groups=norm_groups,
-                spatial_dims=spatial_dims,
-            )
+            return ConvNormed(in_channels, nkeys, kernel_size, groups=groups, **kw)
 
         self.query = proj()
         self.key = proj()
@@ -268,27 +261,11 @@ class CATFusion(nn.Module):
         depth: int | None = None,
     ) -> None:
         super().__init__()
+        kw = norm_args(norm, norm_groups, spatial_dims)
         attention_depth = attention_depth_alias(attention_depth, depth, type(self).__name__)
         groups = gcd(gcd(2 * in_channels, out_channels), nheads)
-        self.relatt12 = FracTALAttention(
-            in_channels,
-            in_channels,
-            nheads=nheads,
-            attention_depth=attention_depth,
-            kernel_size=3,
-            norm=norm,
-            norm_groups=norm_groups,
-            spatial_dims=spatial_dims,
-        )
-        self.relatt21 = FracTALAttention(
-            in_channels,
-            in_channels,
-            nheads=nheads,
-            attention_depth=attention_depth,
-            kernel_size=3,
-            norm=norm,
-            norm_groups=norm_groups,
-            spatial_dims=spatial_dims,
+        self.relatt12, self.relatt21 = (
+            FracTALAttention(in_channels, nheads=nheads, attention_depth=attention_depth, **kw) for _ in range(2)
         )
         self.gamma1 = nn.Parameter(torch.zeros(()))
         self.gamma2 = nn.Parameter(torch.zeros(()))
@@ -297,9 +274,7 @@ class CATFusion(nn.Module):
             out_channels,
             3,
             groups=groups,
-            norm=norm,
-            norm_groups=norm_groups,
-            spatial_dims=spatial_dims,
+            **kw,
         )
         self.act = nn.ReLU()
 
@@ -323,12 +298,11 @@ class Fusion(CATFusion):
         spatial_dims: int = 2,
         depth: int | None = None,
     ) -> None:
+        kw = norm_args(norm, norm_groups, spatial_dims)
         super().__init__(
             channels,
             channels,
             nheads=nheads,
             attention_depth=attention_depth_alias(attention_depth, depth, type(self).__name__),
-            norm=norm,
-            norm_groups=norm_groups,
-            spatial_dims=spatial_dims,
+            **kw,
         )

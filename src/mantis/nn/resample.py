@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from mantis.nn.attention import Fusion
 from mantis.nn.conv import ConvNormed
-from mantis.nn.factories import interp_mode
+from mantis.nn.factories import interp_mode, norm_args
 
 
 class DownSample(nn.Module):
@@ -24,10 +24,9 @@ class DownSample(nn.Module):
         spatial_dims: int = 2,
     ) -> None:
         super().__init__()
+        kw = norm_args(norm, norm_groups, spatial_dims)
         out = 2 * in_channels if out_channels is None else out_channels
-        self.conv = ConvNormed(
-            in_channels, out, 3, stride=2, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
-        )
+        self.conv = ConvNormed(in_channels, out, 3, stride=2, **kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
@@ -46,9 +45,8 @@ class UpSample(nn.Module):
         spatial_dims: int = 2,
     ) -> None:
         super().__init__()
-        self.conv = ConvNormed(
-            in_channels, out_channels, 1, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
-        )
+        kw = norm_args(norm, norm_groups, spatial_dims)
+        self.conv = ConvNormed(in_channels, out_channels, 1, **kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
@@ -70,15 +68,14 @@ class Combine(nn.Module):
         spatial_dims: int = 2,
     ) -> None:
         super().__init__()
+        kw = norm_args(norm, norm_groups, spatial_dims)
         half = max(skip_channels // 2, 1)
-        self.up = UpSample(low_channels, half, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims)
+        self.up = UpSample(low_channels, half, **kw)
         self.conv = ConvNormed(
             half + skip_channels,
             skip_channels,
             1,
-            norm=norm,
-            norm_groups=norm_groups,
-            spatial_dims=spatial_dims,
+            **kw,
         )
         self.act = nn.ReLU()
 
@@ -101,17 +98,14 @@ class FusionCombine(nn.Module):
         spatial_dims: int = 2,
     ) -> None:
         super().__init__()
+        kw = norm_args(norm, norm_groups, spatial_dims)
         self.spatial_dims = spatial_dims
-        self.conv = ConvNormed(
-            low_channels, skip_channels, 3, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
-        )
+        self.conv = ConvNormed(low_channels, skip_channels, 3, **kw)
         self.fuse = Fusion(
             skip_channels,
             nheads=nheads,
             attention_depth=attention_depth,
-            norm=norm,
-            norm_groups=norm_groups,
-            spatial_dims=spatial_dims,
+            **kw,
         )
         self.act = nn.ReLU()
 

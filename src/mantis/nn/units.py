@@ -60,18 +60,8 @@ class AtrousUnit(nn.Module):
         spatial_dims: int = 2,
     ) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(
-            ResNetV2Block(
-                channels,
-                kernel_size,
-                dilation=r,
-                groups=1,
-                norm=norm,
-                norm_groups=norm_groups,
-                spatial_dims=spatial_dims,
-            )
-            for r in dilations
-        )
+        kw = norm_args(norm, norm_groups, spatial_dims)
+        self.blocks = nn.ModuleList(ResNetV2Block(channels, kernel_size, dilation=r, **kw) for r in dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x
@@ -101,20 +91,10 @@ class FracTALResNetUnit(nn.Module):
         grouped_attention: bool = True,
     ) -> None:
         super().__init__()
-        self.block = ResNetV2Block(
-            channels, 3, dilation=1, groups=groups, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
-        )
+        kw = norm_args(norm, norm_groups, spatial_dims)
+        self.block = ResNetV2Block(channels, 3, groups=groups, **kw)
         heads = nheads if grouped_attention else 1
-        self.attention = FracTALAttention(
-            channels,
-            channels,
-            nheads=heads,
-            attention_depth=attention_depth,
-            kernel_size=3,
-            norm=norm,
-            norm_groups=norm_groups,
-            spatial_dims=spatial_dims,
-        )
+        self.attention = FracTALAttention(channels, nheads=heads, attention_depth=attention_depth, **kw)
         self.gamma = nn.Parameter(torch.zeros(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,9 +112,9 @@ class _Expand(nn.Module):
     def __init__(self, widths: Sequence[int], *, groups: int, norm: str, norm_groups: int, spatial_dims: int):
         super().__init__()
         self.spatial_dims = spatial_dims
+        kw = norm_args(norm, norm_groups, spatial_dims)
         self.convs = nn.ModuleList(
-            ConvNormed(cin, cout, 3, groups=groups, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims)
-            for cin, cout in zip(widths[:-1], widths[1:])
+            ConvNormed(cin, cout, 3, groups=groups, **kw) for cin, cout in zip(widths[:-1], widths[1:])
         )
         self.act = nn.ReLU()
 
@@ -186,41 +166,16 @@ class CEECUnitV1(nn.Module):
         self.compr12 = ConvNormed(c, c, 3, groups=g, **kw)
         # EC branch: expand (x2) then compress back.
         self.conv_init_2 = ConvNormed(c, ni, 3, groups=g, **kw)
-        self.expand2 = _Expand(
-            (ni, ni // 2, ni // 2), groups=g, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
-        )
+        self.expand2 = _Expand((ni, ni // 2, ni // 2), groups=g, **kw)
         self.compr21 = ConvNormed(ni // 2, ni, 3, stride=2, groups=g, **kw)
         heads = nheads if grouped_attention else 1
-        self.att = FracTALAttention(
-            c,
-            c,
-            nheads=heads,
-            attention_depth=attention_depth,
-            kernel_size=3,
-            norm=norm,
-            norm_groups=norm_groups,
-            spatial_dims=spatial_dims,
-        )
-        self.ratt122 = FracTALAttention(
-            ni,
-            ni,
-            nheads=heads,
-            attention_depth=attention_depth,
-            kernel_size=3,
-            norm=norm,
-            norm_groups=norm_groups,
-            spatial_dims=spatial_dims,
-        )
-        self.ratt211 = FracTALAttention(
-            ni,
-            ni,
-            nheads=heads,
-            attention_depth=attention_depth,
-            kernel_size=3,
-            norm=norm,
-            norm_groups=norm_groups,
-            spatial_dims=spatial_dims,
-        )
+
+        def attention(channels: int) -> FracTALAttention:
+            return FracTALAttention(channels, nheads=heads, attention_depth=attention_depth, **kw)
+
+        self.att = attention(c)
+        self.ratt122 = attention(ni)
+        self.ratt211 = attention(ni)
         self.gamma1 = nn.Parameter(torch.zeros(()))
         self.gamma2 = nn.Parameter(torch.zeros(()))
         self.gamma3 = nn.Parameter(torch.zeros(()))
@@ -231,7 +186,7 @@ class CEECUnitV1(nn.Module):
         self, c: int, ni: int, g: int, nheads: int, depth: int, norm: str, norm_groups: int, spatial_dims: int
     ) -> None:
         kw = norm_args(norm, norm_groups, spatial_dims)
-        self.expand1 = _Expand((c, ni), groups=g, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims)
+        self.expand1 = _Expand((c, ni), groups=g, **kw)
         self.combine1: nn.Module = ConvNormed(2 * ni, ni, 3, groups=g, **kw)
         self.compr22: nn.Module = ConvNormed(2 * ni, ni, 3, groups=g, **kw)
         self.collect: nn.Module = ConvNormed(2 * ni, c, 3, groups=1, **kw)
@@ -269,17 +224,11 @@ class CEECUnitV2(CEECUnitV1):
         self, c: int, ni: int, g: int, nheads: int, depth: int, norm: str, norm_groups: int, spatial_dims: int
     ) -> None:
         kw = norm_args(norm, norm_groups, spatial_dims)
-        self.expand1 = _Expand((c, ni), groups=g, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims)
+        self.expand1 = _Expand((c, ni), groups=g, **kw)
         self.skip1 = ConvNormed(ni, ni, 3, groups=g, **kw)
-        self.combine1 = Fusion(
-            ni, nheads=nheads, attention_depth=depth, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
-        )
-        self.compr22 = Fusion(
-            ni, nheads=nheads, attention_depth=depth, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
-        )
-        self.collect = CATFusion(
-            ni, c, nheads=1, attention_depth=depth, norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims
-        )
+        self.combine1 = Fusion(ni, nheads=nheads, attention_depth=depth, **kw)
+        self.compr22 = Fusion(ni, nheads=nheads, attention_depth=depth, **kw)
+        self.collect = CATFusion(ni, c, nheads=1, attention_depth=depth, **kw)
 
     def _merge_ce(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         # The authors' V2 passes the skip through its own normed conv + ReLU before the fusion.

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from mantis.tasks.base import BaseTask, OptimizerName
+from mantis.tasks.base import BaseTask
 
 
 class ClassificationTask(BaseTask):
@@ -30,30 +30,12 @@ class ClassificationTask(BaseTask):
         self,
         model: str,
         model_kwargs: dict[str, Any] | None = None,
-        in_channels: int | None = None,
-        num_classes: int | None = None,
-        class_names: list[str] | None = None,
+        *,
         ignore_index: int | None = None,
-        band_mean: list[float] | None = None,
-        band_std: list[float] | None = None,
         label_smoothing: float = 0.0,
-        optimizer: OptimizerName = "adam",
-        lr: float = 1e-3,
-        betas: Sequence[float] = (0.9, 0.999),
-        weight_decay: float = 0.0,
-        lr_factor: float = 0.1,
-        lr_patience: int = 10,
-        min_lr: float = 1e-6,
-        monitor: str | None = None,
-        channels_last: bool | None = None,
-        schedule_after_progress: float = 0.05,
-        collapse_patience: int = 3,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            model, model_kwargs, in_channels, num_classes, class_names, ignore_index, band_mean, band_std,
-            optimizer, lr, betas, weight_decay, lr_factor, lr_patience, min_lr, monitor, channels_last,
-            schedule_after_progress=schedule_after_progress, collapse_patience=collapse_patience,
-        )  # fmt: skip
+        super().__init__(model, model_kwargs, ignore_index=ignore_index, **kwargs)
         self.label_smoothing = label_smoothing
 
     @staticmethod

@@ -10,7 +10,7 @@ import torch
 
 from mantis.losses import MultitaskLoss, to_one_hot
 from mantis.models.registry import count_inputs, list_models, model_info
-from mantis.tasks.base import BaseTask, OptimizerName
+from mantis.tasks.base import BaseTask
 
 DEFAULT_DEPTH_SCHEDULE = (0, 10, 20, 30)
 TARGET_KEYS = {"segmentation": "segmentation", "boundary": "boundary", "distance": "distance", "color": "colour"}
@@ -40,7 +40,8 @@ class DenseTask(BaseTask):
         evolving_loss: raise the loss depth along ``depth_schedule`` at each LR drop.
         depth_schedule: the fractal depths of the evolving loss.
         reset_optimizer: with ``evolving_loss``, reset the optimiser state at each LR drop.
-        **others: see :class:`~mantis.tasks.base.BaseTask`.
+        **kwargs: the arguments of :class:`~mantis.tasks.base.BaseTask` (in_channels, num_classes, class_names,
+            ignore_index, band_mean, band_std, optimizer, lr, ... collapse_patience), by name.
     """
 
     inputs = 1  # tensors the network takes
@@ -49,29 +50,14 @@ class DenseTask(BaseTask):
         self,
         model: str,
         model_kwargs: dict[str, Any] | None = None,
-        in_channels: int | None = None,
-        num_classes: int | None = None,
-        class_names: list[str] | None = None,
-        ignore_index: int | None = 255,
-        band_mean: list[float] | None = None,
-        band_std: list[float] | None = None,
+        *,
         loss_depth: int = 0,
         loss_weights: dict[str, float] | None = None,
         loss_per_class: bool = True,
         evolving_loss: bool = True,
         depth_schedule: Sequence[int] = DEFAULT_DEPTH_SCHEDULE,
         reset_optimizer: bool = True,
-        optimizer: OptimizerName = "adam",
-        lr: float = 1e-3,
-        betas: Sequence[float] = (0.9, 0.999),
-        weight_decay: float = 0.0,
-        lr_factor: float = 0.1,
-        lr_patience: int = 10,
-        min_lr: float = 1e-6,
-        monitor: str | None = None,
-        channels_last: bool | None = None,
-        schedule_after_progress: float = 0.05,
-        collapse_patience: int = 3,
+        **kwargs: Any,
     ) -> None:
         depth_schedule = [int(d) for d in depth_schedule]
         if evolving_loss and not depth_schedule:
@@ -81,11 +67,7 @@ class DenseTask(BaseTask):
         unknown = set(loss_weights or {}) - set(TARGET_KEYS)
         if unknown:
             raise ValueError(f"unknown loss_weights keys {sorted(unknown)}; use {sorted(TARGET_KEYS)}")
-        super().__init__(
-            model, model_kwargs, in_channels, num_classes, class_names, ignore_index, band_mean, band_std,
-            optimizer, lr, betas, weight_decay, lr_factor, lr_patience, min_lr, monitor, channels_last,
-            schedule_after_progress=schedule_after_progress, collapse_patience=collapse_patience,
-        )  # fmt: skip
+        super().__init__(model, model_kwargs, **kwargs)
         taken = count_inputs(self.model)
         if taken != self.inputs:
             kind = "two dates" if self.inputs == 2 else "one image"
@@ -97,7 +79,7 @@ class DenseTask(BaseTask):
         self.loss = MultitaskLoss(
             depth_schedule[0] if evolving_loss else loss_depth,
             loss_weights,
-            ignore_index=ignore_index,
+            ignore_index=self.ignore_index,
             per_channel=loss_per_class,
         )
         self.lr_drops = 0  # LR drops seen so far (saved in checkpoints)
