@@ -74,31 +74,74 @@ class _SplitPlan:
 
 
 class _BaseDataModule(lightning.LightningDataModule):
-    """Split planning, checks and data loaders shared by the two data modules."""
+    """Split planning, checks, statistics and data loaders shared by the two data modules.
 
-    bands: int  # bands of synthetic images, set by the subclasses
+    The subclasses add what differs (folders, classes, extra targets) and take every argument below by name.
+
+    Args:
+        root: Dataset folder (see the module docstring for splits); ``None`` for synthetic data.
+        dirs: Sub-folders of the inputs and the masks (set by the subclasses' defaults).
+        train_split: Sub-folder of the training split, if ``root`` has split sub-folders.
+        val_split: Sub-folder of the validation split.
+        test_split: Sub-folder of the test split.
+        train_file: File listing the training file names (one per line), or ``None``.
+        val_file: File listing the validation file names, or ``None``.
+        test_file: File listing the test file names, or ``None``.
+        val_fraction: Share of a folder without splits used for validation (seeded).
+        test_fraction: Share of a folder without splits used for testing (seeded).
+        patch_size: Side of the square windows (and of synthetic samples).
+        samples_per_image: Random training windows per image and epoch; ``None`` for the grid's count.
+        batch_size: Samples per batch.
+        num_workers: DataLoader worker processes (0 loads in the main process).
+        mean: Per-band means in stored units (``mantis stats``; change detection: shared by both dates);
+            ``None``: see ``auto_stats``.
+        std: Per-band standard deviations in stored units.
+        auto_stats: Without ``mean``/``std``, standardise with the per-band mean and std of the training
+            images (at most 64 files per folder, evenly spread), computed on first use and saved in the
+            checkpoint; ``False`` divides uint8 images by 255 and leaves other dtypes as stored.
+        mask_mapping: ``{stored mask value: class}``; ``None`` for ids 0..K-1 (plus 0/255 when K = 2).
+        ignore_index: Class id of unlabelled pixels in the batches' masks.
+        multitask: Add boundary and distance targets (and the one-hot mask) for multitask models.
+        augment: Training augmentation (validation and test are never augmented); ``None`` for none.
+        small_images: ``"pad"`` reflect-pads images smaller than ``patch_size``; ``"error"`` refuses them.
+        num_train: Synthetic training samples per epoch.
+        num_val: Synthetic validation samples.
+        num_test: Synthetic test samples.
+        bands: Bands (per date) of synthetic samples.
+        seed: Seed of the synthetic samples and of the random val/test split of a folder.
+    """
+
     num_classes: int  # set by the subclasses
 
     def __init__(
         self,
-        root: str | None,
-        dirs: Sequence[str],
-        train_split: str,
-        val_split: str,
-        test_split: str,
-        train_file: str | None,
-        val_file: str | None,
-        test_file: str | None,
-        val_fraction: float,
-        test_fraction: float,
-        patch_size: int,
-        samples_per_image: int | None,
-        batch_size: int,
-        num_workers: int,
-        mean: list[float] | None,
-        std: list[float] | None,
-        seed: int,
+        root: str | None = None,
+        dirs: Sequence[str] = (),
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str = "test",
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        patch_size: int = 256,
+        samples_per_image: int | None = None,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
         auto_stats: bool = True,
+        mask_mapping: dict[int, int] | None = None,
+        ignore_index: int = 255,
+        multitask: bool = False,
+        augment: Augment | None = DEFAULT_AUGMENT,
+        small_images: Literal["pad", "error"] = "pad",
+        num_train: int = 256,
+        num_val: int = 32,
+        num_test: int = 32,
+        bands: int = 3,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -125,6 +168,13 @@ class _BaseDataModule(lightning.LightningDataModule):
         self._fractions = (val_fraction, test_fraction)
         self._plan: _SplitPlan | None = None
         self._in_channels: int | None = None
+        self.mask_mapping = mask_mapping
+        self.ignore_index = ignore_index
+        self.multitask = multitask
+        self.augment = None if augment is None else dataclasses.replace(augment, ignore_index=ignore_index)
+        self.small_images: Literal["pad", "error"] = small_images
+        self.sizes = dict(zip(("train", "val", "test"), (num_train, num_val, num_test)))
+        self.bands = bands
 
     # Files are looked at lazily, on first use, so that bad data surfaces as a DataError of its own
     # rather than inside a configuration parser's error when the module is instantiated.
@@ -262,23 +312,6 @@ class _BaseDataModule(lightning.LightningDataModule):
                 return by_name[names[0]]
         return images[0]
 
-    def _set_targets(
-        self,
-        mask_mapping: dict[int, int] | None,
-        ignore_index: int,
-        multitask: bool,
-        augment: Augment | None,
-        small_images: Literal["pad", "error"],
-        sizes: tuple[int, int, int],
-    ) -> None:
-        """Settings every task's data module keeps alike (see the subclasses' arguments)."""
-        self.mask_mapping = mask_mapping
-        self.ignore_index = ignore_index
-        self.multitask = multitask
-        self.augment = None if augment is None else dataclasses.replace(augment, ignore_index=ignore_index)
-        self.small_images: Literal["pad", "error"] = small_images
-        self.sizes = dict(zip(("train", "val", "test"), sizes))
-
     def _folder_kwargs(self, stage: Stage) -> dict[str, Any]:
         """Arguments every folder dataset takes, for ``stage``."""
         return {
@@ -387,77 +420,22 @@ class ChangeDetectionDataModule(_BaseDataModule):
     Args:
         root: Dataset folder (see the module docstring for splits); ``None`` for synthetic pairs.
         dirs: Sub-folders of the first date, the second date and the change masks (WHU: prev, curr, label).
-        train_split: Sub-folder of the training split, if ``root`` has split sub-folders.
-        val_split: Sub-folder of the validation split.
-        test_split: Sub-folder of the test split.
-        train_file: File listing the training file names (one per line), or ``None``.
-        val_file: File listing the validation file names, or ``None``.
-        test_file: File listing the test file names, or ``None``.
-        val_fraction: Share of a folder without splits used for validation (seeded).
-        test_fraction: Share of a folder without splits used for testing (seeded).
-        patch_size: Side of the square windows (and of synthetic pairs).
-        samples_per_image: Random training windows per image and epoch; ``None`` for the grid's count.
-        batch_size: Samples per batch.
-        num_workers: DataLoader worker processes (0 loads in the main process).
         num_classes: K; 2 (no change, change).
-        mean: Per-band means in stored units, shared by both dates (``mantis stats``); ``None``: see
-            ``auto_stats``.
-        std: Per-band standard deviations in stored units.
-        auto_stats: Without ``mean``/``std``, standardise with the per-band mean and std of the training
-            images of both dates (at most 64 files per folder, evenly spread), computed on first use and saved
-            in the checkpoint; ``False`` divides uint8 images by 255 and leaves other dtypes as stored.
-        mask_mapping: ``{stored mask value: class}``; ``None`` accepts 0/1 and 0/255 masks.
-        ignore_index: Class id of unlabelled pixels in the batches' masks.
-        multitask: Add boundary and distance targets (and the one-hot mask) for multitask models.
-        augment: Training augmentation (validation and test are never augmented); ``None`` for none.
-        small_images: ``"pad"`` reflect-pads images smaller than ``patch_size``; ``"error"`` refuses them.
-        num_train: Synthetic training pairs per epoch.
-        num_val: Synthetic validation pairs.
-        num_test: Synthetic test pairs.
-        bands: Bands per date of synthetic pairs.
-        seed: Seed of the synthetic scenes and of the random val/test split of a folder.
+        **kwargs: the shared arguments of :class:`_BaseDataModule` (splits, windows, batches, statistics,
+            targets, augmentation, synthetic data), by name.
     """
 
     def __init__(
         self,
         root: str | None = None,
         dirs: tuple[str, str, str] = ("A", "B", "label"),
-        train_split: str = "train",
-        val_split: str = "val",
-        test_split: str = "test",
-        train_file: str | None = None,
-        val_file: str | None = None,
-        test_file: str | None = None,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        patch_size: int = 256,
-        samples_per_image: int | None = None,
-        batch_size: int = 8,
-        num_workers: int = 0,
         num_classes: int = 2,
-        mean: list[float] | None = None,
-        std: list[float] | None = None,
-        auto_stats: bool = True,
-        mask_mapping: dict[int, int] | None = None,
-        ignore_index: int = 255,
-        multitask: bool = False,
-        augment: Augment | None = DEFAULT_AUGMENT,
-        small_images: Literal["pad", "error"] = "pad",
-        num_train: int = 256,
-        num_val: int = 32,
-        num_test: int = 32,
-        bands: int = 3,
-        seed: int = 0,
+        **kwargs: Any,
     ) -> None:
         if len(dirs) != 3:
             raise ValueError(f"dirs needs three folders (first date, second date, masks), got {list(dirs)}")
-        super().__init__(
-            root, dirs, train_split, val_split, test_split, train_file, val_file, test_file, val_fraction,
-            test_fraction, patch_size, samples_per_image, batch_size, num_workers, mean, std, seed, auto_stats,
-        )  # fmt: skip
+        super().__init__(root, dirs, **kwargs)
         self.num_classes = num_classes
-        self._set_targets(mask_mapping, ignore_index, multitask, augment, small_images, (num_train, num_val, num_test))
-        self.bands = bands
         self.class_names = ["no change", "change"] if num_classes == 2 else [f"class {k}" for k in range(num_classes)]
 
     def _folder_dataset(self, stage: Stage) -> Dataset[Any]:
@@ -485,88 +463,34 @@ class SegmentationDataModule(_BaseDataModule):
         root: Dataset folder (see the module docstring for splits); ``None`` for synthetic scenes
             (classes background, building, road).
         dirs: Sub-folders of the images and the masks.
-        train_split: Sub-folder of the training split, if ``root`` has split sub-folders.
-        val_split: Sub-folder of the validation split.
-        test_split: Sub-folder of the test split.
-        train_file: File listing the training file names (one per line), or ``None``.
-        val_file: File listing the validation file names, or ``None``.
-        test_file: File listing the test file names, or ``None``.
-        val_fraction: Share of a folder without splits used for validation (seeded).
-        test_fraction: Share of a folder without splits used for testing (seeded).
-        patch_size: Side of the square windows (and of synthetic scenes).
-        samples_per_image: Random training windows per image and epoch; ``None`` for the grid's count.
-        batch_size: Samples per batch.
-        num_workers: DataLoader worker processes (0 loads in the main process).
         num_classes: K; ``None`` for 3 with synthetic scenes and 2 with a folder.
         class_names: K names used in metric keys (``val/f1_building``); ``None``: ``class 0``, ``class 1``, ...
             for a folder, the scene classes for synthetic data.
-        mean: Per-band means in stored units (``mantis stats``); ``None``: see ``auto_stats``.
-        std: Per-band standard deviations in stored units.
-        auto_stats: Without ``mean``/``std``, standardise with the per-band mean and std of the training
-            images (at most 64 files, evenly spread), computed on first use and saved in the checkpoint;
-            ``False`` divides uint8 images by 255 and leaves other dtypes as stored.
-        mask_mapping: ``{stored mask value: class}``; ``None`` for ids 0..K-1 (plus 0/255 when K = 2).
-        ignore_index: Class id of unlabelled pixels in the batches' masks.
-        multitask: Add boundary and distance targets (and the one-hot mask) for multitask models.
         colour: Add the HSV colour target of ResUNet-a.
         rgb_bands: Indices of the red, green and blue bands (for ``colour``).
-        augment: Training augmentation (validation and test are never augmented); ``None`` for none.
-        small_images: ``"pad"`` reflect-pads images smaller than ``patch_size``; ``"error"`` refuses them.
-        num_train: Synthetic training scenes per epoch.
-        num_val: Synthetic validation scenes.
-        num_test: Synthetic test scenes.
-        bands: Bands of synthetic scenes.
-        seed: Seed of the synthetic scenes and of the random val/test split of a folder.
+        **kwargs: the shared arguments of :class:`_BaseDataModule` (splits, windows, batches, statistics,
+            targets, augmentation, synthetic data), by name.
     """
 
     def __init__(
         self,
         root: str | None = None,
         dirs: tuple[str, str] = ("images", "masks"),
-        train_split: str = "train",
-        val_split: str = "val",
-        test_split: str = "test",
-        train_file: str | None = None,
-        val_file: str | None = None,
-        test_file: str | None = None,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        patch_size: int = 256,
-        samples_per_image: int | None = None,
-        batch_size: int = 8,
-        num_workers: int = 0,
         num_classes: int | None = None,
         class_names: list[str] | None = None,
-        mean: list[float] | None = None,
-        std: list[float] | None = None,
-        auto_stats: bool = True,
-        mask_mapping: dict[int, int] | None = None,
-        ignore_index: int = 255,
-        multitask: bool = False,
         colour: bool = False,
         rgb_bands: tuple[int, int, int] = (0, 1, 2),
-        augment: Augment | None = DEFAULT_AUGMENT,
-        small_images: Literal["pad", "error"] = "pad",
-        num_train: int = 256,
-        num_val: int = 32,
-        num_test: int = 32,
-        bands: int = 3,
-        seed: int = 0,
+        **kwargs: Any,
     ) -> None:
         if len(dirs) != 2:
             raise ValueError(f"dirs needs two folders (images, masks), got {list(dirs)}")
-        super().__init__(
-            root, dirs, train_split, val_split, test_split, train_file, val_file, test_file, val_fraction,
-            test_fraction, patch_size, samples_per_image, batch_size, num_workers, mean, std, seed, auto_stats,
-        )  # fmt: skip
+        super().__init__(root, dirs, **kwargs)
         synthetic = self.root is None
         self.num_classes = num_classes if num_classes is not None else (len(SEGMENTATION_CLASSES) if synthetic else 2)
         if synthetic and self.num_classes != len(SEGMENTATION_CLASSES):
             raise ValueError(f"synthetic scenes have {len(SEGMENTATION_CLASSES)} classes, got {self.num_classes}")
-        self._set_targets(mask_mapping, ignore_index, multitask, augment, small_images, (num_train, num_val, num_test))
         self.colour = colour
         self.rgb_bands = rgb_bands
-        self.bands = bands
         if class_names is not None and len(class_names) != self.num_classes:
             raise ValueError(f"{len(class_names)} class names given for {self.num_classes} classes")
         default_names = list(SEGMENTATION_CLASSES) if synthetic else [f"class {k}" for k in range(self.num_classes)]
