@@ -323,21 +323,41 @@ class SegmentationFolder(_FolderDataset):
 
 
 class _SyntheticDataset(Dataset[Sample]):
+    """Built-in synthetic samples, rendered on demand: sample ``i`` depends only on ``seed``, ``split`` and
+    ``i``; only the augmentation (when given) is random.
+
+    Args:
+        num_samples: Number of samples.
+        size: Side of each sample in pixels.
+        bands: Bands per image (per date for pairs).
+        seed: Seed of the scenes.
+        split: ``"train"``, ``"val"``, ``"test"`` or ``"predict"``: independent streams of scenes.
+        augment: Augmentation, or ``None``.
+        multitask: Add the ``"segmentation"``, ``"boundary"`` and ``"distance"`` targets.
+        mean: Per-band means (images are float32 in [0, 1]); ``None`` leaves them as they are.
+        std: Per-band standard deviations.
+        colour: Add the ``"colour"`` target (HSV of bands 0, 1, 2; segmentation only).
+    """
+
     num_classes: int = 2
+    has_colour = False  # whether the samples can carry the colour target
 
     def __init__(
         self,
-        num_samples: int,
-        size: int,
-        bands: int,
-        seed: int,
-        split: str,
-        augment: Augment | None,
-        multitask: bool,
-        mean: Sequence[float] | None,
-        std: Sequence[float] | None,
+        num_samples: int = 256,
+        size: int = 256,
+        bands: int = 3,
+        seed: int = 0,
+        split: str = "train",
+        *,
+        augment: Augment | None = None,
+        multitask: bool = False,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         colour: bool = False,
     ) -> None:
+        if colour and not self.has_colour:
+            raise ValueError(f"{type(self).__name__} has no colour target")
         if split not in _SPLIT_STREAMS:
             raise ValueError(f"split must be one of {sorted(_SPLIT_STREAMS)}, got {split!r}")
         if num_samples < 0:
@@ -368,82 +388,35 @@ class _SyntheticDataset(Dataset[Sample]):
             raise IndexError(f"sample {index} out of range for {self.num_samples} samples")
         return np.random.default_rng([self.seed, _SPLIT_STREAMS[self.split], index])
 
+    def render(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """The raw arrays of one sample (the subclasses' scene generator)."""
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Sample:
+        """Sample ``index`` as a sample dict (inputs, ``"mask"`` and the requested targets)."""
+        return self.maker(self.render(self.scene_rng(index)), source_dtype=np.float32)
+
 
 class SyntheticChangeDetection(_SyntheticDataset):
-    """Built-in synthetic change-detection pairs (:func:`~mantis.data.synthetic.synthetic_change_pair`).
-
-    Scene ``i`` depends only on ``seed``, ``split`` and ``i``; only the augmentation (when given) is random.
-
-    Args:
-        num_samples: Number of pairs.
-        size: Side of each pair in pixels.
-        bands: Bands per date.
-        seed: Seed of the scenes.
-        split: ``"train"``, ``"val"``, ``"test"`` or ``"predict"``: independent streams of scenes.
-        augment: Augmentation, or ``None``.
-        multitask: Add the ``"segmentation"``, ``"boundary"`` and ``"distance"`` targets.
-        mean: Per-band means (images are float32 in [0, 1]); ``None`` leaves them as they are.
-        std: Per-band standard deviations.
+    """Built-in synthetic change-detection pairs (:func:`~mantis.data.synthetic.synthetic_change_pair`):
+    ``"image1"``, ``"image2"``, ``"mask"`` (and the multitask targets). Arguments: see :class:`_SyntheticDataset`.
     """
 
     num_classes = 2
 
-    def __init__(
-        self,
-        num_samples: int = 256,
-        size: int = 256,
-        bands: int = 3,
-        seed: int = 0,
-        split: str = "train",
-        *,
-        augment: Augment | None = None,
-        multitask: bool = False,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ) -> None:
-        super().__init__(num_samples, size, bands, seed, split, augment, multitask, mean, std)
-
-    def __getitem__(self, index: int) -> Sample:
-        """Pair ``index`` as a sample dict (``"image1"``, ``"image2"``, ``"mask"``, ...)."""
-        raw = synthetic_change_pair(self.scene_rng(index), self.size, self.bands)
-        return self.maker(raw, source_dtype=np.float32)
+    def render(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """The raw arrays of one pair."""
+        return synthetic_change_pair(rng, self.size, self.bands)
 
 
 class SyntheticSegmentation(_SyntheticDataset):
-    """Built-in synthetic land-cover scenes, classes 0 background, 1 building, 2 road.
-
-    Args:
-        num_samples: Number of scenes.
-        size: Side of each scene in pixels.
-        bands: Bands per image.
-        seed: Seed of the scenes.
-        split: ``"train"``, ``"val"``, ``"test"`` or ``"predict"``: independent streams of scenes.
-        augment: Augmentation, or ``None``.
-        multitask: Add the ``"segmentation"``, ``"boundary"`` and ``"distance"`` targets.
-        colour: Add the ``"colour"`` target (HSV of bands 0, 1, 2).
-        mean: Per-band means (images are float32 in [0, 1]); ``None`` leaves them as they are.
-        std: Per-band standard deviations.
+    """Built-in synthetic land-cover scenes, classes 0 background, 1 building, 2 road: ``"image"``, ``"mask"``
+    (and the multitask and colour targets). Arguments: see :class:`_SyntheticDataset`.
     """
 
     num_classes = 3
+    has_colour = True
 
-    def __init__(
-        self,
-        num_samples: int = 256,
-        size: int = 256,
-        bands: int = 3,
-        seed: int = 0,
-        split: str = "train",
-        *,
-        augment: Augment | None = None,
-        multitask: bool = False,
-        colour: bool = False,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ) -> None:
-        super().__init__(num_samples, size, bands, seed, split, augment, multitask, mean, std, colour)
-
-    def __getitem__(self, index: int) -> Sample:
-        """Scene ``index`` as a sample dict (``"image"``, ``"mask"``, ...)."""
-        raw = synthetic_segmentation_scene(self.scene_rng(index), self.size, self.bands)
-        return self.maker(raw, source_dtype=np.float32)
+    def render(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """The raw arrays of one scene."""
+        return synthetic_segmentation_scene(rng, self.size, self.bands)
