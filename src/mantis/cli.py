@@ -33,6 +33,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from mantis.commands import CommandError, debugging, one_line, run_command
+from mantis.entry import main as entry_main
+from mantis.entry import usage
 from mantis.models.registry import check_model_kwargs, list_models, model_info
 from mantis.runtime import keep_freed_memory
 from mantis.tasks.guards import StatusProgressBar
@@ -400,8 +402,7 @@ def _dispatch(command: str, argv: list[str]) -> int:
 
 
 def _usage() -> str:
-    commands = ", ".join((*LIGHTNING_COMMANDS, *DISPATCH))
-    return f"usage: {PROG} COMMAND [options]; commands: {commands}; '{PROG} COMMAND --help' for each"
+    return usage()
 
 
 def run_lightning_command(argv: Sequence[str] | None) -> MantisCLI:
@@ -475,9 +476,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     keep_freed_memory()
-    if not args or args[0] in ("-h", "--help"):
-        print(_usage(), file=sys.stderr if not args else sys.stdout)
-        return 0 if args else 2
+    if not args or args[0] in ("-h", "--help", "-V", "--version"):
+        return entry_main(args)
     command = args[0]
     if command in DISPATCH:
         return _dispatch(command, args[1:])
