@@ -141,3 +141,9 @@ def test_config_error_line_condenses_nested_messages() -> None:
         "    - Expected a <class 'NoneType'>\n  Given value type: <class 'str'>\n  Given value: abc"
     )
     assert config_error_line(message) == "data.init_args.batch_size: expected int, got 'abc'"
+
+
+def test_a_misspelt_option_is_refused_not_expanded(capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines = _run(["fit", "--trainer.max_epoch", "3", "--print_config"], capsys)
+    assert code == 2
+    assert len(lines) == 1 and "unrecognized arguments: --trainer.max_epoch 3" in lines[0]

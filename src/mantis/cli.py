@@ -436,7 +436,9 @@ def _make_cli(argv: Sequence[str] | None, no_exit: dict[str, Any]) -> MantisCLI:
         parser_kwargs={
             "prog": PROG,
             **no_exit,
-            **{cmd: {**no_exit, "default_config_files": []} for cmd in LIGHTNING_COMMANDS},
+            "allow_abbrev": False,
+            # No abbreviations: a misspelt --trainer.max_epoch must not pass for --trainer.max_epochs.
+            **{cmd: {**no_exit, "default_config_files": [], "allow_abbrev": False} for cmd in LIGHTNING_COMMANDS},
         },
         args=None if argv is None else list(argv),
         auto_configure_optimizers=False,

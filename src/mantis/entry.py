@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from mantis.cli import main as run
 
-    return run(args)
+    return run(None if argv is None else args)  # None: the command reads sys.argv itself, as Lightning expects
 
 
 if __name__ == "__main__":
