@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "stats": "per-band statistics of a folder of images, for normalisation",
     "summary": "layers, output shapes and parameters of a model or checkpoint",
     "convert": "read the authors' MXNet .params weights into a Mantis checkpoint",
+    "configs": "copy the example configs that come with the package into a folder (default ./configs)",
 }
 
 
@@ -52,6 +53,30 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
+def copy_configs(argv: Sequence[str]) -> int:
+    """``mantis configs [DEST]``: copy the packaged example configs to ``DEST``; never overwrites a file."""
+    from pathlib import Path
+
+    if any(a in ("-h", "--help") for a in argv) or len(argv) > 1:
+        print(f"usage: {PROG} configs [DEST]  (copies the example configs; default ./configs)")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    source = Path(__file__).resolve().parent / "configs"
+    dest = Path(argv[0] if argv else "configs")
+    files = sorted(source.glob("*.yaml"))
+    clashes = [dest / f.name for f in files if (dest / f.name).exists()]
+    if dest.exists() and not dest.is_dir():
+        print(f"{PROG} configs: error: {dest}: exists and is not a folder", file=sys.stderr)
+        return 2
+    if clashes:
+        print(f"{PROG} configs: error: {clashes[0]}: already exists (nothing copied)", file=sys.stderr)
+        return 2
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        (dest / f.name).write_bytes(f.read_bytes())
+        print(f"wrote {dest / f.name}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mantis``; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -67,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[0] not in COMMANDS:
         print(f"{PROG}: error: unknown command {args[0]!r}; {usage()}", file=sys.stderr)
         return 2
+    if args[0] == "configs":
+        return copy_configs(args[1:])
     from mantis.cli import main as run
 
     return run(None if argv is None else args)  # None: the command reads sys.argv itself, as Lightning expects
