@@ -127,7 +127,7 @@ def main() -> None:
             f"- {machine_line()} {args.threads} threads; median of {args.steps} steps, {args.repeats} interleaved "
             "processes per checkout.",
             "",
-            f"| network | bands | s/step `{label}` | s/step now | speed-up |",
+            f"| network | bands | s/step `{label}` | s/step this checkout | speed-up |",
             "|---|---:|---:|---:|---:|",
             *rows,
         ]

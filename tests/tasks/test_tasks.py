@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mantis.tasks import ChangeDetectionTask, ClassificationTask, SegmentationTask
+from mantis.tasks.guards import DivergedError
 from tests.tasks.folders import TINY_CD_MODEL, TINY_SEG_MODEL
 
 
@@ -269,3 +270,21 @@ def test_a_network_that_predicts_one_class_is_named_in_words(capsys: pytest.Capt
     checkpoint: dict[str, Any] = {}
     task.on_save_checkpoint(checkpoint)
     assert checkpoint["collapse_watch"] == {"rounds": 3}
+
+
+def test_a_nan_loss_stops_training_in_one_line_naming_the_cause(tmp_path: Any) -> None:
+    torch.manual_seed(0)
+    data = _cd_batches(4)
+    data[2]["image2"][0, 3, 4] = float("nan")  # one bad pixel in the third batch
+    task = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL))
+    checkpoints = lightning.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    trainer = _trainer(max_epochs=1, enable_checkpointing=True, callbacks=[checkpoints])
+    with pytest.raises(DivergedError, match=r"loss is NaN at step 2 \(epoch 0\) because the batch's image2 holds NaN"):
+        trainer.fit(task, DataLoader(data, batch_size=1))
+    assert list(tmp_path.iterdir()) == []  # nothing saved from the bad step on
+
+    clean = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL))
+    with torch.no_grad():  # weights already diverged: the inputs are fine, the training is not
+        clean.model.head.segm_logits.logits[-1].bias.fill_(float("inf"))
+    with pytest.raises(DivergedError, match="training diverged; lower the learning rate"):
+        clean.training_step({k: v[None] for k, v in _cd_batches(1)[0].items()}, 0)

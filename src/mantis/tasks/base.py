@@ -17,7 +17,7 @@ from torchmetrics import MeanMetric
 from mantis.metrics import ConfusionScores, scores_to_json
 from mantis.models.registry import create_model
 from mantis.nn.layout import channels_last
-from mantis.tasks.guards import CollapseWatch
+from mantis.tasks.guards import CollapseWatch, DivergedError, diverged_message
 from mantis.tasks.schedule import PlateauAfterProgress
 
 Stage = Literal["train", "val", "test"]
@@ -187,6 +187,8 @@ class BaseTask(lightning.LightningModule):
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         """One optimisation step's loss; updates the training confusion matrix."""
         loss, scores, target = self.compute_loss(batch)
+        if not bool(loss.detach().isfinite()):
+            raise DivergedError(diverged_message(batch, self.global_step, self.current_epoch, self.current_lr()))
         self.train_scores.update(scores, target)
         n = int(target.shape[0])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)

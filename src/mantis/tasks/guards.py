@@ -1,4 +1,5 @@
-"""Guard rails a user sees during training: a network that keeps predicting one class everywhere is named in words."""
+"""Guard rails a user sees during training: a network that keeps predicting one class everywhere is named in
+words, and a loss that is no longer a number stops the run in one line."""
 
 from __future__ import annotations
 
@@ -20,6 +21,31 @@ def dominant_prediction(confmat: torch.Tensor) -> tuple[int, float]:
         return 0, float("nan")
     k = int(predicted.argmax())
     return k, float(predicted[k]) / total
+
+
+class DivergedError(ValueError):
+    """The training loss stopped being a finite number; the run ends before a checkpoint can take NaN weights."""
+
+
+def diverged_message(batch: Any, step: int, epoch: int, lr: float) -> str:
+    """Why the loss of ``batch`` is not finite, in one line: bad input values, else divergence."""
+    if isinstance(batch, dict):
+        bad = [
+            key
+            for key, value in batch.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(value.isfinite().all())
+        ]
+        if bad:
+            return (
+                f"the training loss is NaN at step {step} (epoch {epoch}) because the batch's {', '.join(bad)} "
+                "holds NaN or infinite values: set such pixels to the file's nodata value or fix the files; "
+                "no checkpoint was written from this step on"
+            )
+    return (
+        f"the training loss became NaN or infinite at step {step} (epoch {epoch}): training diverged; lower the "
+        f"learning rate (now {lr:g}, --model.init_args.lr) or use fp32 (--trainer.precision 32-true); "
+        "no checkpoint was written from this step on"
+    )
 
 
 class CollapseWatch:
