@@ -34,6 +34,7 @@ from mantis.data.datasets import (
     SyntheticSegmentation,
 )
 from mantis.data.folders import list_images, read_split_file
+from mantis.data.splits import random_split
 from mantis.data.stats import BandStats, compute_band_stats
 from mantis.data.synthetic import SEGMENTATION_CLASSES, synthetic_change_pair, synthetic_segmentation_scene
 from mantis.io.errors import DataError
@@ -276,25 +277,12 @@ class _BaseDataModule(lightning.LightningDataModule):
             names = [p.name for p in list_images(root / self.dirs[0])]
             if not names:
                 raise DataError(root / self.dirs[0], "no images found")
-            order = np.random.default_rng(self.seed).permutation(len(names))
-            shuffled = [names[i] for i in order]
-            n_val = int(round(len(names) * val_fraction)) if val_fraction > 0 else 0
-            n_test = int(round(len(names) * test_fraction)) if test_fraction > 0 else 0
-            n_val = max(n_val, 1) if val_fraction > 0 else 0
-            n_test = max(n_test, 1) if test_fraction > 0 else 0
-            if n_val + n_test >= len(names):
-                raise DataError(
-                    root,
-                    f"{len(names)} images are too few for val_fraction={val_fraction}, test_fraction={test_fraction}",
-                )
-            splits = {
-                "val": shuffled[:n_val],
-                "test": shuffled[n_val : n_val + n_test],
-                "train": shuffled[n_val + n_test :],
-            }
+            try:
+                splits = random_split(names, val_fraction, test_fraction, self.seed)
+            except ValueError as error:
+                raise DataError(root, str(error)) from None
             for stage, chosen in splits.items():
-                if chosen:
-                    plan.add(stage, root, sorted(chosen))
+                plan.add(stage, root, chosen)
         if not plan.folders:
             raise DataError(root, "no splits found")
         return plan
