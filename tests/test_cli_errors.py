@@ -147,3 +147,11 @@ def test_a_misspelt_option_is_refused_not_expanded(capsys: pytest.CaptureFixture
     code, lines = _run(["fit", "--trainer.max_epoch", "3", "--print_config"], capsys)
     assert code == 2
     assert len(lines) == 1 and "unrecognized arguments: --trainer.max_epoch 3" in lines[0]
+
+
+def test_a_class_refusing_its_arguments_gives_its_own_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["fit", "--model", "mantis.tasks.SegmentationTask", "--model.init_args.model", "fractal_resunet"]
+    args += ["--data", "mantis.data.SegmentationDataModule", "--data.init_args.num_classes", "2"]
+    code, lines = _run(args, capsys)
+    assert code == 2
+    assert lines == ["mantis fit: error: synthetic scenes have 3 classes, got 2"]

@@ -32,7 +32,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from mantis.commands import CommandError, debugging, one_line, run_command
+from mantis.commands import USER_ERRORS, CommandError, debugging, one_line, run_command
 from mantis.entry import main as entry_main
 from mantis.entry import usage
 from mantis.models.registry import check_model_kwargs, list_models, model_info
@@ -464,6 +464,12 @@ def guarded(command: str, run: Callable[[], T], args: Sequence[str] = ()) -> tup
             if debugging():
                 raise
             raise CommandError(config_error_line(str(error), args)) from None
+        except ValueError as error:
+            # A class that refused its arguments while the parser built it: report the class's own reason.
+            cause = error.__cause__
+            if str(error).startswith("Does not validate against any") and isinstance(cause, USER_ERRORS):
+                raise cause from None
+            raise
         return 0
 
     code = run_command(f"{PROG} {command}", body)

@@ -9,7 +9,7 @@ import pytest
 import rasterio
 import torch
 
-from mantis.inference import WindowSpec, predict_folder, predict_raster, sliding_window_predict
+from mantis.inference import InputError, WindowSpec, predict_folder, predict_raster, sliding_window_predict
 from mantis.inference.predict_cli import build_parser
 
 from .conftest import PixelChange, PixelSeg, write_geotiff
@@ -98,3 +98,12 @@ def test_cli_defaults_are_the_spec_defaults() -> None:
         spec.batch_size,
         spec.precision,
     )
+
+
+def test_a_window_the_network_cannot_take_is_refused_before_reading(tmp_path: Path, seg_model: PixelSeg) -> None:
+    seg_model.size_multiple = 8  # type: ignore[assignment]  # as a U-Net of depth 4 has
+    with pytest.raises(InputError, match=r"window 12 does not suit the network: .* multiples of 8 \(nearest: 8 or 16"):
+        predict_raster(seg_model, tmp_path / "not-read.tif", tmp_path / "o", window=12)
+    with pytest.raises(InputError, match="window 4 does not suit"):
+        predict_folder(seg_model, tmp_path, tmp_path / "o", window=(16, 4))
+    assert not (tmp_path / "o").exists()

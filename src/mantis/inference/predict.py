@@ -368,6 +368,32 @@ def _load(
     return model, meta or ModelMeta(task="change_detection" if n_inputs == 2 else "segmentation")
 
 
+def _size_multiple(model: Any) -> int:
+    """The multiple every window side must be for ``model`` (an ensemble: the largest of its members')."""
+    members = getattr(model, "members", None)
+    if members is not None:
+        return max((_size_multiple(m) for m in members), default=1)
+    multiple = getattr(model, "size_multiple", 1)
+    return multiple if isinstance(multiple, int) and multiple > 0 else 1
+
+
+def check_window(model: Any, spec: WindowSpec) -> None:
+    """Refuse, before any file is read, a window whose sides the network cannot take.
+
+    Raises:
+        InputError: naming the window, the multiple it needs and the nearest valid sizes.
+    """
+    multiple = _size_multiple(model)
+    for side in spec.geometry(2)[0]:
+        if side % multiple:
+            lower = side // multiple * multiple
+            nearest = f"{lower} or {lower + multiple}" if lower else str(multiple)
+            raise InputError(
+                f"window {side} does not suit the network: its sides must be multiples of {multiple} "
+                f"(nearest: {nearest}; --window)"
+            )
+
+
 def predict_raster(
     model: nn.Module | Callable[..., Any] | PathLike | Sequence[PathLike],
     inputs: PathLike | Sequence[PathLike],
@@ -415,6 +441,7 @@ def predict_raster(
     spec = WindowSpec.build(spec, **window_options)
     paths = _as_paths(inputs)
     fn, meta = _load(model, meta, len(paths), device)
+    check_window(fn, spec)
     job = plan_prediction(paths, output_dir, meta, outputs, prob_dtype, output_format, overwrite)
     return run_prediction(job, fn, meta, spec, prob_dtype, device, progress)
 
@@ -479,6 +506,7 @@ def predict_folder(
     spec = WindowSpec.build(spec, **window_options)
     folders = _as_paths(inputs)
     fn, meta = _load(model, meta, len(folders), device)
+    check_window(fn, spec)
     jobs = []
     for group in pair_folders(folders):
         if skip_existing:
