@@ -155,3 +155,27 @@ def test_a_class_refusing_its_arguments_gives_its_own_reason(capsys: pytest.Capt
     code, lines = _run(args, capsys)
     assert code == 2
     assert lines == ["mantis fit: error: synthetic scenes have 3 classes, got 2"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--model.init_args.model_kwargs", "{nf: 8, depth: 2, psp_depth: 2, spatial_dims: 3}"],
+            "model_kwargs spatial_dims=3, but ChangeDetectionDataModule gives 2D samples; use spatial_dims: 2",
+        ),
+        (
+            ["--model", "mantis.tasks.ClassificationTask", "--model.init_args.model", "cnn"],
+            "ClassificationTask needs one class per sample ('label'), but ChangeDetectionDataModule gives 'mask'",
+        ),
+    ],
+)
+def test_data_of_another_kind_than_the_task_is_named_in_one_line(
+    extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["fit", "--model.init_args.model", "fractal_resnet_cd", *extra, "--data.init_args.patch_size", "32"]
+    args += ["--trainer.max_epochs", "1", "--run_dir", str(tmp_path / "run")]
+    code, lines = _run(args, capsys)
+    assert code == 2
+    assert len(lines) == 1 and message in lines[0]
+    assert not (tmp_path / "run" / "checkpoints").exists()

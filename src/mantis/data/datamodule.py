@@ -113,6 +113,8 @@ class _BaseDataModule(lightning.LightningDataModule):
     """
 
     num_classes: int  # set by the subclasses
+    target = "mask"  # batches hold a class per pixel (tasks check that they take this kind)
+    spatial_dims = 2  # images
 
     def __init__(
         self,

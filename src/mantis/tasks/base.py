@@ -72,6 +72,7 @@ class BaseTask(lightning.LightningModule):
     """
 
     task_name = "base"
+    target = "mask"  # what the batches must hold: "mask" (a class per pixel) or "label" (one per sample)
 
     def __init__(
         self,
@@ -169,11 +170,13 @@ class BaseTask(lightning.LightningModule):
             self._layout_hook = self.model.register_forward_pre_hook(_channels_last_inputs)
 
     def setup(self, stage: str) -> None:
-        """Check, before any batch, that the data's window size suits the network; choose the layout."""
-        on_cpu = self._trainer is not None and isinstance(self.trainer.accelerator, CPUAccelerator)
-        if self.channels_last is None and on_cpu:
-            self.use_channels_last()
+        """Check, before any batch, that the data suit the network (targets, dimensions, window size);
+        choose the layout."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        self._check_data_kind(datamodule)
+        on_cpu = self._trainer is not None and isinstance(self.trainer.accelerator, CPUAccelerator)
+        if self.channels_last is None and on_cpu and getattr(self.model, "spatial_dims", 2) == 2:
+            self.use_channels_last()
         patch = getattr(datamodule, "patch_size", None)
         multiple = getattr(self.model, "size_multiple", None)
         if isinstance(patch, int) and isinstance(multiple, int) and patch % multiple:
@@ -182,6 +185,22 @@ class BaseTask(lightning.LightningModule):
             raise ValueError(
                 f"data patch_size {patch} is not divisible by {multiple}, which {self.hparams['model']} with "
                 f"these model_kwargs needs (depth, psp_depth); use {sizes}"
+            )
+
+    def _check_data_kind(self, datamodule: Any) -> None:
+        """One line when the data module's samples are of another kind than this task and network take."""
+        target = getattr(datamodule, "target", None)
+        if target is not None and target != self.target:
+            want = "one class per sample ('label')" if self.target == "label" else "a class per pixel ('mask')"
+            raise ValueError(
+                f"{type(self).__name__} needs {want}, but {type(datamodule).__name__} gives '{target}' batches; "
+                "pick a task and a data module of the same kind"
+            )
+        data_dims, model_dims = getattr(datamodule, "spatial_dims", None), getattr(self.model, "spatial_dims", None)
+        if data_dims is not None and model_dims is not None and data_dims != model_dims:
+            raise ValueError(
+                f"model_kwargs spatial_dims={model_dims}, but {type(datamodule).__name__} gives {data_dims}D "
+                f"samples; use spatial_dims: {data_dims}"
             )
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:

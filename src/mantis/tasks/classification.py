@@ -25,6 +25,7 @@ class ClassificationTask(BaseTask):
     """
 
     task_name = "classification"
+    target = "label"
 
     def __init__(
         self,
