@@ -179,3 +179,13 @@ def test_data_of_another_kind_than_the_task_is_named_in_one_line(
     assert code == 2
     assert len(lines) == 1 and message in lines[0]
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_bare_fit_is_a_run_that_finishes_on_a_cpu(capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    assert main(["fit", "--print_config"]) == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["trainer"]["max_epochs"] == 8  # not Lightning's 1000
+    assert config["model"]["init_args"]["model"] == "fractal_resnet_cd"
+    assert config["data"]["init_args"]["patch_size"] == 64

@@ -56,6 +56,8 @@ DISPATCH: dict[str, tuple[str, str]] = {
     "summary": ("mantis.inspect.summary", "main"),
     "convert": ("mantis.convert.cli", "main"),
 }
+#: How long bare `mantis fit` trains (not Lightning's 1000 epochs); configs set their own.
+BARE_MAX_EPOCHS = 8
 _RUN_DIR_ENV = "MANTIS_RUN_DIR"
 _RUN_DIR_OWNER_ENV = "MANTIS_RUN_DIR_OWNER"
 _METRICS_FILE = {"test": "test_metrics.json", "validate": "validate_metrics.json"}
@@ -149,10 +151,15 @@ class MantisCLI(LightningCLI):
             default=False,
             help="After fit, test the best checkpoint on the test split and write test_metrics.json.",
         )
+        # Bare `mantis fit`: a run that finishes on a laptop CPU (configs set their own values).
         parser.set_defaults(
             {
-                "model": {"class_path": TASKS["change_detection"], "init_args": {"model": "ceecnet_v1"}},
-                "data": {"class_path": "mantis.data.ChangeDetectionDataModule"},
+                "model": {
+                    "class_path": TASKS["change_detection"],
+                    "init_args": {"model": "fractal_resnet_cd"},
+                },
+                "data": {"class_path": "mantis.data.ChangeDetectionDataModule", "init_args": {"patch_size": 64}},
+                "trainer.max_epochs": BARE_MAX_EPOCHS,
             }
         )
         for source, target in (
