@@ -358,6 +358,11 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
         "(true share: LEVIR test 0.164, SpaceNet test quadrant "
         f"{SPACENET_TEST_SHARE:.3f})."
     )
+    if any(" (" in r["model"] for r in results):
+        lines.append(
+            "A name in brackets is the variant (`--label`) or the earlier commit a row was measured at, before "
+            "changes that alter a step's cost."
+        )
     return "\n".join(lines)
 
 
