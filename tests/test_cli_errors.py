@@ -109,7 +109,7 @@ def test_unknown_config_key_names_the_file_and_key(tmp_path: Path, capsys: pytes
         (["--model.init_args.model", "unet9000"], "unknown model 'unet9000'"),
         (
             ["--model.init_args.model_kwargs", '{"nff": 8}'],
-            "model 'ceecnet_v1' has no argument 'nff'; its arguments: in_ch",
+            "model 'fractal_resnet_cd' has no argument 'nff'; its arguments: in_ch",
         ),
         (["--data.init_args.patch_size", "48"], "data patch_size 48 is not divisible by 32"),
         (["--data.init_args.root", "/nonexistent/data"], "/nonexistent/data: dataset folder not found"),
