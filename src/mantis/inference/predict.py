@@ -40,6 +40,7 @@ from mantis.inference.sliding import WindowForward, _progress, accumulate_window
 from mantis.inference.spec import WindowSpec
 from mantis.inference.tiling import blend_weights, padded_extent, reflect_indices, window_starts
 from mantis.io.folders import files_by_stem, list_images, match_file
+from mantis.models.common import nearest_sizes
 
 PathLike = str | os.PathLike[str]
 
@@ -386,11 +387,9 @@ def check_window(model: Any, spec: WindowSpec) -> None:
     multiple = _size_multiple(model)
     for side in spec.geometry(2)[0]:
         if side % multiple:
-            lower = side // multiple * multiple
-            nearest = f"{lower} or {lower + multiple}" if lower else str(multiple)
             raise InputError(
                 f"window {side} does not suit the network: its sides must be multiples of {multiple} "
-                f"(nearest: {nearest}; --window)"
+                f"(nearest: {nearest_sizes(side, multiple)}; --window)"
             )
 
 

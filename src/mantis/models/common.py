@@ -27,6 +27,12 @@ def size_multiple(depth: int, psp_depth: int, head_psp_depth: int, unit: str = "
     return lcm(2 ** (depth - 1) * deepest, 2 ** (head_psp_depth - 1))
 
 
+def nearest_sizes(size: int, multiple: int) -> str:
+    """The valid sizes next to ``size`` for a network that needs multiples of ``multiple``: ``"96 or 128"``."""
+    lower = size // multiple * multiple
+    return f"{lower} or {lower + multiple}" if lower else str(multiple)
+
+
 def check_input(x: torch.Tensor, in_channels: int, spatial_dims: int, multiple: int, model: str) -> None:
     """Raise a ValueError naming the problem if ``x`` is not B x in_channels x S with every S % multiple == 0."""
     if x.dim() != spatial_dims + 2:
@@ -38,11 +44,9 @@ def check_input(x: torch.Tensor, in_channels: int, spatial_dims: int, multiple: 
         raise ValueError(f"{model}: expected {in_channels} input channels (bands), got {x.shape[1]}")
     for size in x.shape[2:]:
         if size % multiple:
-            lower = size // multiple * multiple
-            nearest = f"{lower} or {lower + multiple}" if lower else f"{multiple}"
             raise ValueError(
                 f"{model}: input size {size} is not divisible by {multiple} (needed by the network's depth "
-                f"and PSP depth); nearest valid sizes: {nearest}"
+                f"and PSP depth); nearest valid sizes: {nearest_sizes(size, multiple)}"
             )
 
 

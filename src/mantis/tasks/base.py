@@ -15,6 +15,7 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from torchmetrics import MeanMetric
 
 from mantis.metrics import ConfusionScores, scores_to_json
+from mantis.models.common import nearest_sizes
 from mantis.models.registry import create_model
 from mantis.nn.layout import channels_last
 from mantis.tasks.guards import CollapseWatch, DivergedError, diverged_message
@@ -180,8 +181,7 @@ class BaseTask(lightning.LightningModule):
         patch = getattr(datamodule, "patch_size", None)
         multiple = getattr(self.model, "size_multiple", None)
         if isinstance(patch, int) and isinstance(multiple, int) and patch % multiple:
-            lower = patch // multiple * multiple
-            sizes = f"{lower} or {lower + multiple}" if lower else str(multiple)
+            sizes = nearest_sizes(patch, multiple)
             raise ValueError(
                 f"data patch_size {patch} is not divisible by {multiple}, which {self.hparams['model']} with "
                 f"these model_kwargs needs (depth, psp_depth); use {sizes}"
