@@ -30,13 +30,16 @@ from jsonargparse import ParserError
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.io import CheckpointIO
 
 from mantis.commands import USER_ERRORS, CommandError, debugging, one_line, run_command
 from mantis.entry import main as entry_main
 from mantis.entry import usage
 from mantis.models.registry import check_model_kwargs, list_models, model_info
+from mantis.run_folders import ContinuingCSVLogger, claim_next_version, latest_checkpoint, run_folder_of
 from mantis.runtime import keep_freed_memory
+from mantis.tasks.checkpoints import AtomicCheckpointIO, StepCheckpoint
 from mantis.tasks.guards import StatusProgressBar
 
 __all__ = ["MantisCLI", "main"]
@@ -71,6 +74,12 @@ class RunConfigSaver(SaveConfigCallback):
         if not self.already_saved:
             name = str(getattr(stage, "value", stage))  # Lightning passes a TrainerFn enum
             self.config_filename = "config.yaml" if name == "fit" else f"config_{name}.yaml"
+            folder = Path(trainer.log_dir or ".")
+            if name == "fit" and (folder / "config.yaml").exists():  # a resumed run: keep the first config
+                number = 1
+                while (folder / f"config_resume_{number}.yaml").exists():
+                    number += 1
+                self.config_filename = f"config_resume_{number}.yaml"
         super().setup(trainer, pl_module, stage)
 
 
@@ -110,9 +119,11 @@ NOISY_WARNINGS = (
 )
 
 
-def _next_version(folder: Path) -> Path:
-    versions = [int(m.group(1)) for p in folder.glob("version_*") if (m := re.fullmatch(r"version_(\d+)", p.name))]
-    return folder / f"version_{max(versions, default=-1) + 1}"
+def _as_list(value: Any) -> list[Any]:
+    """A config entry that may be one item, a list or absent, as a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def _is_child_process() -> bool:
@@ -131,6 +142,7 @@ class MantisCLI(LightningCLI):
 
     run_dir: Path
     best_checkpoint: ModelCheckpoint | None = None
+    _resume_step = 0  # global step of the checkpoint given with --ckpt_path
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -144,6 +156,12 @@ class MantisCLI(LightningCLI):
         )
         parser.add_argument(
             "--run_name", type=str | None, default=None, help="Name of the run family (default: the model name)."
+        )
+        parser.add_argument(
+            "--checkpoint_every_n_steps",
+            type=int,
+            default=100,
+            help="Also write checkpoints/last.ckpt every N training steps (0: at epoch ends only).",
         )
         parser.add_argument(
             "--test_after_fit",
@@ -195,13 +213,18 @@ class MantisCLI(LightningCLI):
     def _resolve_run_dir(self, cfg: Any, model_name: str | None) -> Path:
         if _is_child_process():
             return Path(os.environ[_RUN_DIR_ENV])
+        # `fit --ckpt_path` of a run's checkpoint continues that run in its own folder (unless --run_dir)
+        home = run_folder_of(cfg.get("ckpt_path")) if self.subcommand == "fit" else None
         if cfg.get("run_dir"):
             run_dir = Path(cfg.run_dir)
-            if (run_dir / "config.yaml").exists() and self.subcommand == "fit":
+            resuming_here = home is not None and run_dir.resolve() == home
+            if (run_dir / "config.yaml").exists() and self.subcommand == "fit" and not resuming_here:
                 raise CommandError(f"{run_dir}: already holds a run (config.yaml); choose another --run_dir")
+        elif home is not None:
+            run_dir = home
         else:
             root = Path(cfg.trainer.get("default_root_dir") or "runs")
-            run_dir = _next_version(root / (cfg.get("run_name") or model_name or "mantis"))
+            run_dir = claim_next_version(root / (cfg.get("run_name") or model_name or "mantis"))
         os.environ[_RUN_DIR_ENV] = str(run_dir)
         os.environ[_RUN_DIR_OWNER_ENV] = str(os.getpid())
         return run_dir
@@ -216,7 +239,9 @@ class MantisCLI(LightningCLI):
             if self.subcommand == "fit":
                 # Not for validate/test: a CSV logger would replace the metrics.csv of a training run in the
                 # same folder (their metrics go to *_metrics.json).
-                kwargs["logger"].append(CSVLogger(save_dir=str(self.run_dir), name="", version=""))
+                continuing = run_folder_of(self._subconfig().get("ckpt_path")) == self.run_dir.resolve()
+                resume_step = self._resume_step if continuing else 0
+                kwargs["logger"].append(ContinuingCSVLogger(str(self.run_dir), resume_step=resume_step))
         callbacks = list(trainer_cfg.get("callbacks") or [])
         if trainer_cfg.get("enable_checkpointing") is not False and not any(
             isinstance(c, ModelCheckpoint) for c in callbacks
@@ -232,7 +257,12 @@ class MantisCLI(LightningCLI):
             # Lightning's save_last only writes when the best changes: keep the latest epoch separately.
             latest = ModelCheckpoint(dirpath=folder, filename="last", save_top_k=1, enable_version_counter=False)
             callbacks += [self.best_checkpoint, latest]
+            every = self._subconfig().get("checkpoint_every_n_steps") or 0
+            if every > 0:  # and within epochs, so that a kill loses at most `every` steps
+                callbacks.append(StepCheckpoint(folder, every))
             kwargs["callbacks"] = callbacks
+        if not any(isinstance(p, CheckpointIO) for p in _as_list(trainer_cfg.get("plugins"))):
+            kwargs["plugins"] = [*_as_list(trainer_cfg.get("plugins")), AtomicCheckpointIO()]
         if trainer_cfg.get("enable_progress_bar") is not False and not any(
             isinstance(c, ProgressBar) for c in callbacks
         ):
@@ -286,17 +316,31 @@ class MantisCLI(LightningCLI):
 
     # -- checkpoints --------------------------------------------------------------------------
 
+    @staticmethod
+    def _latest_checkpoint(cfg: Any) -> Path:
+        """``--ckpt_path last``: ``checkpoints/last.ckpt`` of the newest run of the run family."""
+        root = Path(cfg.trainer.get("default_root_dir") or "runs")
+        family = root / (cfg.get("run_name") or cfg.model.init_args.get("model") or "mantis")
+        found = latest_checkpoint(family)
+        if found is None:
+            raise CommandError(f"{family}: no run with checkpoints/last.ckpt to resume (--ckpt_path last)")
+        return found
+
     def _parse_ckpt_path(self) -> None:
         """A checkpoint given with ``--ckpt_path`` must exist; its task and network settings apply."""
         if not self.config.get("subcommand"):
             return
         sub = self.config[self.config.subcommand]
         ckpt_path = sub.get("ckpt_path")
+        if ckpt_path == "last" and self.config.subcommand == "fit":
+            ckpt_path = sub.ckpt_path = str(self._latest_checkpoint(sub))
         if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
             return
         from mantis.inference.checkpoint import read_checkpoint
 
-        hparams = read_checkpoint(ckpt_path)["hyper_parameters"]
+        checkpoint = read_checkpoint(ckpt_path)
+        hparams = checkpoint["hyper_parameters"]
+        self._resume_step = int(checkpoint.get("global_step") or 0)
         task = hparams.get("task")
         if task not in TASKS:
             raise CommandError(f"{ckpt_path}: not a Mantis checkpoint (no known 'task' in its hyper-parameters)")
@@ -427,8 +471,10 @@ def run_lightning_command(argv: Sequence[str] | None) -> MantisCLI:
         return _make_cli(argv, no_exit)
     finally:
         if not child:  # the run folder was for the processes this command started
-            os.environ.pop(_RUN_DIR_ENV, None)
+            run_dir = os.environ.pop(_RUN_DIR_ENV, None)
             os.environ.pop(_RUN_DIR_OWNER_ENV, None)
+            if run_dir and Path(run_dir).is_dir() and not any(Path(run_dir).iterdir()):
+                Path(run_dir).rmdir()  # claimed, then refused before anything was written: leave no trace
 
 
 def _make_cli(argv: Sequence[str] | None, no_exit: dict[str, Any]) -> MantisCLI:

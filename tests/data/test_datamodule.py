@@ -34,16 +34,19 @@ def test_synthetic_segmentation_defaults() -> None:
 
 
 def test_training_batches_are_reproducible_when_seeded() -> None:
-    data = ChangeDetectionDataModule(patch_size=32, batch_size=2, num_train=4, augment=Augment(rotate_zoom_p=1.0))
-    data.setup("fit")
+    def module() -> ChangeDetectionDataModule:
+        data = ChangeDetectionDataModule(patch_size=32, batch_size=2, num_train=4, augment=Augment(rotate_zoom_p=1.0))
+        data.setup("fit")
+        return data
 
-    def epoch() -> list[torch.Tensor]:
+    def epoch(data: ChangeDetectionDataModule) -> list[torch.Tensor]:
         return [batch["image1"] for batch in data.train_dataloader()]
 
     torch.manual_seed(0)
-    first, second = epoch(), epoch()
+    data = module()
+    first, second = epoch(data), epoch(data)
     torch.manual_seed(0)
-    again = epoch()
+    again = epoch(module())
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert not all(torch.equal(a, b) for a, b in zip(first, second))  # epochs differ
 

@@ -10,8 +10,10 @@ How a folder is split (first rule that applies):
 3. otherwise a seeded random split of the files in ``root``: ``val_fraction`` and ``test_fraction``.
 
 Every file of a split is checked in ``setup`` (one-line DataError naming the first bad file) before
-training starts. Randomness (shuffling, random windows, augmentation) comes from torch's generator,
-which DataLoader seeds per worker, so runs are reproducible when seeded (``seed_everything``).
+training starts. The training order and each sample's randomness (random window, augmentation) depend
+only on a seed drawn from torch's generator (which ``seed_everything`` seeds), the epoch and the position
+(:class:`~mantis.data.sampling.EpochSampler`): runs are reproducible when seeded, whatever the number of
+workers, and a run resumed from a checkpoint taken in the middle of an epoch continues with the next batch.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from mantis.data.datasets import (
     SyntheticSegmentation,
 )
 from mantis.data.folders import list_images, read_split_file
+from mantis.data.sampling import EpochSampler, epoch_batches_done
 from mantis.data.splits import random_split
 from mantis.data.stats import BandStats, compute_band_stats
 from mantis.data.synthetic import SEGMENTATION_CLASSES, synthetic_change_pair, synthetic_segmentation_scene
@@ -178,6 +181,9 @@ class _BaseDataModule(lightning.LightningDataModule):
         self.small_images: Literal["pad", "error"] = small_images
         self.sizes = dict(zip(("train", "val", "test"), (num_train, num_val, num_test)))
         self.bands = bands
+        self._sampler: EpochSampler | None = None
+        self._sampler_seed: int | None = None
+        self._resume: dict[str, Any] | None = None
 
     # Files are looked at lazily, on first use, so that bad data surfaces as a DataError of its own
     # rather than inside a configuration parser's error when the module is instantiated.
@@ -376,15 +382,59 @@ class _BaseDataModule(lightning.LightningDataModule):
             return []
         train = stage == "train"
         size = len(dataset)  # type: ignore[arg-type]
+        drop_last = train and size > self.batch_size
+        distributed = self.trainer is not None and self.trainer.world_size > 1
+        sampler = None
+        if train and not distributed:  # several processes: Lightning's DistributedSampler shuffles (not resumable)
+            sampler = self._train_sampler(size, size // self.batch_size if drop_last else -(-size // self.batch_size))
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,
-            drop_last=train and size > self.batch_size,
+            shuffle=train and sampler is None,
+            sampler=sampler,
+            drop_last=drop_last,
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
+            # its own generator: building a loader draws nothing from torch's global one (exact resume)
+            generator=None if distributed else torch.Generator().manual_seed(sampler.seed if sampler else 0),
         )
+
+    def _train_sampler(self, size: int, num_batches: int) -> EpochSampler:
+        """The training order; continues where a resumed checkpoint stopped (see :meth:`load_state_dict`)."""
+        if self._sampler is None or self._sampler.size != size:
+            if self._sampler_seed is None:  # from torch's generator, which seed_everything seeds
+                self._sampler_seed = int(torch.randint(0, 2**62, (1,)).item())
+            self._sampler = EpochSampler(size, self._sampler_seed)
+        if self._resume is not None:
+            epoch, batches = self._resume["epoch"], self._resume["batches"]
+            if self._resume["complete"] or batches >= num_batches:
+                self._sampler.resume(epoch + 1, 0)
+            else:
+                self._sampler.resume(epoch, batches * self.batch_size)
+            self._resume = None
+        return self._sampler
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where training is in its data (saved in checkpoints): the order's seed, the epoch and the batches
+        of it already trained on."""
+        if self._sampler is None or self.trainer is None:
+            return {}
+        batches, complete = epoch_batches_done(self.trainer)
+        return {
+            "sampler_seed": self._sampler.seed,
+            "epoch": self._sampler.last_epoch,  # the epoch being trained
+            "batches": batches,
+            "complete": complete,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the training order of a checkpoint: same seed, next batch (see :meth:`state_dict`)."""
+        if not state_dict:
+            return
+        self._sampler_seed = int(state_dict["sampler_seed"])
+        self._sampler = None
+        self._resume = {k: state_dict[k] for k in ("epoch", "batches", "complete")}
 
     def train_dataloader(self) -> Any:
         """Shuffled training batches of random windows, augmented."""

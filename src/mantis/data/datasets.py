@@ -33,6 +33,7 @@ from mantis.data.augment import Augment
 from mantis.data.folders import FolderItem, index_folder
 from mantis.data.masks import MaskDecoder
 from mantis.data.samples import SampleMaker, torch_seeded_rng
+from mantis.data.sampling import SampleKey, split_key
 from mantis.data.synthetic import synthetic_change_pair, synthetic_segmentation_scene
 from mantis.data.windows import grid_windows, pad_to, random_window
 from mantis.io.errors import DataError
@@ -183,14 +184,20 @@ class _FolderDataset(Dataset[Sample]):
         item_index, window = self.windows[index]
         return self.items[item_index], window
 
-    def __getitem__(self, index: int) -> Sample:
-        """Reads, windows, pads, augments and normalises one sample (see the module docstring for keys)."""
-        rng = torch_seeded_rng() if self.train else None
-        item, window = self.locate(index, rng)
-        raw = {key: read_image(path, window) for key, path in zip(self.image_keys, item.images)}
+    def __getitem__(self, key: SampleKey) -> Sample:
+        """Reads, windows, pads, augments and normalises one sample (see the module docstring for keys).
+
+        ``key`` is an index, or ``(index, sample_seed)`` from :class:`~mantis.data.sampling.EpochSampler`
+        (the seed then fixes the random window and the augmentation).
+        """
+        index, rng = split_key(key)
+        if rng is None and self.train:
+            rng = torch_seeded_rng()
+        item, window = self.locate(index, rng if self.train else None)
+        raw = {name: read_image(path, window) for name, path in zip(self.image_keys, item.images)}
         raw["mask"] = self.decoder(read_mask(item.mask, window), item.mask)
         if self.patch_size is not None:
-            raw = {key: pad_to(value, self.patch_size) for key, value in raw.items()}
+            raw = {name: pad_to(value, self.patch_size) for name, value in raw.items()}
         return self.maker(raw, source_dtype=item.dtype, rng=rng)
 
 
@@ -392,9 +399,13 @@ class _SyntheticDataset(Dataset[Sample]):
         """The raw arrays of one sample (the subclasses' scene generator)."""
         raise NotImplementedError
 
-    def __getitem__(self, index: int) -> Sample:
-        """Sample ``index`` as a sample dict (inputs, ``"mask"`` and the requested targets)."""
-        return self.maker(self.render(self.scene_rng(index)), source_dtype=np.float32)
+    def __getitem__(self, key: SampleKey) -> Sample:
+        """Sample ``index`` as a sample dict (inputs, ``"mask"`` and the requested targets).
+
+        ``key`` is an index, or ``(index, sample_seed)`` (the seed then fixes the augmentation).
+        """
+        index, rng = split_key(key)
+        return self.maker(self.render(self.scene_rng(index)), source_dtype=np.float32, rng=rng)
 
 
 class SyntheticChangeDetection(_SyntheticDataset):

@@ -14,10 +14,12 @@ import torch.nn as nn
 from lightning.pytorch.accelerators import CPUAccelerator
 from torchmetrics import MeanMetric
 
+from mantis.data.sampling import epoch_batches_done
 from mantis.metrics import ConfusionScores, scores_to_json
 from mantis.models.common import nearest_sizes
 from mantis.models.registry import create_model
 from mantis.nn.layout import channels_last
+from mantis.tasks.checkpoints import metric_state, restore_metric_state, restore_rng_states, rng_states
 from mantis.tasks.guards import CollapseWatch, DivergedError, diverged_message
 from mantis.tasks.schedule import PlateauAfterProgress
 
@@ -140,6 +142,8 @@ class BaseTask(lightning.LightningModule):
         self.train_scores = ConfusionScores(k, ignore_index, self.class_names)
         self.val_scores = ConfusionScores(k, ignore_index, self.class_names)
         self.test_scores = ConfusionScores(k, ignore_index, self.class_names)
+        # the epoch's mean training loss as a metric of ours (not Lightning's), so that checkpoints keep it
+        self.train_loss_mean = MeanMetric()
         self.val_loss_mean = MeanMetric()
         self.test_loss_mean = MeanMetric()
         self.val_results: dict[str, float | None] = {}
@@ -210,7 +214,8 @@ class BaseTask(lightning.LightningModule):
             raise DivergedError(diverged_message(batch, self.global_step, self.current_epoch, self.current_lr()))
         self.train_scores.update(scores, target)
         n = int(target.shape[0])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
+        self.train_loss_mean.update(loss.detach(), n)
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
         return loss
 
     def _scores(self, stage: Stage) -> ConfusionScores:
@@ -264,15 +269,33 @@ class BaseTask(lightning.LightningModule):
             self.status = ""
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the count of one-class validation rounds, so that a resumed run warns at the same point."""
+        """Keep the count of one-class validation rounds (a resumed run warns at the same point) and the
+        random generators' states (a resumed run draws what the uninterrupted one drew)."""
         checkpoint["collapse_watch"] = self.collapse.state_dict()
+        checkpoint["rng_states"] = rng_states()
+        trainer = self._trainer
+        # in the middle of an epoch: its training scores so far
+        if trainer is not None and trainer.training and not epoch_batches_done(trainer)[1]:
+            checkpoint["epoch_train_metrics"] = {
+                "scores": metric_state(self.train_scores),
+                "loss": metric_state(self.train_loss_mean),
+            }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore what :meth:`on_save_checkpoint` kept."""
         self.collapse.load_state_dict(checkpoint.get("collapse_watch", {}))
+        if "rng_states" in checkpoint:
+            restore_rng_states(checkpoint["rng_states"])
+        if "epoch_train_metrics" in checkpoint:
+            restore_metric_state(self.train_scores, checkpoint["epoch_train_metrics"]["scores"])
+            restore_metric_state(self.train_loss_mean, checkpoint["epoch_train_metrics"]["loss"])
 
     def on_train_epoch_end(self) -> None:
         """Log the epoch's training metrics."""
+        loss = self.train_loss_mean.compute() if self.train_loss_mean.update_count else None
+        self.train_loss_mean.reset()
+        if loss is not None:
+            self.log("train/loss_epoch", loss.float(), sync_dist=True)
         self._log_scores("train")
 
     def on_validation_epoch_end(self) -> None:

@@ -95,8 +95,13 @@ class DenseTask(BaseTask):
             self.lr_drops += 1
             self.on_lr_drop()
         self._last_lr = lr
-        self.log("train/lr", lr, on_step=False, on_epoch=True)
+
+    def on_train_epoch_end(self) -> None:
+        """Log the epoch's learning rate and loss depth (as set at its start) with its training metrics."""
+        if self._last_lr is not None:  # logged here, not at the start: a run resumed mid-epoch logs them too
+            self.log("train/lr", self._last_lr, on_step=False, on_epoch=True)
         self.log("train/loss_depth", float(self.loss.depth), on_step=False, on_epoch=True)
+        super().on_train_epoch_end()
 
     def on_lr_drop(self) -> None:
         """Apply the evolving loss after the ``lr_drops``-th drop of the learning rate."""
