@@ -164,3 +164,40 @@ def test_16_bit_images_without_statistics_warn(tmp_path: Path) -> None:
     root = make_cd_folder(tmp_path, names=("x",), size=(16, 16), suffix=".tif", dtype="uint16")
     with pytest.warns(UserWarning, match="run `mantis stats`"):
         ChangeDetectionFolder(root, patch_size=16)
+
+
+def test_missing_pixels_rule() -> None:
+    from mantis.io import missing_pixels
+
+    image = np.ones((2, 3, 3), np.float32)
+    image[0, 0, 0] = np.nan  # one band NaN: missing
+    image[1, 0, 1] = np.inf  # one band infinite: missing
+    image[:, 2, 2] = -9999.0  # every band at nodata: missing
+    image[0, 1, 1] = -9999.0  # one band at nodata: a measurement
+    expected = np.zeros((3, 3), bool)
+    expected[0, 0] = expected[0, 1] = expected[2, 2] = True
+    assert np.array_equal(missing_pixels(image, -9999.0), expected)
+    expected[2, 2] = False
+    assert np.array_equal(missing_pixels(image, None), expected)
+    assert not missing_pixels(np.zeros((1, 2, 2), np.uint8), None).any()
+
+
+def test_pixels_without_measurement_are_ignored_not_fed_as_nan(tmp_path: Path) -> None:
+    """A float GeoTIFF with NaN pixels and a uint16 one with a declared nodata value: the mask is ignore_index
+    there and the network sees the band mean (0 once standardised), never NaN."""
+    root = tmp_path / "seg"
+    image = np.full((2, 16, 16), 100.0, np.float32)
+    image[:, :4, :4] = np.nan
+    write_image(root / "images" / "a.tif", image)
+    counts = np.full((2, 16, 16), 200, np.uint16)
+    counts[:, 8:, 8:] = 0
+    write_image(root / "images" / "b.tif", counts, nodata=0)
+    for name in ("a.tif", "b.tif"):
+        write_image(root / "masks" / name, np.ones((16, 16), np.uint8))
+    dataset = SegmentationFolder(root, patch_size=None, train=False, num_classes=2, mean=[50.0, 50.0], std=[10.0, 10.0])
+    for index, (rows, cols) in enumerate([(slice(0, 4), slice(0, 4)), (slice(8, 16), slice(8, 16))]):
+        sample = dataset[index]
+        assert torch.isfinite(sample["image"]).all()
+        assert (sample["image"][:, rows, cols] == 0).all()  # the band mean, standardised
+        assert (sample["mask"][rows, cols] == 255).all()
+        assert (sample["mask"] == 1).sum() == 16 * 16 - sample["mask"][rows, cols].numel()

@@ -37,6 +37,7 @@ from mantis.data.sampling import SampleKey, split_key
 from mantis.data.synthetic import synthetic_change_pair, synthetic_segmentation_scene
 from mantis.data.windows import grid_windows, pad_to, random_window
 from mantis.io.errors import DataError
+from mantis.io.normalize import missing_pixels
 from mantis.io.raster import Window, read_image, read_mask
 
 __all__ = [
@@ -196,9 +197,33 @@ class _FolderDataset(Dataset[Sample]):
         item, window = self.locate(index, rng if self.train else None)
         raw = {name: read_image(path, window) for name, path in zip(self.image_keys, item.images)}
         raw["mask"] = self.decoder(read_mask(item.mask, window), item.mask)
+        blank_missing(raw, self.image_keys, item.nodata, self.maker.mean, self.ignore_index)
         if self.patch_size is not None:
             raw = {name: pad_to(value, self.patch_size) for name, value in raw.items()}
         return self.maker(raw, source_dtype=item.dtype, rng=rng)
+
+
+def blank_missing(
+    raw: dict[str, np.ndarray],
+    image_keys: Sequence[str],
+    nodata: Sequence[float | None],
+    mean: Sequence[float] | None,
+    ignore_index: int,
+) -> None:
+    """Pixels without a measurement in any image: the mask there becomes ``ignore_index`` (the loss and the
+    metrics skip them) and the image values the band means (0 once standardised; 0 without statistics), so
+    that NaN never reaches the network. Changes ``raw`` in place."""
+    values = nodata if nodata else [None] * len(image_keys)
+    union = None
+    for key, value in zip(image_keys, values):
+        where = missing_pixels(raw[key], value)
+        if not where.any():
+            continue
+        fill = np.zeros(raw[key].shape[0], np.float32) if mean is None else np.asarray(mean, np.float32)
+        raw[key] = np.where(where[None], fill[:, None, None], raw[key].astype(np.float32, copy=False))
+        union = where if union is None else union | where
+    if union is not None:
+        raw["mask"] = np.where(union, ignore_index, raw["mask"]).astype(raw["mask"].dtype, copy=False)
 
 
 class ChangeDetectionFolder(_FolderDataset):

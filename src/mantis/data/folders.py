@@ -35,6 +35,7 @@ class FolderItem:
         width: Columns.
         bands: Bands of every image.
         dtype: Stored dtype of the images (picks the default scale).
+        nodata: Each image's declared nodata value (``None``: none declared; empty: not read).
     """
 
     name: str
@@ -44,6 +45,7 @@ class FolderItem:
     width: int
     bands: int
     dtype: str
+    nodata: tuple[float | None, ...] = ()
 
 
 def read_split_file(path: str | os.PathLike[str]) -> list[str]:
@@ -181,6 +183,7 @@ def index_folder(
                 width=first_info.width,
                 bands=first_info.bands,
                 dtype=first_info.dtype,
+                nodata=tuple(info.nodata for info in infos),
             )
         )
     return items

@@ -32,7 +32,6 @@ from mantis.inference.raster import (
     RasterHeader,
     RasterReader,
     RowWriter,
-    invalid_mask,
     normalise,
     read_header,
 )
@@ -40,6 +39,7 @@ from mantis.inference.sliding import WindowForward, _progress, accumulate_window
 from mantis.inference.spec import WindowSpec
 from mantis.inference.tiling import blend_weights, padded_extent, reflect_indices, window_starts
 from mantis.io.folders import files_by_stem, list_images, match_file
+from mantis.io.normalize import missing_pixels
 from mantis.models.common import nearest_sizes
 
 PathLike = str | os.PathLike[str]
@@ -259,7 +259,7 @@ def run_prediction(
         tensors, invalid = [], np.zeros((row_index.size, extents[1]), dtype=bool)
         for reader, nodata, (mean, std) in zip(readers, job.nodata, stats):
             raw = reader.read(row_index, col_index)
-            bad = invalid_mask(raw, nodata)
+            bad = missing_pixels(raw, nodata)
             x = normalise(raw, mean, std)
             x[:, bad] = 0.0  # nodata must not leak NaN or sentinels into neighbouring pixels
             invalid |= bad

@@ -160,16 +160,6 @@ def normalise(data: np.ndarray, mean: Sequence[float] | None = None, std: Sequen
     return normalize_image(data, mean, std)
 
 
-def invalid_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
-    """h x w mask of pixels where every band equals ``nodata``, or any band is NaN."""
-    mask = np.zeros(data.shape[1:], dtype=bool)
-    if nodata is not None:
-        mask |= np.isnan(data).all(axis=0) if math.isnan(nodata) else (data == nodata).all(axis=0)
-    if data.dtype.kind == "f":
-        mask |= np.isnan(data).any(axis=0)
-    return mask
-
-
 class RowWriter(Protocol):
     """Takes output rows in order (C x n x W) and writes them; ``close`` finishes, ``abort`` gives up."""
 

@@ -6,7 +6,7 @@ gives the same array in both.
 
 from mantis.io import raster as _raster
 from mantis.io.errors import DataError
-from mantis.io.normalize import dtype_scale, normalize_image
+from mantis.io.normalize import dtype_scale, missing_pixels, normalize_image
 from mantis.io.raster import *  # noqa: F403
 
-__all__ = ["DataError", "dtype_scale", "normalize_image", *_raster.__all__]
+__all__ = ["DataError", "dtype_scale", "missing_pixels", "normalize_image", *_raster.__all__]

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["dtype_scale", "normalize_image"]
+__all__ = ["dtype_scale", "missing_pixels", "normalize_image"]
 
 
 def dtype_scale(dtype: npt.DTypeLike) -> float:
@@ -75,3 +75,15 @@ def normalize_image(
     data -= np.asarray(mean, dtype=np.float32).reshape(shape)
     data /= np.asarray(std, dtype=np.float32).reshape(shape)
     return data
+
+
+def missing_pixels(image: np.ndarray, nodata: float | None) -> np.ndarray:
+    """H x W mask of the pixels of a C x H x W image that hold no measurement: a band that is NaN or infinite,
+    or every band equal to the file's ``nodata`` value (rasterio's dataset-mask rule). Training ignores them
+    and prediction writes nodata there; both give the network 0 (the standardised band mean) in their place."""
+    missing = np.zeros(image.shape[1:], dtype=bool)
+    if image.dtype.kind == "f":
+        missing |= ~np.isfinite(image).all(axis=0)
+    if nodata is not None and not np.isnan(nodata):
+        missing |= (image == nodata).all(axis=0)
+    return missing
