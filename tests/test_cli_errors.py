@@ -189,3 +189,36 @@ def test_bare_fit_is_a_run_that_finishes_on_a_cpu(capsys: pytest.CaptureFixture[
     assert config["trainer"]["max_epochs"] == 8  # not Lightning's 1000
     assert config["model"]["init_args"]["model"] == "fractal_resnet_cd"
     assert config["data"]["init_args"]["patch_size"] == 64
+
+
+def test_output_folders_that_cannot_be_written_give_one_line_before_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    # fit: a run folder inside a file (read-only folders behave alike for users who are not root)
+    code, err = _run(["fit", "--run_dir", str(blocker / "run")], capsys)
+    assert code == 2 and err == [
+        f"mantis fit: error: {blocker / 'run'}: cannot create the output folder (Not a directory)"
+    ]
+    code, err = _run(["fit", "--trainer.default_root_dir", str(blocker)], capsys)
+    assert code == 2 and err[0].startswith(f"mantis fit: error: {blocker / 'fractal_resnet_cd'}: cannot create")
+
+    # predict: refused before the model is loaded (the checkpoint does not even exist)
+    from mantis.inference import predict_cli
+
+    image = tmp_path / "x.png"
+    write_image(image, np.zeros((3, 32, 32), np.uint8))
+    monkeypatch.setattr("mantis.inference.checkpoint.load_models", lambda *a: pytest.fail("loaded the model"))
+    assert predict_cli.main(["-c", str(tmp_path / "m.ckpt"), "-i", str(image), "-o", str(blocker / "out")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"mantis predict: error: {blocker / 'out'}: cannot create the output folder (Not a directory)"
+    )
+
+    # a folder where nothing can be written (simulated: the disk is full)
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("tempfile.NamedTemporaryFile", full)
+    assert predict_cli.main(["-c", str(tmp_path / "m.ckpt"), "-i", str(image), "-o", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip().endswith("out: cannot write in the output folder (No space left on device)")

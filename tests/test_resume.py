@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from mantis.io.errors import DataError
 from mantis.run_folders import ContinuingCSVLogger, claim_next_version, latest_checkpoint, run_folder_of
 from mantis.tasks.checkpoints import AtomicCheckpointIO, restore_rng_states, rng_states
 from tests.tasks.folders import cd_config
@@ -42,7 +43,7 @@ def test_atomic_checkpoint_leaves_the_old_file_when_writing_fails(tmp_path: Path
         raise OSError("No space left on device")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(DataError, match=r"last.ckpt: cannot write the checkpoint \(No space left on device\)"):
         io.save_checkpoint({"step": 2}, path)
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"step": 1}  # the previous checkpoint, whole

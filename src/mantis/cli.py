@@ -36,6 +36,8 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from mantis.commands import USER_ERRORS, CommandError, debugging, one_line, run_command
 from mantis.entry import main as entry_main
 from mantis.entry import usage
+from mantis.io.errors import DataError
+from mantis.io.folders import writable_folder
 from mantis.models.registry import check_model_kwargs, list_models, model_info
 from mantis.run_folders import ContinuingCSVLogger, claim_next_version, latest_checkpoint, run_folder_of
 from mantis.runtime import keep_freed_memory
@@ -224,7 +226,12 @@ class MantisCLI(LightningCLI):
             run_dir = home
         else:
             root = Path(cfg.trainer.get("default_root_dir") or "runs")
-            run_dir = claim_next_version(root / (cfg.get("run_name") or model_name or "mantis"))
+            family = root / (cfg.get("run_name") or model_name or "mantis")
+            try:
+                run_dir = claim_next_version(family)
+            except OSError as error:
+                raise DataError(family, f"cannot create the run folder ({error.strerror or error})") from None
+        writable_folder(run_dir)  # one line now if it cannot be written, not after setup or an epoch
         os.environ[_RUN_DIR_ENV] = str(run_dir)
         os.environ[_RUN_DIR_OWNER_ENV] = str(os.getpid())
         return run_dir

@@ -142,6 +142,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     """Predict as the parsed ``args`` say; returns the files written for each input."""
     from mantis.inference.checkpoint import load_models
     from mantis.inference.predict import predict_folder, predict_raster
+    from mantis.io.folders import writable_folder
 
     if not args.checkpoint or not args.input or not args.output:
         missing = [f"--{n}" for n in ("checkpoint", "input", "output") if not getattr(args, n)]
@@ -159,6 +160,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     folders = [p.is_dir() for p in inputs]
     if any(folders) and not all(folders):
         raise InputError(f"{inputs[folders.index(False)]}: give files or folders, not a mix")
+    writable_folder(args.output)  # a read-only or impossible output folder: one line now, not after the work
     device = _device(args.device)
     model, meta = load_models(args.checkpoint, device)
     spec = WindowSpec.from_mapping(

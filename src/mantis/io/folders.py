@@ -8,12 +8,13 @@ refused.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from mantis.io.errors import DataError
 from mantis.io.raster import IMAGE_SUFFIXES, is_image_file
 
-__all__ = ["files_by_stem", "list_images", "match_file"]
+__all__ = ["files_by_stem", "list_images", "match_file", "writable_folder"]
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
@@ -46,3 +47,23 @@ def match_file(name: str, files: dict[str, Path], folder: Path) -> Path | None:
     if exact in files.values():
         return exact
     return files.get(Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name)
+
+
+def writable_folder(folder: str | os.PathLike[str]) -> Path:
+    """Create ``folder`` if needed and check that files can be written in it, before any long work.
+
+    Raises:
+        DataError: One line naming the folder and the reason (not a folder, read-only, no space, no permission).
+    """
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(path, f"cannot create the output folder ({error.strerror or error})") from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".mantis-write-test-") as probe:
+            probe.write(b"0")
+            probe.flush()
+    except OSError as error:
+        raise DataError(path, f"cannot write in the output folder ({error.strerror or error})") from None
+    return path

@@ -24,6 +24,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torchmetrics import Metric
 
 from mantis.data.sampling import epoch_batches_done
+from mantis.io.errors import DataError
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -52,6 +53,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, final)
+        except OSError as error:  # a full disk, a folder made read-only: one line, the previous file kept
+            raise DataError(final, f"cannot write the checkpoint ({error.strerror or error})") from None
         finally:
             temporary.unlink(missing_ok=True)
         _sync_folder(final.parent)
