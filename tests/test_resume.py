@@ -164,3 +164,16 @@ def test_killed_runs_resume_to_the_same_weights_and_metrics(tmp_path: Path) -> N
         test = json.loads((folder / "test_metrics.json").read_text())["metrics"]
         assert test == json.loads((full / "test_metrics.json").read_text())["metrics"]
         assert (folder / "config.yaml").is_file() and (folder / "config_resume_1.yaml").is_file()
+
+
+def test_a_refused_run_leaves_no_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mantis.cli import main
+
+    root = tmp_path / "runs"
+    args = ["fit", "--trainer.default_root_dir", str(root), "--model.init_args.model", "fractal_resunet"]
+    assert main([*args, "--data.init_args.root", str(tmp_path / "nowhere")]) == 2  # refused at setup
+    assert "nowhere" in capsys.readouterr().err
+    assert not root.exists()  # neither runs/ nor runs/<model>/version_0 is left behind
+    (root / "mine").mkdir(parents=True)
+    assert main([*args, "--run_dir", str(root / "mine" / "x"), "--data.init_args.root", str(tmp_path / "no")]) == 2
+    assert sorted(p.name for p in root.iterdir()) == ["mine"] and not any((root / "mine").iterdir())

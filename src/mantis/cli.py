@@ -39,7 +39,14 @@ from mantis.entry import usage
 from mantis.io.errors import DataError
 from mantis.io.folders import writable_folder
 from mantis.models.registry import check_model_kwargs, list_models, model_info
-from mantis.run_folders import ContinuingCSVLogger, claim_next_version, latest_checkpoint, run_folder_of
+from mantis.run_folders import (
+    ContinuingCSVLogger,
+    claim_next_version,
+    latest_checkpoint,
+    missing_folders,
+    remove_empty_folders,
+    run_folder_of,
+)
 from mantis.runtime import keep_freed_memory
 from mantis.tasks.checkpoints import AtomicCheckpointIO, StepCheckpoint
 from mantis.tasks.guards import StatusProgressBar
@@ -64,6 +71,7 @@ DISPATCH: dict[str, tuple[str, str]] = {
 #: How long bare `mantis fit` trains (not Lightning's 1000 epochs); configs set their own.
 BARE_MAX_EPOCHS = 8
 _RUN_DIR_ENV = "MANTIS_RUN_DIR"
+_CREATED_FOLDERS: list[Path] = []  # deepest first
 _RUN_DIR_OWNER_ENV = "MANTIS_RUN_DIR_OWNER"
 _METRICS_FILE = {"test": "test_metrics.json", "validate": "validate_metrics.json"}
 
@@ -217,20 +225,24 @@ class MantisCLI(LightningCLI):
             return Path(os.environ[_RUN_DIR_ENV])
         # `fit --ckpt_path` of a run's checkpoint continues that run in its own folder (unless --run_dir)
         home = run_folder_of(cfg.get("ckpt_path")) if self.subcommand == "fit" else None
+        _CREATED_FOLDERS.clear()  # folders this command creates: removed again if it is refused before using them
         if cfg.get("run_dir"):
             run_dir = Path(cfg.run_dir)
             resuming_here = home is not None and run_dir.resolve() == home
             if (run_dir / "config.yaml").exists() and self.subcommand == "fit" and not resuming_here:
                 raise CommandError(f"{run_dir}: already holds a run (config.yaml); choose another --run_dir")
+            _CREATED_FOLDERS[:] = missing_folders(run_dir)
         elif home is not None:
             run_dir = home
         else:
             root = Path(cfg.trainer.get("default_root_dir") or "runs")
             family = root / (cfg.get("run_name") or model_name or "mantis")
+            missing = missing_folders(family)
             try:
                 run_dir = claim_next_version(family)
             except OSError as error:
                 raise DataError(family, f"cannot create the run folder ({error.strerror or error})") from None
+            _CREATED_FOLDERS[:] = [run_dir, *missing]
         writable_folder(run_dir)  # one line now if it cannot be written, not after setup or an epoch
         os.environ[_RUN_DIR_ENV] = str(run_dir)
         os.environ[_RUN_DIR_OWNER_ENV] = str(os.getpid())
@@ -478,10 +490,10 @@ def run_lightning_command(argv: Sequence[str] | None) -> MantisCLI:
         return _make_cli(argv, no_exit)
     finally:
         if not child:  # the run folder was for the processes this command started
-            run_dir = os.environ.pop(_RUN_DIR_ENV, None)
+            os.environ.pop(_RUN_DIR_ENV, None)
             os.environ.pop(_RUN_DIR_OWNER_ENV, None)
-            if run_dir and Path(run_dir).is_dir() and not any(Path(run_dir).iterdir()):
-                Path(run_dir).rmdir()  # claimed, then refused before anything was written: leave no trace
+            remove_empty_folders(_CREATED_FOLDERS)  # claimed, then refused before anything was written
+            _CREATED_FOLDERS.clear()
 
 
 def _make_cli(argv: Sequence[str] | None, no_exit: dict[str, Any]) -> MantisCLI:

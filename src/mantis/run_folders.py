@@ -16,7 +16,14 @@ from typing import Any
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-__all__ = ["ContinuingCSVLogger", "claim_next_version", "latest_checkpoint", "run_folder_of"]
+__all__ = [
+    "ContinuingCSVLogger",
+    "claim_next_version",
+    "latest_checkpoint",
+    "missing_folders",
+    "remove_empty_folders",
+    "run_folder_of",
+]
 
 _VERSION = re.compile(r"version_(\d+)")
 _SPECIAL_CKPT = ("last", "best", "hpc", "registry")  # Lightning's names, not paths
@@ -38,6 +45,25 @@ def claim_next_version(family: Path) -> Path:
             return run_dir
         except FileExistsError:
             number += 1
+
+
+def missing_folders(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first (what creating ``path`` would add)."""
+    missing = []
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove those of ``folders`` (deepest first) that exist and are empty: a refused run leaves no trace."""
+    for folder in folders:
+        try:
+            folder.rmdir()  # only succeeds on an empty folder
+        except OSError:
+            return
 
 
 def latest_checkpoint(family: Path) -> Path | None:
