@@ -259,3 +259,20 @@ def test_attention_depth_is_one_name_and_the_former_depth_still_works() -> None:
         fusion = Fusion(8, depth=4)
     assert fusion.relatt12.depth == fusion.relatt21.depth == 4
     assert CATFusion(8, 4, attention_depth=1).relatt12.depth == 1
+
+
+@pytest.mark.parametrize("activation", list_activations())
+def test_every_activation_works_in_every_model_that_takes_one(activation: str) -> None:
+    """maxout halves the channels it gets: the layer before it is made twice as wide, the output keeps its size."""
+    from mantis import create_model
+
+    mlp = create_model("mlp", in_channels=5, num_classes=3, hidden=(6, 4), activation=activation)
+    assert mlp(torch.randn(2, 5)).shape == (2, 3)
+    for dims in (1, 2, 3):
+        cnn = create_model("cnn", in_channels=2, num_classes=4, spatial_dims=dims, widths=(4, 8), activation=activation)
+        assert cnn(torch.randn(2, 2, *[8] * dims)).shape == (2, 4)
+    if activation == "maxout":
+        first, act = mlp[0], mlp[1]
+        assert first.out_features == 12  # 2 x 6 values, the larger of each pair kept
+        x = torch.randn(2, 5)
+        torch.testing.assert_close(act(first(x)), first(x).reshape(2, 6, 2).amax(-1))

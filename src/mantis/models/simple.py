@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch.nn as nn
 
 from mantis.models.registry import LOGITS, register_model
-from mantis.nn.activations import create_activation
+from mantis.nn.activations import activation_pieces, create_activation
 from mantis.nn.conv import ConvNormed
 from mantis.nn.factories import check_spatial_dims, norm_args
 
@@ -28,8 +28,9 @@ def mlp(
     """Dense stack for tabular data: B x in_channels -> B x num_classes logits."""
     layers: list[nn.Module] = []
     width = in_channels
+    pieces = activation_pieces(activation)  # maxout: each layer gives 2 h values, the activation keeps h
     for h in hidden:
-        layers += [nn.Linear(width, h), create_activation(activation)]
+        layers += [nn.Linear(width, h * pieces), create_activation(activation)]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         width = h
@@ -55,9 +56,10 @@ def cnn(
     check_spatial_dims(spatial_dims)
     layers: list[nn.Module] = []
     width = in_channels
+    pieces = activation_pieces(activation)  # maxout: each conv gives 2 w channels, the activation keeps w
     for w in widths:
         layers += [
-            ConvNormed(width, w, 3, **kw),
+            ConvNormed(width, w * pieces, 3, **kw),
             create_activation(activation),
             _MAXPOOL[spatial_dims](2, ceil_mode=True),
         ]

@@ -61,6 +61,13 @@ def create_activation(name: str) -> nn.Module:
     return _ACTIVATIONS[key]()
 
 
+def activation_pieces(name: str) -> int:
+    """How many inputs per output the activation ``name`` takes along the channels: the layer before it must
+    be that many times wider (2 for ``maxout``, which keeps the larger of each pair; 1 for the others)."""
+    module = create_activation(name)
+    return module.pieces if isinstance(module, Maxout) else 1
+
+
 def class_activation(num_classes: int) -> nn.Module:
     """Softmax over classes when K > 1, sigmoid when K = 1 (the heads' output activation)."""
     return nn.Softmax(dim=1) if num_classes > 1 else nn.Sigmoid()
