@@ -67,6 +67,7 @@ DISPATCH: dict[str, tuple[str, str]] = {
     "stats": ("mantis.data.stats", "main"),
     "summary": ("mantis.inspect.summary", "main"),
     "conv": ("mantis.inspect.conv_cli", "main"),
+    "evaluate": ("mantis.evaluate", "main"),
     "convert": ("mantis.convert.cli", "main"),
 }
 #: How long bare `mantis fit` trains (not Lightning's 1000 epochs); configs set their own.
