@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,20 +13,64 @@ import torch
 import torch.nn as nn
 
 from mantis.models.registry import count_inputs, create_model, list_models, model_info
+from mantis.nn.pooling import PSPPooling
 
-__all__ = ["count_inputs", "format_table", "summarize"]
-
-__all__ = ["ModuleRow", "main", "summarize"]
+__all__ = ["ModuleRow", "format_table", "layer_macs", "main", "summarize"]
 
 
 @dataclass
 class ModuleRow:
-    """One line of the summary: a module's dotted name, class, own parameter count and output shape."""
+    """One line of the summary: a module's dotted name, class, parameter count, output shape, and the
+    multiply-adds of its convolutions and linear layers (summed over every call)."""
 
     name: str
     kind: str
     params: int
     output: str
+    macs: int = 0
+
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def layer_macs(module: nn.Module, inputs: Sequence[Any], output: Any) -> int:
+    """Multiply-adds of one call of a convolution, transposed convolution or linear layer (0 for others):
+    every output value of a convolution takes ``in_channels / groups x kernel volume`` of them; every input
+    value of a transposed one spreads over ``out_channels / groups x kernel volume``."""
+    if isinstance(module, _CONV) and isinstance(output, torch.Tensor):
+        kernel = int(torch.tensor(module.kernel_size).prod())
+        return output.numel() * (module.in_channels // module.groups) * kernel
+    if isinstance(module, _TRANSPOSED) and isinstance(inputs[0], torch.Tensor):
+        kernel = int(torch.tensor(module.kernel_size).prod())
+        return inputs[0].numel() * (module.out_channels // module.groups) * kernel
+    if isinstance(module, nn.Linear) and isinstance(output, torch.Tensor):
+        return output.numel() * module.in_features
+    if isinstance(module, PSPPooling) and module.conv_on_pooled and isinstance(inputs[0], torch.Tensor):
+        return _psp_merge_macs(module, inputs[0])
+    return 0
+
+
+def _psp_merge_macs(module: PSPPooling, x: torch.Tensor) -> int:
+    """The final 1x1 convolution that PSP pooling computes with ``F.conv`` on weight slices (not a module
+    call): the input's slice at full size, each branch's slice on its pooled map (2^k cells per axis)."""
+    batch, in_x, *size = x.shape
+    final: Any = module.conv_final  # ConvNormed: .conv is the Conv module
+    branches: list[Any] = list(module.convs)
+    out = int(final.conv.out_channels)
+    macs = batch * math.prod(size) * out * in_x
+    for k, branch in enumerate(branches):
+        macs += batch * (2**k) ** len(size) * out * int(branch.conv.out_channels)
+    return int(macs)
+
+
+@dataclass
+class Totals:
+    """Whole-model figures of one forward pass."""
+
+    params: int
+    macs: int
+    activation_values: int  # output values of every leaf module (what training keeps for the backward pass)
 
 
 def _shape(value: Any) -> str:
@@ -36,7 +81,7 @@ def _shape(value: Any) -> str:
     return type(value).__name__
 
 
-def summarize(model: nn.Module, inputs: Sequence[torch.Tensor], depth: int = 2) -> tuple[list[ModuleRow], Any]:
+def summarize(model: nn.Module, inputs: Sequence[torch.Tensor], depth: int = 2) -> tuple[list[ModuleRow], Any, Totals]:
     """Run ``model(*inputs)`` once and describe its modules down to ``depth`` levels.
 
     Args:
@@ -45,12 +90,28 @@ def summarize(model: nn.Module, inputs: Sequence[torch.Tensor], depth: int = 2) 
         depth: how many levels of sub-modules to list (1 = direct children).
 
     Returns:
-        The rows (in registration order; shapes of modules run several times are those of the last call)
-        and the model's output.
+        The rows (in registration order; shapes of modules run several times are those of the last call,
+        multiply-adds the sum over calls), the model's output and the whole model's totals.
     """
     rows: dict[str, ModuleRow] = {}
+    names = {module: name for name, module in model.named_modules()}
     hooks = []
+    totals = Totals(sum(p.numel() for p in model.parameters()), 0, 0)
+
+    def count(mod: nn.Module, args: Any, out: Any) -> None:
+        macs = layer_macs(mod, args, out)
+        totals.macs += macs
+        if not any(True for _ in mod.children()):
+            totals.activation_values += sum(t.numel() for t in _tensors(out))
+        name = names.get(mod, "")
+        parts = name.split(".") if name else []
+        for level in range(1, min(len(parts), depth) + 1):  # credit every listed ancestor (and itself)
+            key = ".".join(parts[:level])
+            if key in rows:
+                rows[key].macs += macs
+
     for name, module in model.named_modules():
+        hooks.append(module.register_forward_hook(count))
         if not name or name.count(".") >= depth:
             continue
         params = sum(p.numel() for p in module.parameters())
@@ -66,21 +127,47 @@ def summarize(model: nn.Module, inputs: Sequence[torch.Tensor], depth: int = 2) 
     finally:
         for hook in hooks:
             hook.remove()
-    return list(rows.values()), output
+    return list(rows.values()), output, totals
 
 
-def format_table(rows: Sequence[ModuleRow], total: int, output: Any) -> str:
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+def _count(n: int) -> str:
+    """1,234 / 12.3 M / 4.56 G."""
+    for size, unit in ((1e9, "G"), (1e6, "M")):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n:,}"
+
+
+def format_table(rows: Sequence[ModuleRow], totals: Totals, output: Any, batch: int = 1) -> str:
     """The summary as aligned text."""
-    header = ModuleRow("module", "type", 0, "output")
-    width_name = max(len(r.name) + 2 * r.name.count(".") for r in [header, *rows])
-    width_kind = max(len(r.kind) for r in [header, *rows])
-    lines = [f"{'module':<{width_name}}  {'type':<{width_kind}}  {'params':>12}  output"]
+    width_name = max(len(r.name) + 2 * r.name.count(".") for r in [ModuleRow("module", "", 0, ""), *rows])
+    width_kind = max(len(r.kind) for r in [ModuleRow("", "type", 0, ""), *rows])
+    lines = [f"{'module':<{width_name}}  {'type':<{width_kind}}  {'params':>12}  {'mult-adds':>10}  output"]
     lines.append("-" * len(lines[0]) + "-" * 20)
     for r in rows:
         label = "  " * r.name.count(".") + r.name
-        lines.append(f"{label:<{width_name}}  {r.kind:<{width_kind}}  {r.params:>12,}  {r.output}")
+        macs = _count(r.macs) if r.macs else "-"
+        lines.append(f"{label:<{width_name}}  {r.kind:<{width_kind}}  {r.params:>12,}  {macs:>10}  {r.output}")
     lines.append("-" * len(lines[1]))
-    lines.append(f"total parameters: {total:,}")
+    lines.append(f"total parameters: {totals.params:,}")
+    lines.append(
+        f"multiply-adds (convolutions and linear layers), batch {batch}: {_count(totals.macs)} "
+        f"({_count(totals.macs // max(batch, 1))} per sample)"
+    )
+    if totals.activation_values:
+        mib = totals.activation_values / 2**20
+        lines.append(
+            f"activations kept for training (outputs of every layer), batch {batch}: "
+            f"{4 * mib:,.1f} MiB in float32, {2 * mib:,.1f} MiB in bfloat16"
+        )
     if hasattr(output, "_fields"):
         lines.append("outputs: " + ", ".join(f"{k} {_shape(v)}" for k, v in output._asdict().items()))
     else:
@@ -122,8 +209,7 @@ def _summary(args: argparse.Namespace) -> int:
             raise ValueError(f"--size needs 1 or {dims} values for spatial_dims={dims}, got {len(size)}")
         channels = int(kwargs.get("in_channels", getattr(model, "in_channels", 3)))
         probe = torch.zeros(args.batch, channels, *size)
-    rows, output = summarize(model, [probe] * n_inputs, args.depth)
-    total = sum(p.numel() for p in model.parameters())
+    rows, output, totals = summarize(model, [probe] * n_inputs, args.depth)
     print(f"{args.model} {json.dumps(kwargs)}; input {'x'.join(str(s) for s in probe.shape)} x {n_inputs}")
-    print(format_table(rows, total, output))
+    print(format_table(rows, totals, output, args.batch))
     return 0
