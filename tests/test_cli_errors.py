@@ -199,7 +199,7 @@ def test_output_folders_that_cannot_be_written_give_one_line_before_work(
     # fit: a run folder inside a file (read-only folders behave alike for users who are not root)
     code, err = _run(["fit", "--run_dir", str(blocker / "run")], capsys)
     assert code == 2 and err == [
-        f"mantis fit: error: {blocker / 'run'}: cannot create the output folder (Not a directory)"
+        f"mantis fit: error: {blocker / 'run'}: cannot create the output folder ({blocker} is a file, not a folder)"
     ]
     code, err = _run(["fit", "--trainer.default_root_dir", str(blocker)], capsys)
     assert code == 2 and err[0].startswith(f"mantis fit: error: {blocker / 'fractal_resnet_cd'}: cannot create")
@@ -212,7 +212,7 @@ def test_output_folders_that_cannot_be_written_give_one_line_before_work(
     monkeypatch.setattr("mantis.inference.checkpoint.load_models", lambda *a: pytest.fail("loaded the model"))
     assert predict_cli.main(["-c", str(tmp_path / "m.ckpt"), "-i", str(image), "-o", str(blocker / "out")]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"mantis predict: error: {blocker / 'out'}: cannot create the output folder (Not a directory)"
+        f"mantis predict: error: {blocker / 'out'}: cannot create the output folder ({blocker} is a file, not a folder)"
     )
 
     # a folder where nothing can be written (simulated: the disk is full)
@@ -221,4 +221,8 @@ def test_output_folders_that_cannot_be_written_give_one_line_before_work(
 
     monkeypatch.setattr("tempfile.NamedTemporaryFile", full)
     assert predict_cli.main(["-c", str(tmp_path / "m.ckpt"), "-i", str(image), "-o", str(tmp_path / "out")]) == 2
-    assert capsys.readouterr().err.strip().endswith("out: cannot write in the output folder (No space left on device)")
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(f"out: cannot write the output folder in {tmp_path} (No space left on device)")
+    )

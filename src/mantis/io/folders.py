@@ -50,20 +50,23 @@ def match_file(name: str, files: dict[str, Path], folder: Path) -> Path | None:
 
 
 def writable_folder(folder: str | os.PathLike[str]) -> Path:
-    """Create ``folder`` if needed and check that files can be written in it, before any long work.
+    """Check, before any long work, that ``folder`` can be created (if missing) and written; creates nothing
+    (a temporary file is written and removed in the folder, or in its nearest existing parent).
 
     Raises:
-        DataError: One line naming the folder and the reason (not a folder, read-only, no space, no permission).
+        DataError: One line naming the folder and the reason (a file in the way, read-only, no space).
     """
     path = Path(folder)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DataError(path, f"cannot create the output folder ({existing} is a file, not a folder)")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise DataError(path, f"cannot create the output folder ({error.strerror or error})") from None
-    try:
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".mantis-write-test-") as probe:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".mantis-write-test-") as probe:
             probe.write(b"0")
             probe.flush()
     except OSError as error:
-        raise DataError(path, f"cannot write in the output folder ({error.strerror or error})") from None
+        where = "in the output folder" if existing == path else f"the output folder in {existing}"
+        raise DataError(path, f"cannot write {where} ({error.strerror or error})") from None
     return path
