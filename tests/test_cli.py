@@ -26,6 +26,7 @@ CONFIGS = [
         "whu_cd.yaml",
         "segmentation_fractal_resunet.yaml",
         "few_images_cd_cpu.yaml",
+        "tabular.yaml",
     )
 ]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -28,6 +28,7 @@ __all__ = [
     "SegmentationDataModule",
     "SegmentationFolder",
     "SyntheticChangeDetection",
+    "TabularDataModule",
     "SyntheticSegmentation",
     "Window",
     "boundary_labels",
@@ -53,6 +54,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from mantis.data.datamodule import ChangeDetectionDataModule, SegmentationDataModule
+    from mantis.data.tabular import TabularDataModule
 
 _LAZY = {"ChangeDetectionDataModule", "SegmentationDataModule"}
 
@@ -63,4 +65,8 @@ def __getattr__(name: str) -> Any:
         from mantis.data import datamodule
 
         return getattr(datamodule, name)
+    if name == "TabularDataModule":
+        from mantis.data.tabular import TabularDataModule
+
+        return TabularDataModule
     raise AttributeError(f"module 'mantis.data' has no attribute {name!r}")
