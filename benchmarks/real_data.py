@@ -232,6 +232,9 @@ def run_one(task: str, model: str, seed: int, args: argparse.Namespace, data: Pa
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
+    if args.ema is not None:
+        ema = {"class_path": "mantis.tasks.averaging.EMAWeights", "init_args": {"decay": args.ema}}
+        settings["trainer"]["callbacks"].append(ema)
     config.write_text(yaml.safe_dump(settings))
     env = {
         **os.environ,
@@ -386,6 +389,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="change the config of every run, e.g. model.init_args.loss_per_class=false (an ablation)",
     )
     parser.add_argument("--label", default="", help="name of the variant in the results (with --set)")
+    parser.add_argument(
+        "--ema", type=float, default=None, help="also average the weights (mantis.tasks.averaging.EMAWeights decay)"
+    )
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--report", action="store_true", help="train nothing: rebuild the report from the work folder")
     args = parser.parse_args(argv)

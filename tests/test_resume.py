@@ -177,3 +177,24 @@ def test_a_refused_run_leaves_no_folder(tmp_path: Path, capsys: pytest.CaptureFi
     (root / "mine").mkdir(parents=True)
     assert main([*args, "--run_dir", str(root / "mine" / "x"), "--data.init_args.root", str(tmp_path / "no")]) == 2
     assert sorted(p.name for p in root.iterdir()) == ["mine"] and not any((root / "mine").iterdir())
+
+
+def test_averaged_weights_are_validated_and_checkpointed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mantis.cli import main
+    from mantis.tasks.averaging import EMAWeights
+
+    with pytest.raises(ValueError, match="decay must be in"):
+        EMAWeights(decay=1.0)
+    config = yaml.safe_load(_config(tmp_path / "c.yaml", tmp_path / "run").read_text())
+    config["trainer"]["max_epochs"] = 1
+    config["trainer"]["callbacks"] = [
+        {"class_path": "mantis.tasks.averaging.EMAWeights", "init_args": {"decay": 0.9, "start_step": 2}}
+    ]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert main(["fit", "--config", str(tmp_path / "c.yaml"), "--checkpoint_every_n_steps", "0"]) == 0
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    average, current = saved["state_dict"], saved["current_model_state"]
+    assert average.keys() == current.keys()
+    weights = [k for k in average if average[k].is_floating_point() and k.endswith("weight")]
+    assert all(torch.isfinite(average[k]).all() for k in weights)
+    assert any(not torch.equal(average[k], current[k]) for k in weights)  # the average, not the last weights
