@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -46,16 +44,6 @@ def test_change_fraction_is_a_few_percent() -> None:
     fractions = [synthetic_change_pair(seed, 256)["mask"].mean() for seed in range(12)]
     assert 0.03 <= float(np.mean(fractions)) <= 0.15
     assert min(fractions) > 0.005 and max(fractions) < 0.25
-
-
-def test_a_pair_renders_fast() -> None:
-    synthetic_change_pair(0, 256)
-    times = []
-    for seed in range(5):
-        start = time.perf_counter()
-        synthetic_change_pair(seed, 256)
-        times.append(time.perf_counter() - start)
-    assert float(np.median(times)) < 0.15  # about 25 ms on an idle core; generous for shared machines
 
 
 def test_segmentation_scene_has_the_three_classes() -> None:
