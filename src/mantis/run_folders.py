@@ -88,7 +88,9 @@ class _ContinuingWriter(ExperimentWriter):
     """Lightning's CSV writer, except that an existing ``metrics.csv`` is continued: rows logged at step
     ``resume_step`` or later (after the checkpoint, logged again by the resumed run) are dropped, the rest kept."""
 
-    resume_step = 0
+    def __init__(self, log_dir: str, resume_step: int) -> None:
+        self.resume_step = resume_step  # read by _check_log_dir_exists, which the base __init__ calls
+        super().__init__(log_dir)
 
     def _check_log_dir_exists(self) -> None:
         path = Path(self.metrics_file_path)
@@ -132,8 +134,7 @@ class ContinuingCSVLogger(CSVLogger):
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
             if self.resume_step > 0:
-                writer = type("_Writer", (_ContinuingWriter,), {"resume_step": self.resume_step})
-                self._experiment = writer(log_dir=self.log_dir)
+                self._experiment = _ContinuingWriter(self.log_dir, self.resume_step)
             else:
                 self._experiment = ExperimentWriter(log_dir=self.log_dir)
         return self._experiment
