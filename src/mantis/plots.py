@@ -84,18 +84,19 @@ def plot_training_curves(csv_path: PathLike, png_path: PathLike, scores: Sequenc
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper left" if title == "schedule" else "best", fontsize=8)
+    return _save(fig, png_path, dpi=100)
+
+
+def _save(fig: object, png_path: PathLike, dpi: int) -> Path:
+    """Lay out ``fig``, write it to ``png_path`` (creating its folder) and close it; returns the path."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()  # type: ignore[attr-defined]
     out = Path(png_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)  # type: ignore[attr-defined]
-    _close(fig)
-    return out
-
-
-def _close(fig: object) -> None:
-    import matplotlib.pyplot as plt
-
+    fig.savefig(out, dpi=dpi)  # type: ignore[attr-defined]
     plt.close(fig)  # type: ignore[arg-type]
+    return out
 
 
 def _display(image: np.ndarray) -> np.ndarray:
@@ -152,9 +153,4 @@ def plot_prediction_grid(
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(titles[col])
-    fig.tight_layout()  # type: ignore[attr-defined]
-    out = Path(png_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80)  # type: ignore[attr-defined]
-    _close(fig)
-    return out
+    return _save(fig, png_path, dpi=80)
