@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -36,6 +35,7 @@ from mantis.data.datasets import (
     SyntheticSegmentation,
 )
 from mantis.data.folders import list_images, read_split_file
+from mantis.data.loaders import Stage, StageDataModule
 from mantis.data.sampling import EpochSampler, epoch_batches_done
 from mantis.data.splits import random_split
 from mantis.data.stats import BandStats, compute_band_stats
@@ -45,7 +45,6 @@ from mantis.io.raster import raster_info
 
 __all__ = ["ChangeDetectionDataModule", "SegmentationDataModule"]
 
-Stage = Literal["train", "val", "test"]
 DEFAULT_AUGMENT = Augment()  # immutable, so one shared default is safe
 STATS_MAX_FILES = 64  # automatic band statistics read at most this many files per image folder
 
@@ -77,7 +76,7 @@ class _SplitPlan:
         self.names[stage] = names
 
 
-class _BaseDataModule(lightning.LightningDataModule):
+class _BaseDataModule(StageDataModule):
     """Split planning, checks, statistics and data loaders shared by the two data modules.
 
     The subclasses add what differs (folders, classes, extra targets) and take every argument below by name.
@@ -149,11 +148,7 @@ class _BaseDataModule(lightning.LightningDataModule):
         bands: int = 3,
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if num_workers < 0:
-            raise ValueError(f"num_workers must not be negative, got {num_workers}")
+        super().__init__(batch_size, num_workers)
         if not (0.0 <= val_fraction < 1.0 and 0.0 <= test_fraction < 1.0 and val_fraction + test_fraction < 1.0):
             raise ValueError("val_fraction and test_fraction must be in [0, 1) and sum to less than 1")
         if (mean is None) != (std is None):
@@ -162,8 +157,6 @@ class _BaseDataModule(lightning.LightningDataModule):
         self.dirs = tuple(dirs)
         self.patch_size = patch_size
         self.samples_per_image = samples_per_image
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self._mean = mean
         self._std = std
         self.auto_stats = auto_stats
@@ -435,18 +428,6 @@ class _BaseDataModule(lightning.LightningDataModule):
         self._sampler_seed = int(state_dict["sampler_seed"])
         self._sampler = None
         self._resume = {k: state_dict[k] for k in ("epoch", "batches", "complete")}
-
-    def train_dataloader(self) -> Any:
-        """Shuffled training batches of random windows, augmented."""
-        return self._loader("train")
-
-    def val_dataloader(self) -> Any:
-        """Validation batches on a grid of windows, not augmented (empty without a validation split)."""
-        return self._loader("val")
-
-    def test_dataloader(self) -> Any:
-        """Test batches on a grid of windows, not augmented."""
-        return self._loader("test")
 
 
 class ChangeDetectionDataModule(_BaseDataModule):

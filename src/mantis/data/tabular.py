@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from mantis.data.loaders import Stage, StageDataModule
 from mantis.data.splits import random_split
 from mantis.io.errors import DataError
 
@@ -61,7 +61,7 @@ def _number(cell: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-class TabularDataModule(lightning.LightningDataModule):
+class TabularDataModule(StageDataModule):
     """Rows of a CSV file as feature vectors and class labels (see the module docstring).
 
     Args:
@@ -96,13 +96,9 @@ class TabularDataModule(lightning.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        super().__init__(batch_size, num_workers)
         self.path = Path(path)
         self.target_column = target
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.splits: dict[str, TensorDataset] = {}
         self._load(list(features) if features is not None else None, split_column, val_fraction, test_fraction, seed)
         self._standardize = standardize
@@ -203,7 +199,7 @@ class TabularDataModule(lightning.LightningDataModule):
                 x = ((x - mean) / std).astype(np.float32)
             self.splits[name] = TensorDataset(torch.from_numpy(x), torch.from_numpy(self._labels[name]))
 
-    def _loader(self, stage: str) -> DataLoader[Any] | list[Any]:
+    def _loader(self, stage: Stage) -> DataLoader[Any] | list[Any]:
         data = self.splits.get(stage)
         if data is None or len(data) == 0:
             return []
@@ -216,18 +212,6 @@ class TabularDataModule(lightning.LightningDataModule):
             num_workers=self.num_workers,
             generator=torch.Generator().manual_seed(0) if not train else None,
         )
-
-    def train_dataloader(self) -> Any:
-        """Shuffled training rows."""
-        return self._loader("train")
-
-    def val_dataloader(self) -> Any:
-        """Validation rows (empty without a validation split)."""
-        return self._loader("val")
-
-    def test_dataloader(self) -> Any:
-        """Test rows."""
-        return self._loader("test")
 
 
 class _Rows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
