@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from math import gcd
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 
-from mantis.nn.factories import norm_args
+from mantis.nn.factories import NormArgs, norm_args
 from mantis.nn.resample import Combine, DownSample, FusionCombine
 from mantis.nn.units import CEECUnitV1, CEECUnitV2, FracTALResNetUnit
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack needs Python 3.11
 
 UnitFactory = Callable[[int, int], nn.Module]
 
@@ -88,13 +92,9 @@ class Encoder(nn.Module):
         widths: Sequence[int],
         heads: Sequence[int],
         make_unit: UnitFactory,
-        *,
-        norm: str,
-        norm_groups: int,
-        spatial_dims: int,
+        **kw: Unpack[NormArgs],
     ) -> None:
         super().__init__()
-        kw = norm_args(norm, norm_groups, spatial_dims)
         self.units = nn.ModuleList(make_unit(w, h) for w, h in zip(widths, heads))
         self.downs = nn.ModuleList(DownSample(w, w2, **kw) for w, w2 in zip(widths[:-1], widths[1:]))
 
@@ -117,14 +117,11 @@ class Decoder(nn.Module):
         heads: Sequence[int],
         make_unit: UnitFactory,
         *,
-        norm: str,
-        norm_groups: int,
-        spatial_dims: int,
         fusion_combine: bool = False,
         attention_depth: int = 5,
+        **kw: Unpack[NormArgs],
     ) -> None:
         super().__init__()
-        kw = norm_args(norm, norm_groups, spatial_dims)
         levels = range(len(widths) - 2, -1, -1)
         if fusion_combine:
             self.combines = nn.ModuleList(
