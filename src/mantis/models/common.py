@@ -1,4 +1,5 @@
-"""Shared pieces of the U-Nets: widths and heads per level, input checks, encoder and decoder stacks."""
+"""Shared pieces of the U-Nets: widths and heads per level, the input contract and its check, encoder and
+decoder stacks."""
 
 from __future__ import annotations
 
@@ -52,6 +53,23 @@ def check_input(x: torch.Tensor, in_channels: int, spatial_dims: int, multiple: 
                 f"{model}: input size {size} is not divisible by {multiple} (needed by the network's depth "
                 f"and PSP depth); nearest valid sizes: {nearest_sizes(size, multiple)}"
             )
+
+
+class UNetBase(nn.Module):
+    """What every U-Net here promises about its input: ``in_channels`` bands on ``spatial_dims`` axes, each
+    size a multiple of ``size_multiple`` (see :meth:`check_input`); it predicts ``num_classes`` classes."""
+
+    def __init__(self, in_channels: int, num_classes: int, spatial_dims: int, multiple: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.spatial_dims = spatial_dims
+        self.size_multiple = multiple  # the tasks and prediction read it to choose valid window sizes
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a ValueError naming the model and the problem unless ``x`` is B x in_channels x S, every
+        S a multiple of ``size_multiple``."""
+        check_input(x, self.in_channels, self.spatial_dims, self.size_multiple, type(self).__name__)
 
 
 def make_unit_factory(

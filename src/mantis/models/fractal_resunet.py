@@ -8,7 +8,7 @@ import torch.nn as nn
 from mantis.models.common import (
     Decoder,
     Encoder,
-    check_input,
+    UNetBase,
     level_heads,
     level_widths,
     make_unit_factory,
@@ -23,7 +23,7 @@ from mantis.nn.pooling import PSPPooling
 HEAD_PSP_DEPTH = 4
 
 
-class FracTALResUNet(nn.Module):
+class FracTALResUNet(UNetBase):
     """FracTAL ResUNet (Diakogiannis et al. 2021) for semantic segmentation.
 
     ``model(x)`` with x B x in_channels x S returns :class:`MultitaskOutput` (segmentation, boundary,
@@ -61,11 +61,8 @@ class FracTALResUNet(nn.Module):
         unit: str = "fractal",
         grouped_attention: bool = True,
     ) -> None:
-        super().__init__()
-        self.in_channels = in_channels
-        self.num_classes = num_classes
-        self.spatial_dims = spatial_dims
-        widths = level_widths(nf, depth)
+        widths = level_widths(nf, depth)  # first: it refuses a depth below 1
+        super().__init__(in_channels, num_classes, spatial_dims, size_multiple(depth, psp_depth, HEAD_PSP_DEPTH, unit))
         make_unit = make_unit_factory(unit, attention_depth, norm, norm_groups, spatial_dims, grouped_attention)
         kw = norm_args(norm, norm_groups, spatial_dims)
         self.stem = ConvNormed(in_channels, nf, 1, **kw)
@@ -74,10 +71,9 @@ class FracTALResUNet(nn.Module):
         self.decoder = Decoder(widths, level_heads(nheads_start, depth, decoder=True), make_unit, **kw)
         self.head = ConditionedMultitaskHead(nf, num_classes, psp_depth=HEAD_PSP_DEPTH, **kw)
         self.act = nn.ReLU()
-        self.size_multiple = size_multiple(depth, psp_depth, HEAD_PSP_DEPTH, unit)
 
     def forward(self, x: torch.Tensor) -> MultitaskOutput:
-        check_input(x, self.in_channels, self.spatial_dims, self.size_multiple, type(self).__name__)
+        self.check_input(x)
         stem = self.stem(x)
         feats = self.encoder(stem)
         out = self.decoder(self.act(self.bridge(feats[-1])), feats[:-1])

@@ -11,7 +11,7 @@ import torch.nn as nn
 from mantis.models.common import (
     Decoder,
     Encoder,
-    check_input,
+    UNetBase,
     level_heads,
     level_widths,
     make_unit_factory,
@@ -28,7 +28,7 @@ HEAD_PSP_DEPTH = 4
 FUSION_ATTENTION_DEPTH = 5  # the authors' date fusions always use depth 5, whatever the units use
 
 
-class MantisChangeDetector(nn.Module):
+class MantisChangeDetector(UNetBase):
     """Bi-temporal change detector: ``model(x1, x2)`` -> :class:`MultitaskOutput`, each B x K x S.
 
     Both dates go through ONE shared encoder (stem, units, DownSamples). The stems are fused by a relative
@@ -67,11 +67,8 @@ class MantisChangeDetector(nn.Module):
         fusion_attention_depth: int = FUSION_ATTENTION_DEPTH,
         grouped_attention: bool = True,
     ) -> None:
-        super().__init__()
-        self.in_channels = in_channels
-        self.num_classes = num_classes
-        self.spatial_dims = spatial_dims
-        widths = level_widths(nf, depth)
+        widths = level_widths(nf, depth)  # first: it refuses a depth below 1
+        super().__init__(in_channels, num_classes, spatial_dims, size_multiple(depth, psp_depth, HEAD_PSP_DEPTH, unit))
         enc_heads = level_heads(nheads_start, depth)
         make_unit = make_unit_factory(unit, attention_depth, norm, norm_groups, spatial_dims, grouped_attention)
         kw = norm_args(norm, norm_groups, spatial_dims)
@@ -93,12 +90,11 @@ class MantisChangeDetector(nn.Module):
         )
         self.head = ConditionedMultitaskHead(nf, num_classes, psp_depth=HEAD_PSP_DEPTH, **kw)
         self.act = nn.ReLU()
-        self.size_multiple = size_multiple(depth, psp_depth, HEAD_PSP_DEPTH, unit)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> MultitaskOutput:
-        name = type(self).__name__
-        check_input(x1, self.in_channels, self.spatial_dims, self.size_multiple, name)
+        self.check_input(x1)
         if x1.shape != x2.shape:
+            name = type(self).__name__
             raise ValueError(f"{name}: the two dates differ in shape: {tuple(x1.shape)} vs {tuple(x2.shape)}")
         stem1, stem2 = self.stem(x1), self.stem(x2)
         feats1, feats2 = self.encoder(stem1), self.encoder(stem2)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from mantis.models.common import check_input, level_widths, size_multiple
+from mantis.models.common import UNetBase, level_widths, size_multiple
 from mantis.models.registry import MULTITASK, register_model
 from mantis.nn.conv import ConvNormed
 from mantis.nn.factories import conv_type, norm_args
@@ -46,7 +46,7 @@ D7_DECODER_DILATIONS: tuple[tuple[int, ...], ...] = (
 HEAD_PSP_DEPTH = 4
 
 
-class ResUNetA(nn.Module):
+class ResUNetA(UNetBase):
     """ResUNet-a: ``model(x)`` -> :class:`ResUNetAOutput` (segmentation, boundary, distance B x K x S; color
     B x 3 x S, the HSV reconstruction of the RGB bands).
 
@@ -73,14 +73,11 @@ class ResUNetA(nn.Module):
         norm_groups: int = 4,
         psp_depth: int = 4,
     ) -> None:
-        super().__init__()
         levels_total = depth or len(dilations)
+        widths = level_widths(nf, levels_total)  # first: it refuses a depth below 1
+        super().__init__(in_channels, num_classes, spatial_dims, size_multiple(levels_total, psp_depth, HEAD_PSP_DEPTH))
         rates = _per_level(dilations, levels_total)
         decoder_rates = rates if decoder_dilations is None else _per_level(decoder_dilations, levels_total)
-        self.in_channels = in_channels
-        self.num_classes = num_classes
-        self.spatial_dims = spatial_dims
-        widths = level_widths(nf, len(rates))
         kw = norm_args(norm, norm_groups, spatial_dims)
         conv = conv_type(spatial_dims)
         self.stem = ConvNormed(in_channels, nf, 1, **kw)
@@ -96,10 +93,9 @@ class ResUNetA(nn.Module):
         self.combines = nn.ModuleList(Combine(widths[i + 1], widths[i], **kw) for i in levels)
         self.decoder_units = nn.ModuleList(AtrousUnit(widths[i], decoder_rates[i], kernel_size=3, **kw) for i in levels)
         self.head = ResUNetAHead(nf, num_classes, psp_depth=HEAD_PSP_DEPTH, **kw)
-        self.size_multiple = size_multiple(len(widths), psp_depth, HEAD_PSP_DEPTH)
 
     def forward(self, x: torch.Tensor) -> ResUNetAOutput:
-        check_input(x, self.in_channels, self.spatial_dims, self.size_multiple, type(self).__name__)
+        self.check_input(x)
         stem = torch.relu(self.stem(x))  # the first unit and the head both see the stem after a ReLU
         skips = []
         out = stem
