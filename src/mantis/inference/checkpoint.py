@@ -42,6 +42,7 @@ class ModelMeta:
         band_mean: per-band mean subtracted from the images before the model (``None``: see
             :func:`mantis.inference.raster.normalise`).
         band_std: per-band standard deviation the images are divided by after the mean.
+        class_names: a name per class, as trained (``None``: not recorded).
     """
 
     model: str | None = None
@@ -49,6 +50,7 @@ class ModelMeta:
     task: str = "segmentation"
     band_mean: list[float] | None = None
     band_std: list[float] | None = None
+    class_names: list[str] | None = None
 
     @property
     def in_channels(self) -> int | None:
@@ -78,6 +80,7 @@ class ModelMeta:
         if task not in TASKS:
             raise InputError(f"{source}: unknown task {task!r}; expected one of {', '.join(TASKS)}")
         mean, std = hparams.get("band_mean"), hparams.get("band_std")
+        names = hparams.get("class_names")
         if (mean is None) != (std is None):
             raise InputError(f"{source}: 'band_mean' and 'band_std' must be given together")
         return cls(
@@ -86,6 +89,7 @@ class ModelMeta:
             task=task,
             band_mean=None if mean is None else [float(v) for v in mean],
             band_std=None if std is None else [float(v) for v in std],
+            class_names=[str(n) for n in names] if isinstance(names, (list, tuple)) else None,
         )
 
 

@@ -38,6 +38,7 @@ from mantis.inference.raster import (
 from mantis.inference.sliding import WindowForward, _progress, accumulate_windows
 from mantis.inference.spec import WindowSpec
 from mantis.inference.tiling import blend_weights, padded_extent, reflect_indices, window_starts
+from mantis.inference.vector import VECTOR_SUFFIXES, PolygonStream, VectorOptions, require_libraries, vector_path
 from mantis.io.folders import files_by_stem, list_images, match_file
 from mantis.io.normalize import missing_pixels
 from mantis.models.common import nearest_sizes
@@ -68,6 +69,13 @@ class PredictJob:
     header: RasterHeader
     nodata: tuple[float | None, ...]
     outputs: dict[str, Path]
+    vector: Path | None = None
+    vector_options: VectorOptions | None = None
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file the job writes: the rasters, then the polygons."""
+        return [*self.outputs.values(), *([self.vector] if self.vector is not None else [])]
 
 
 def _as_paths(inputs: PathLike | Sequence[PathLike]) -> tuple[Path, ...]:
@@ -127,11 +135,13 @@ def plan_prediction(
     prob_dtype: str = "uint8",
     output_format: str = "auto",
     overwrite: bool = False,
+    vector: VectorOptions | None = None,
 ) -> PredictJob:
     """Check one prediction before any work: the inputs' headers, the pair's grid, bands, output names.
 
     Returns:
-        The :class:`PredictJob`; outputs are ``<output_dir>/<stem of the first input>_<product>.<tif|png>``.
+        The :class:`PredictJob`; outputs are ``<output_dir>/<stem of the first input>_<product>.<tif|png>``,
+        polygons (with ``vector``) ``<output_dir>/<stem>_polygons.<gpkg|geojson>``.
 
     Raises:
         InputError: one line naming the file and the problem.
@@ -148,6 +158,8 @@ def plan_prediction(
         raise InputError(f"unknown probability dtype {prob_dtype!r}; choose from {', '.join(PROB_DTYPES)}")
     if output_format not in FORMATS:
         raise InputError(f"unknown output format {output_format!r}; choose from {', '.join(FORMATS)}")
+    if vector is not None:
+        _check_vector(vector, meta)
     headers = [read_header(p) for p in paths]
     for other in headers[1:]:
         check_pair(headers[0], other)
@@ -160,11 +172,23 @@ def plan_prediction(
         raise InputError(f"{out_dir}: exists and is not a folder")
     ext = ".png" if png else ".tif"
     files = {o: out_dir / f"{paths[0].stem}_{o}{ext}" for o in dict.fromkeys(outputs)}
+    polygons = None if vector is None else vector_path(out_dir, paths[0].stem, vector)
+    job = PredictJob(paths, headers[0], tuple(h.nodata for h in headers), files, polygons, vector)
     if not overwrite:
-        for f in files.values():
+        for f in job.files:
             if f.exists():
                 raise InputError(f"{f}: already exists (pass --overwrite to replace it)")
-    return PredictJob(paths, headers[0], tuple(h.nodata for h in headers), files)
+    return job
+
+
+def _check_vector(vector: VectorOptions, meta: ModelMeta) -> None:
+    """The vector libraries are installed and the classes to polygonise exist in the model."""
+    require_libraries()
+    k = meta.model_kwargs.get("num_classes")
+    if k is not None and vector.classes is not None:
+        wrong = [c for c in vector.classes if c >= max(int(k), 2)]
+        if wrong:
+            raise InputError(f"--vector-classes {wrong[0]}: the model predicts classes 0 to {max(int(k), 2) - 1}")
 
 
 def _spec(product: str, k: int, prob_dtype: str) -> BandSpec:
@@ -190,12 +214,19 @@ def _argmax(values: torch.Tensor) -> torch.Tensor:
     return index
 
 
-def _product(product: str, values: torch.Tensor, invalid: np.ndarray, prob_dtype: str) -> np.ndarray:
+def _class_map(values: torch.Tensor, invalid: np.ndarray) -> np.ndarray:
+    """n x W uint8 class ids of K x n x W blended probabilities, nodata (255) where the input is invalid."""
+    out = _argmax(values).cpu().numpy()
+    out[invalid] = UINT8_NODATA
+    return out
+
+
+def _product(
+    product: str, values: torch.Tensor, invalid: np.ndarray, prob_dtype: str, classes: np.ndarray | None = None
+) -> np.ndarray:
     """K x n x W blended values -> the product's bands, nodata where the input is invalid."""
     if product == "class":
-        out = _argmax(values).cpu().numpy()[None]
-        out[:, invalid] = UINT8_NODATA
-        return out
+        return (_class_map(values, invalid) if classes is None else classes)[None]
     v = values.cpu().numpy()
     if prob_dtype == "float32":
         out = v.astype(np.float32, copy=True)
@@ -234,7 +265,7 @@ def run_prediction(
     col_starts = window_starts(extents[1], win[1], step[1])
     groups = row_groups(window_starts(extents[0], win[0], step[0]), len(col_starts), spec.batch_size)
     col_index = reflect_indices(-before[1], extents[1] - before[1], w)
-    fields = list(dict.fromkeys(PRODUCTS[p] for p in job.outputs))
+    fields = list(dict.fromkeys([PRODUCTS[p] for p in job.outputs] + (["segmentation"] if job.vector else [])))
     forward = WindowForward(model, 2, tta=spec.tta, precision=spec.precision, device=device, fields=fields)
     # Accumulate where the model runs: on a GPU only the finished rows travel back.
     acc_device = forward.device
@@ -271,10 +302,11 @@ def run_prediction(
     with contextlib.ExitStack() as stack:
         stack.enter_context(_gdal_env(job))
         readers = [stack.enter_context(RasterReader(p)) for p in job.inputs]
-        temps = stack.enter_context(AtomicFiles(list(job.outputs.values())))
+        temps = stack.enter_context(AtomicFiles(job.files, keep_suffix=VECTOR_SUFFIXES))
         # One thread reads and normalises the next strip while the model runs on this one.
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
         writers: list[RowWriter] = []
+        polygons = _polygon_writer(job, meta, temps[-1]) if job.vector is not None else None
         try:
             ahead = pool.submit(load, readers, groups[0])
             for k, group in enumerate(groups):
@@ -305,19 +337,35 @@ def run_prediction(
                             _writer(temp, final, job.header, _spec(p, blended[PRODUCTS[p]].shape[0], prob_dtype))
                             for (p, final), temp in zip(job.outputs.items(), temps)
                         ]
+                    classes = None
+                    if polygons is not None or "class" in job.outputs:
+                        classes = _class_map(blended["segmentation"], invalid[band, cut])
                     for p, writer in zip(products, writers):
-                        writer.write(lo - before[0], _product(p, blended[PRODUCTS[p]], invalid[band, cut], prob_dtype))
+                        values = blended[PRODUCTS[p]]
+                        writer.write(lo - before[0], _product(p, values, invalid[band, cut], prob_dtype, classes))
+                    if polygons is not None and classes is not None:
+                        polygons.add(classes, blended["segmentation"].cpu().numpy())
                 _shift(sums, weight_sum, done)
             for writer in writers:
                 writer.close()
+            if polygons is not None:
+                polygons.close()
         except BaseException:
             for writer in writers:
                 writer.abort()
+            if polygons is not None:
+                polygons.abort()
             raise
         finally:
             if bar is not None:
                 bar.close()
-    return dict(job.outputs)
+    return {**job.outputs, **({"polygons": job.vector} if job.vector is not None else {})}
+
+
+def _polygon_writer(job: PredictJob, meta: ModelMeta, temp: Path) -> PolygonStream:
+    """The streaming polygoniser of ``job``, writing to ``temp``."""
+    assert job.vector is not None and job.vector_options is not None
+    return PolygonStream(temp, job.vector.stem, job.vector_options, job.header, meta.class_names, meta.pair)
 
 
 def row_groups(rows: Sequence[int], n_cols: int, batch_size: int) -> list[list[int]]:
@@ -406,6 +454,7 @@ def predict_raster(
     output_format: str = "auto",
     overwrite: bool = False,
     progress: bool = True,
+    vector: VectorOptions | str | None = None,
     **window_options: Any,
 ) -> dict[str, Path]:
     """Predict one raster (segmentation) or one pair (change detection) of any size, in bounded memory.
@@ -428,6 +477,8 @@ def predict_raster(
         output_format: ``auto`` (PNG for PNG/JPEG inputs, else GeoTIFF), ``tif`` or ``png``.
         overwrite: replace existing outputs instead of refusing.
         progress: show a tqdm progress bar.
+        vector: also write the regions of the class map as polygons (:class:`~mantis.inference.vector.
+            VectorOptions`, or its format ``"gpkg"``/``"geojson"``), under the product name ``polygons``.
         **window_options: fields of ``spec`` to change, e.g. ``window=512, stride=64, precision="bf16"``.
 
     Returns:
@@ -441,8 +492,14 @@ def predict_raster(
     paths = _as_paths(inputs)
     fn, meta = _load(model, meta, len(paths), device)
     check_window(fn, spec)
-    job = plan_prediction(paths, output_dir, meta, outputs, prob_dtype, output_format, overwrite)
+    job = plan_prediction(paths, output_dir, meta, outputs, prob_dtype, output_format, overwrite, _vector(vector))
     return run_prediction(job, fn, meta, spec, prob_dtype, device, progress)
+
+
+def _vector(vector: VectorOptions | str | None) -> VectorOptions | None:
+    if isinstance(vector, str):
+        return VectorOptions(format=vector)  # type: ignore[arg-type]
+    return vector
 
 
 def pair_folders(folders: Sequence[Path]) -> list[tuple[Path, ...]]:
@@ -486,6 +543,7 @@ def predict_folder(
     skip_existing: bool = False,
     device: torch.device | str | None = None,
     progress: bool = True,
+    vector: VectorOptions | str | None = None,
     **window_options: Any,
 ) -> list[dict[str, Path]]:
     """Predict every image of a folder, or every same-named pair of two folders (change detection).
@@ -493,8 +551,8 @@ def predict_folder(
     Every file is checked (headers, pairs, bands, outputs) before the first prediction starts.
 
     Args:
-        model, meta, spec, outputs, prob_dtype, output_format, overwrite, device, progress, **window_options:
-            as in :func:`predict_raster`.
+        model, meta, spec, outputs, prob_dtype, output_format, overwrite, device, progress, vector,
+            **window_options: as in :func:`predict_raster`.
         inputs: one folder, or two folders (date 1, date 2) holding files of the same names.
         output_dir: folder for all outputs.
         skip_existing: leave out inputs whose outputs all exist already (resume an interrupted run).
@@ -507,12 +565,15 @@ def predict_folder(
     fn, meta = _load(model, meta, len(folders), device)
     check_window(fn, spec)
     jobs = []
+    polygons = _vector(vector)
     for group in pair_folders(folders):
         if skip_existing:
-            job = plan_prediction(group, output_dir, meta, outputs, prob_dtype, output_format, overwrite=True)
-            if all(p.exists() for p in job.outputs.values()):
+            job = plan_prediction(group, output_dir, meta, outputs, prob_dtype, output_format, True, polygons)
+            if all(p.exists() for p in job.files):
                 continue
         jobs.append(
-            plan_prediction(group, output_dir, meta, outputs, prob_dtype, output_format, overwrite or skip_existing)
+            plan_prediction(
+                group, output_dir, meta, outputs, prob_dtype, output_format, overwrite or skip_existing, polygons
+            )
         )
     return [run_prediction(job, fn, meta, spec, prob_dtype, device, progress) for job in jobs]

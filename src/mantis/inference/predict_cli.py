@@ -12,6 +12,7 @@ from mantis.inference.errors import InputError
 from mantis.inference.predict import FORMATS, PROB_DTYPES, PRODUCTS
 from mantis.inference.spec import PRECISIONS, WindowSpec
 from mantis.inference.tiling import BLEND_MODES
+from mantis.inference.vector import AREA_UNITS, VECTOR_FORMATS
 
 PROG = "mantis predict"
 DEFAULT = WindowSpec()  # the defaults of the window options
@@ -22,7 +23,9 @@ windows are blended, borders reflect-padded, and rows are written as soon as the
 does not grow with the raster. One input is a segmentation image, two are a change-detection pair;
 folders predict every file (pairs: same file name, or same stem, in both folders). Outputs are written as
 <output>/<input stem>_<product>.tif (GeoTIFF: tiled, compressed, CRS/transform/nodata kept) or .png for
-PNG/JPEG inputs, under a temporary name renamed when complete.
+PNG/JPEG inputs, under a temporary name renamed when complete. With --vector, the regions of the class map
+(every class but 0 by default) are also written as polygons with attributes, <input stem>_polygons.gpkg
+or .geojson, in the raster's CRS (pixel coordinates for PNG/JPEG).
 """
 
 EPILOG = """\
@@ -30,6 +33,7 @@ examples:
   mantis predict -c best.ckpt -i scene.tif -o predictions/
   mantis predict -c a.ckpt b.ckpt -i 2019.tif 2021.tif -o out/ --stride 64 --tta --outputs class prob
   mantis predict --config configs/predict.yaml --input A/ B/
+  mantis predict -c best.ckpt -i 2019.tif 2021.tif -o out/ --vector gpkg --vector-min-area 20 --vector-simplify 1
 """
 
 
@@ -96,7 +100,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--skip-existing", action="store_true", help="folders: skip inputs already predicted")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _vector_arguments(p)
     return p
+
+
+def _vector_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``--vector`` (polygons of the class map)."""
+    v = p.add_argument_group("polygons (--vector; needs pip install 'mantis-cd[vector]')")
+    v.add_argument("--vector", choices=VECTOR_FORMATS, help="also write the class regions as polygons: gpkg or geojson")
+    v.add_argument(
+        "--vector-classes", nargs="+", type=int, metavar="K", help="class ids to polygonise (default: all but 0)"
+    )
+    v.add_argument(
+        "--vector-min-area", type=float, default=0.0, metavar="A", help="leave out regions smaller than A (0)"
+    )
+    v.add_argument(
+        "--vector-area-units",
+        choices=AREA_UNITS,
+        default="pixels",
+        help="units of --vector-min-area and --vector-fill-holes: pixels, or map (square CRS units, e.g. m²)",
+    )
+    v.add_argument(
+        "--vector-fill-holes",
+        type=float,
+        nargs="?",
+        const=float("inf"),
+        default=0.0,
+        metavar="A",
+        help="fill holes smaller than A (alone: every hole)",
+    )
+    v.add_argument(
+        "--vector-simplify", type=float, default=0.0, metavar="TOL", help="simplification tolerance in map units (0)"
+    )
+    v.add_argument(
+        "--vector-connectivity",
+        type=int,
+        choices=[4, 8],
+        default=8,
+        help="8: pixels touching at corners are one region (as mantis evaluate); 4: edges only",
+    )
+
+
+def _vector_options(args: argparse.Namespace) -> Any:
+    """The :class:`~mantis.inference.vector.VectorOptions` of ``args``, or ``None`` without ``--vector``."""
+    if not args.vector:
+        return None
+    from mantis.inference.vector import VectorOptions, require_libraries
+
+    require_libraries()  # before the checkpoints load: one line naming what to install
+    return VectorOptions(
+        format=args.vector,
+        classes=tuple(args.vector_classes) if args.vector_classes else None,
+        min_area=args.vector_min_area,
+        area_units=args.vector_area_units,
+        fill_holes=args.vector_fill_holes,
+        simplify=args.vector_simplify,
+        connectivity=args.vector_connectivity,
+    )
 
 
 def _config_defaults(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
@@ -117,7 +177,7 @@ def _config_defaults(parser: argparse.ArgumentParser, path: str) -> dict[str, An
         dest = str(key).replace("-", "_")
         if dest not in known or dest in ("help", "config"):
             raise InputError(f"{path}: unknown option {key!r}")
-        listy = dest in ("checkpoint", "input", "outputs", "window", "stride")
+        listy = dest in ("checkpoint", "input", "outputs", "window", "stride", "vector_classes")
         out[dest] = [value] if listy and not isinstance(value, list) else value
     return out
 
@@ -161,6 +221,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     if any(folders) and not all(folders):
         raise InputError(f"{inputs[folders.index(False)]}: give files or folders, not a mix")
     writable_folder(args.output)  # a read-only or impossible output folder: one line now, not after the work
+    vector = _vector_options(args)
     device = _device(args.device)
     model, meta = load_models(args.checkpoint, device)
     spec = WindowSpec.from_mapping(
@@ -174,6 +235,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
         "output_format": args.format,
         "overwrite": args.overwrite,
         "progress": not args.no_progress,
+        "vector": vector,
     }
     if all(folders):
         return predict_folder(model, inputs, args.output, meta, skip_existing=args.skip_existing, **options)

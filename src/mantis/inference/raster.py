@@ -294,18 +294,21 @@ class AtomicFiles:
     """Temporary files next to their final names, renamed into place only when all are complete.
 
     On any exception (including KeyboardInterrupt) inside the ``with`` block the temporaries are deleted
-    and no final file appears.
+    and no final file appears. Temporaries of files whose suffix is in ``keep_suffix`` end with that suffix
+    too (GDAL's GeoPackage driver wants ``.gpkg``).
     """
 
-    def __init__(self, finals: Sequence[Path]) -> None:
+    def __init__(self, finals: Sequence[Path], keep_suffix: Sequence[str] = ()) -> None:
         self.finals = list(finals)
+        self.keep_suffix = tuple(keep_suffix)
         self.temps: list[Path] = []
 
     def __enter__(self) -> list[Path]:
         for final in self.finals:
             final.parent.mkdir(parents=True, exist_ok=True)
             # A unique name in the same folder, so the final rename is atomic; created by the writer.
-            self.temps.append(final.with_name(f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.partial"))
+            tail = final.suffix if final.suffix in self.keep_suffix else ""
+            self.temps.append(final.with_name(f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.partial{tail}"))
         return self.temps
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
