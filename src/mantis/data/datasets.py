@@ -61,33 +61,72 @@ def _resolve_split_file(split_file: str | os.PathLike[str] | None, root: Path) -
 
 
 class _FolderDataset(Dataset[Sample]):
-    """Shared machinery of the folder datasets: indexing, windows, reading, sample making."""
+    """Samples from a folder of images and masks: the machinery and the arguments that
+    :class:`ChangeDetectionFolder` and :class:`SegmentationFolder` share (they differ in inputs per sample,
+    default folders and the colour target).
+
+    Args:
+        root: Dataset folder.
+        split: Sub-folder of ``root`` holding this split (``"train"`` for ``root/train/A``...), or ``None``.
+        dirs: Sub-folders of the inputs (one per date for pairs) and the masks; ``None`` for the dataset's
+            default (``("A", "B", "label")`` for change detection, ``("images", "masks")`` for segmentation).
+        split_file: Text file listing the file names of this split, one per line (absolute, or relative
+            to the working directory or to the dataset folder); ``None`` for all files.
+        patch_size: Side of the square windows cut from the images; ``None`` for whole images.
+        train: Random windows (and fresh randomness every call) when ``True``; a grid of windows otherwise.
+        files: Use only these file names (overrides ``split_file``).
+        samples_per_image: Random windows per image and epoch in training; ``None`` for as many as the
+            grid has (so an epoch covers about each image's area once).
+        stride: Step of the evaluation grid (default ``patch_size``).
+        num_classes: K (2 for change detection).
+        mask_mapping: ``{stored value: class}``; ``None`` for ids 0..K-1 (plus 0/255 when K = 2, so change
+            masks may be 0/1 or 0/255; see :mod:`mantis.data.masks`).
+        ignore_index: Class id of unlabelled pixels.
+        mean: Per-band means in stored units (both dates of a pair share them); ``None`` divides uint8
+            images by 255 and leaves other dtypes as stored.
+        std: Per-band standard deviations in stored units.
+        augment: Augmentation (all inputs and the mask consistently), or ``None``.
+        multitask: Add the ``"segmentation"``, ``"boundary"`` and ``"distance"`` targets.
+        colour: Add the ``"colour"`` target (HSV of ``rgb_bands``, for ResUNet-a; segmentation only).
+        rgb_bands: Indices of the red, green and blue bands.
+        small_images: ``"pad"`` reflect-pads images smaller than ``patch_size``; ``"error"`` refuses them.
+        check: Check every file when building the dataset.
+
+    Raises:
+        DataError: A file is missing, unreadable, truncated or inconsistent (one line naming it).
+    """
 
     image_keys: tuple[str, ...] = ()
+    default_dirs: tuple[str, ...] = ()
+    has_colour = False  # whether the samples can carry the colour target
 
     def __init__(
         self,
         root: str | os.PathLike[str],
-        split: str | None,
-        dirs: Sequence[str],
-        split_file: str | os.PathLike[str] | None,
-        patch_size: int | None,
-        train: bool,
-        files: Sequence[str] | None,
-        samples_per_image: int | None,
-        stride: int | None,
-        num_classes: int,
-        mask_mapping: Mapping[int, int] | None,
-        ignore_index: int,
-        mean: Sequence[float] | None,
-        std: Sequence[float] | None,
-        augment: Augment | None,
-        multitask: bool,
-        colour: bool,
-        rgb_bands: tuple[int, int, int],
-        small_images: Literal["pad", "error"],
-        check: bool,
+        split: str | None = None,
+        dirs: Sequence[str] | None = None,
+        split_file: str | os.PathLike[str] | None = None,
+        patch_size: int | None = 256,
+        train: bool = True,
+        *,
+        files: Sequence[str] | None = None,
+        samples_per_image: int | None = None,
+        stride: int | None = None,
+        num_classes: int = 2,
+        mask_mapping: Mapping[int, int] | None = None,
+        ignore_index: int = 255,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        augment: Augment | None = None,
+        multitask: bool = False,
+        colour: bool = False,
+        rgb_bands: tuple[int, int, int] = (0, 1, 2),
+        small_images: Literal["pad", "error"] = "pad",
+        check: bool = True,
     ) -> None:
+        if colour and not self.has_colour:
+            raise ValueError(f"{type(self).__name__} has no colour target")
+        dirs = self.default_dirs if dirs is None else dirs
         if len(dirs) != len(self.image_keys) + 1:
             raise ValueError(f"dirs needs {len(self.image_keys)} image folder(s) and one mask folder, got {list(dirs)}")
         if patch_size is not None and patch_size < 1:
@@ -109,6 +148,8 @@ class _FolderDataset(Dataset[Sample]):
         )
         self.items: list[FolderItem] = self._index(check)
         self.in_channels = self.items[0].bands
+        if colour and max(rgb_bands) >= self.in_channels:
+            raise DataError(self.items[0].images[0], f"has {self.in_channels} bands; rgb_bands={rgb_bands} need more")
         if mean is not None and len(mean) != self.in_channels:
             raise DataError(self.items[0].images[0], f"has {self.in_channels} bands but mean has {len(mean)} values")
         if std is not None and len(std) != self.in_channels:
@@ -231,127 +272,22 @@ class ChangeDetectionFolder(_FolderDataset):
 
     Layout: ``root[/split]/A/x.png``, ``B/x.png``, ``label/x.png`` (names configurable with ``dirs``, e.g.
     WHU's ``("prev", "curr", "label")``); files of one sample share their name (or stem). All files are
-    checked when the dataset is built (see :func:`~mantis.data.folders.index_folder`).
-
-    Args:
-        root: Dataset folder.
-        split: Sub-folder of ``root`` holding this split (``"train"`` for ``root/train/A``...), or ``None``.
-        dirs: Sub-folders of the first date, the second date and the change masks.
-        split_file: Text file listing the file names of this split, one per line (absolute, or relative
-            to the working directory or to the dataset folder); ``None`` for all files.
-        patch_size: Side of the square windows cut from the images; ``None`` for whole images.
-        train: Random windows (and fresh randomness every call) when ``True``; a grid of windows otherwise.
-        files: Use only these file names (overrides ``split_file``).
-        samples_per_image: Random windows per image and epoch in training; ``None`` for as many as the
-            grid has (so an epoch covers about each image's area once).
-        stride: Step of the evaluation grid (default ``patch_size``).
-        num_classes: K, 2 for change detection.
-        mask_mapping: ``{stored value: class}``; ``None`` accepts 0/1 and 0/255 masks (see
-            :mod:`mantis.data.masks`).
-        ignore_index: Class id of unlabelled pixels.
-        mean: Per-band means in stored units (both dates share them); ``None`` divides uint8 images
-            by 255 and leaves other dtypes as stored.
-        std: Per-band standard deviations in stored units.
-        augment: Augmentation (both dates and the mask consistently), or ``None``.
-        multitask: Add the ``"segmentation"``, ``"boundary"`` and ``"distance"`` targets.
-        small_images: ``"pad"`` reflect-pads images smaller than ``patch_size``; ``"error"`` refuses them.
-        check: Check every file when building the dataset.
-
-    Raises:
-        DataError: A file is missing, unreadable, truncated or inconsistent (one line naming it).
+    checked when the dataset is built (see :func:`~mantis.data.folders.index_folder`). Arguments: see
+    :class:`_FolderDataset` (no ``colour`` target).
     """
 
     image_keys = ("image1", "image2")
-
-    def __init__(
-        self,
-        root: str | os.PathLike[str],
-        split: str | None = None,
-        dirs: Sequence[str] = ("A", "B", "label"),
-        split_file: str | os.PathLike[str] | None = None,
-        patch_size: int | None = 256,
-        train: bool = True,
-        *,
-        files: Sequence[str] | None = None,
-        samples_per_image: int | None = None,
-        stride: int | None = None,
-        num_classes: int = 2,
-        mask_mapping: Mapping[int, int] | None = None,
-        ignore_index: int = 255,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        augment: Augment | None = None,
-        multitask: bool = False,
-        small_images: Literal["pad", "error"] = "pad",
-        check: bool = True,
-    ) -> None:
-        super().__init__(
-            root, split, dirs, split_file, patch_size, train, files, samples_per_image, stride, num_classes,
-            mask_mapping, ignore_index, mean, std, augment, multitask, False, (0, 1, 2), small_images, check,
-        )  # fmt: skip
+    default_dirs = ("A", "B", "label")
 
 
 class SegmentationFolder(_FolderDataset):
-    """Images and class masks from a folder: ``root[/split]/images/x.tif`` and ``masks/x.tif``.
-
-    Args:
-        root: Dataset folder.
-        split: Sub-folder of ``root`` holding this split, or ``None``.
-        dirs: Sub-folders of the images and the masks.
-        split_file: Text file listing the file names of this split, one per line; ``None`` for all files.
-        patch_size: Side of the square windows cut from the images; ``None`` for whole images.
-        train: Random windows when ``True``; a grid of windows otherwise.
-        files: Use only these file names (overrides ``split_file``).
-        samples_per_image: Random windows per image and epoch in training; ``None`` for the grid's count.
-        stride: Step of the evaluation grid (default ``patch_size``).
-        num_classes: K.
-        mask_mapping: ``{stored value: class}``; ``None`` for ids 0..K-1 (plus 0/255 when K = 2).
-        ignore_index: Class id of unlabelled pixels.
-        mean: Per-band means in stored units; ``None`` divides uint8 by 255, other dtypes as stored.
-        std: Per-band standard deviations in stored units.
-        augment: Augmentation, or ``None``.
-        multitask: Add the ``"segmentation"``, ``"boundary"`` and ``"distance"`` targets.
-        colour: Add the ``"colour"`` target (HSV of ``rgb_bands``, for ResUNet-a).
-        rgb_bands: Indices of the red, green and blue bands.
-        small_images: ``"pad"`` reflect-pads images smaller than ``patch_size``; ``"error"`` refuses them.
-        check: Check every file when building the dataset.
-
-    Raises:
-        DataError: A file is missing, unreadable, truncated or inconsistent (one line naming it).
+    """Images and class masks from a folder: ``root[/split]/images/x.tif`` and ``masks/x.tif`` (names
+    configurable with ``dirs``). Arguments: see :class:`_FolderDataset`.
     """
 
     image_keys = ("image",)
-
-    def __init__(
-        self,
-        root: str | os.PathLike[str],
-        split: str | None = None,
-        dirs: Sequence[str] = ("images", "masks"),
-        split_file: str | os.PathLike[str] | None = None,
-        patch_size: int | None = 256,
-        train: bool = True,
-        *,
-        files: Sequence[str] | None = None,
-        samples_per_image: int | None = None,
-        stride: int | None = None,
-        num_classes: int = 2,
-        mask_mapping: Mapping[int, int] | None = None,
-        ignore_index: int = 255,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        augment: Augment | None = None,
-        multitask: bool = False,
-        colour: bool = False,
-        rgb_bands: tuple[int, int, int] = (0, 1, 2),
-        small_images: Literal["pad", "error"] = "pad",
-        check: bool = True,
-    ) -> None:
-        super().__init__(
-            root, split, dirs, split_file, patch_size, train, files, samples_per_image, stride, num_classes,
-            mask_mapping, ignore_index, mean, std, augment, multitask, colour, rgb_bands, small_images, check,
-        )  # fmt: skip
-        if colour and max(rgb_bands) >= self.in_channels:
-            raise DataError(self.items[0].images[0], f"has {self.in_channels} bands; rgb_bands={rgb_bands} need more")
+    default_dirs = ("images", "masks")
+    has_colour = True
 
 
 class _SyntheticDataset(Dataset[Sample]):
