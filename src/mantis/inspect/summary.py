@@ -12,6 +12,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from mantis.inspect.receptive_field import ReceptiveField, receptive_field
 from mantis.models.registry import count_inputs, create_model, list_models, model_info
 from mantis.nn.pooling import PSPPooling
 
@@ -71,6 +72,7 @@ class Totals:
     params: int
     macs: int
     activation_values: int  # output values of every leaf module (what training keeps for the backward pass)
+    receptive_field: ReceptiveField | None = None  # of one centre output cell (None: not measured, or no space)
 
 
 def _shape(value: Any) -> str:
@@ -81,13 +83,17 @@ def _shape(value: Any) -> str:
     return type(value).__name__
 
 
-def summarize(model: nn.Module, inputs: Sequence[torch.Tensor], depth: int = 2) -> tuple[list[ModuleRow], Any, Totals]:
+def summarize(
+    model: nn.Module, inputs: Sequence[torch.Tensor], depth: int = 2, *, measure_receptive_field: bool = True
+) -> tuple[list[ModuleRow], Any, Totals]:
     """Run ``model(*inputs)`` once and describe its modules down to ``depth`` levels.
 
     Args:
         model: any network.
         inputs: its input tensors, B x C x S each.
         depth: how many levels of sub-modules to list (1 = direct children).
+        measure_receptive_field: also measure the receptive field of one centre output cell (two more
+            forward and backward passes of a float64 copy: :func:`mantis.inspect.receptive_field`).
 
     Returns:
         The rows (in registration order; shapes of modules run several times are those of the last call,
@@ -127,6 +133,8 @@ def summarize(model: nn.Module, inputs: Sequence[torch.Tensor], depth: int = 2) 
     finally:
         for hook in hooks:
             hook.remove()
+    if measure_receptive_field and inputs and inputs[0].dim() > 2:
+        totals.receptive_field = receptive_field(model, inputs)
     return list(rows.values()), output, totals
 
 
@@ -168,6 +176,8 @@ def format_table(rows: Sequence[ModuleRow], totals: Totals, output: Any, batch: 
             f"activations kept for training (outputs of every layer), batch {batch}: "
             f"{4 * mib:,.1f} MiB in float32, {2 * mib:,.1f} MiB in bfloat16"
         )
+    if totals.receptive_field is not None:
+        lines.append(f"receptive field of one centre output cell: {totals.receptive_field.describe()}")
     if hasattr(output, "_fields"):
         lines.append("outputs: " + ", ".join(f"{k} {_shape(v)}" for k, v in output._asdict().items()))
     else:
@@ -184,6 +194,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--batch", type=int, default=1, help="batch size of the probe input")
     parser.add_argument("--depth", type=int, default=2, help="levels of sub-modules to list")
+    parser.add_argument(
+        "--no-receptive-field",
+        dest="receptive_field",
+        action="store_false",
+        help="skip the receptive field measurement (two float64 forward and backward passes)",
+    )
     return parser
 
 
@@ -209,7 +225,9 @@ def _summary(args: argparse.Namespace) -> int:
             raise ValueError(f"--size needs 1 or {dims} values for spatial_dims={dims}, got {len(size)}")
         channels = int(kwargs.get("in_channels", getattr(model, "in_channels", 3)))
         probe = torch.zeros(args.batch, channels, *size)
-    rows, output, totals = summarize(model, [probe] * n_inputs, args.depth)
+    rows, output, totals = summarize(
+        model, [probe] * n_inputs, args.depth, measure_receptive_field=args.receptive_field
+    )
     print(f"{args.model} {json.dumps(kwargs)}; input {'x'.join(str(s) for s in probe.shape)} x {n_inputs}")
     print(format_table(rows, totals, output, args.batch))
     return 0
