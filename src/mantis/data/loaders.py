@@ -41,3 +41,41 @@ class StageDataModule(lightning.LightningDataModule):
     def test_dataloader(self) -> Any:
         """Test batches, never augmented (empty without a test split)."""
         return self._loader("test")
+
+
+class ClassificationDataModule(StageDataModule):
+    """A data module of whole samples with one class each (table rows, time series), for ``ClassificationTask``.
+
+    Subclasses set ``_class_names`` (class-id order), ``_mean`` and ``_std`` (``None`` without
+    standardisation) and define ``in_channels``; this class gives the task the rest.
+    """
+
+    target = "label"  # batches hold one class per sample
+    _class_names: list[str]
+    _mean: list[float] | None
+    _std: list[float] | None
+
+    @property
+    def num_classes(self) -> int:
+        """Number of distinct labels."""
+        return len(self._class_names)
+
+    @property
+    def class_names(self) -> list[str]:
+        """The labels, in class-id order (numeric order when all are numbers)."""
+        return list(self._class_names)
+
+    @property
+    def ignore_index(self) -> None:
+        """Every sample has a label."""
+        return None
+
+    @property
+    def mean(self) -> list[float] | None:
+        """Per-channel (per-feature) means of the training samples (``None`` without standardisation)."""
+        return self._mean
+
+    @property
+    def std(self) -> list[float] | None:
+        """Per-channel (per-feature) standard deviations of the training samples."""
+        return self._std

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from mantis.data.loaders import Stage, StageDataModule
+from mantis.data.loaders import ClassificationDataModule, Stage
 from mantis.data.splits import random_split
 from mantis.io.errors import DataError
 
@@ -61,7 +61,7 @@ def _number(cell: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-class TabularDataModule(StageDataModule):
+class TabularDataModule(ClassificationDataModule):
     """Rows of a CSV file as feature vectors and class labels (see the module docstring).
 
     Args:
@@ -79,7 +79,6 @@ class TabularDataModule(StageDataModule):
         seed: Seed of the random split.
     """
 
-    target = "label"  # batches hold one class per sample
     spatial_dims = None  # feature vectors
 
     def __init__(
@@ -105,8 +104,8 @@ class TabularDataModule(StageDataModule):
         train = self._features["train"]
         if standardize and len(train):
             std = train.std(axis=0)
-            self._mean: list[float] | None = [float(v) for v in train.mean(axis=0)]
-            self._std: list[float] | None = [float(v) if v > 0 else 1.0 for v in std]  # constant columns stay 0
+            self._mean = [float(v) for v in train.mean(axis=0)]
+            self._std = [float(v) if v > 0 else 1.0 for v in std]  # constant columns stay 0
         else:
             self._mean = self._std = None
 
@@ -162,31 +161,6 @@ class TabularDataModule(StageDataModule):
     def in_channels(self) -> int:
         """Number of feature columns."""
         return len(self.feature_names)
-
-    @property
-    def num_classes(self) -> int:
-        """Number of distinct target values."""
-        return len(self._class_names)
-
-    @property
-    def class_names(self) -> list[str]:
-        """The target values, in class-id order."""
-        return list(self._class_names)
-
-    @property
-    def ignore_index(self) -> None:
-        """Tables have no unlabelled rows."""
-        return None
-
-    @property
-    def mean(self) -> list[float] | None:
-        """Per-feature means of the training rows (``None`` without standardisation)."""
-        return self._mean
-
-    @property
-    def std(self) -> list[float] | None:
-        """Per-feature standard deviations of the training rows."""
-        return self._std
 
     # -- Lightning --------------------------------------------------------------------------------------
 
