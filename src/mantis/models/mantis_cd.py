@@ -122,14 +122,7 @@ def ceecnet_v2(**kwargs: object) -> MantisChangeDetector:
     return MantisChangeDetector("ceec_v2", **kwargs)  # type: ignore[arg-type]
 
 
-@register_model(
-    "fractal_resnet_cd",
-    inputs=2,
-    tiny=TINY,
-    signature=MantisChangeDetector,
-    fixed=("unit",),
-    paper=f"{PAPER} (FracTAL ResNet)",
-)
+@register_model("fractal_resnet_cd", **DESCRIPTION, paper=f"{PAPER} (FracTAL ResNet)")
 def fractal_resnet_cd(**kwargs: object) -> MantisChangeDetector:
     """FracTAL ResNet change detector: the mantis topology with FracTAL ResNet units."""
     return MantisChangeDetector("fractal", **kwargs)  # type: ignore[arg-type]
