@@ -228,7 +228,11 @@ class BaseTask(lightning.LightningModule):
         loss, scores, target = self.compute_loss(batch)
         self._scores(stage).update(scores, target)
         self._loss_mean(stage).update(loss.detach(), int(target.shape[0]))
+        self.eval_batch_scored(stage, scores, target)
         return loss
+
+    def eval_batch_scored(self, stage: Stage, scores: torch.Tensor, target: torch.Tensor) -> None:
+        """Called with each validation/test batch's class scores and targets (a hook for extra metrics)."""
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         """Loss and confusion matrix of one validation batch."""

@@ -9,7 +9,9 @@ from typing import Any
 import torch
 
 from mantis.losses import MultitaskLoss, to_one_hot
+from mantis.metrics import scores_to_json
 from mantis.models.registry import count_inputs, list_models, model_info
+from mantis.object_scores import ObjectScores
 from mantis.tasks.base import BaseTask
 
 DEFAULT_DEPTH_SCHEDULE = (0, 10, 20, 30)
@@ -40,6 +42,11 @@ class DenseTask(BaseTask):
         evolving_loss: raise the loss depth along ``depth_schedule`` at each LR drop.
         depth_schedule: the fractal depths of the evolving loss.
         reset_optimizer: with ``evolving_loss``, reset the optimiser state at each LR drop.
+        object_iou: ``mantis test`` also scores objects (connected regions, :mod:`mantis.object_scores`) of 2D
+            masks: a predicted and a true object match at this IoU or more.
+        object_classes: the classes scored as objects (default: every class but 0, i.e. ``change``).
+        object_connectivity: 8 (pixels touching at corners are one object) or 4.
+        object_min_area: objects of fewer pixels are left out of the object scores.
         **kwargs: the arguments of :class:`~mantis.tasks.base.BaseTask` (in_channels, num_classes, class_names,
             ignore_index, band_mean, band_std, optimizer, lr, ... collapse_patience), by name.
     """
@@ -57,6 +64,10 @@ class DenseTask(BaseTask):
         evolving_loss: bool = True,
         depth_schedule: Sequence[int] = DEFAULT_DEPTH_SCHEDULE,
         reset_optimizer: bool = True,
+        object_iou: float = 0.5,
+        object_classes: list[int] | None = None,
+        object_connectivity: int = 8,
+        object_min_area: int = 0,
         **kwargs: Any,
     ) -> None:
         depth_schedule = [int(d) for d in depth_schedule]
@@ -82,6 +93,17 @@ class DenseTask(BaseTask):
             ignore_index=self.ignore_index,
             per_channel=loss_per_class,
         )
+        # Test only (per-sample matching on the CPU would slow training); 2D masks only.
+        self.test_objects: ObjectScores | None = None
+        if getattr(self.model, "spatial_dims", 2) == 2:
+            self.test_objects = ObjectScores(
+                range(1, self.num_classes) if object_classes is None else object_classes,
+                self.class_names,
+                self.ignore_index,
+                object_iou,
+                object_connectivity,
+                object_min_area,
+            )
         self.lr_drops = 0  # LR drops seen so far (saved in checkpoints)
         self._last_lr: float | None = None
         self._warned_targets = False
@@ -126,6 +148,27 @@ class DenseTask(BaseTask):
             self.lr_drops = int(state["lr_drops"])
             self._last_lr = state["last_lr"]
             self.loss.depth = int(state["depth"])
+
+    # -- object scores (test) ----------------------------------------------------------------------
+
+    def eval_batch_scored(self, stage: str, scores: torch.Tensor, target: torch.Tensor) -> None:
+        """Match the objects of each test sample (:class:`~mantis.object_scores.ObjectScores`)."""
+        if stage == "test" and self.test_objects is not None:
+            self.test_objects.update(scores, target)
+
+    def on_test_epoch_end(self) -> None:
+        """The pixel metrics, then the object scores beside them (logged as ``test/object_f1_change`` ...)."""
+        super().on_test_epoch_end()
+        if self.test_objects is None or not self.test_objects.update_called:
+            return
+        objects = self.test_objects.compute()
+        self.test_objects.reset()
+        self.log_dict({f"test/{k}": v.float() for k, v in objects.items()}, sync_dist=True)
+        counts = ("object_tp_", "object_fp_", "object_fn_")
+        # Counts stay integers in test_metrics.json.
+        self.test_results.update(
+            {k: int(v) if k.startswith(counts) and v is not None else v for k, v in scores_to_json(objects).items()}
+        )
 
     # -- forward and loss ------------------------------------------------------------------------
 
