@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack needs Python 3.11
 
 UnitFactory = Callable[[int, int], nn.Module]
+HEAD_PSP_DEPTH = 4  # the PSP pooling depth of the authors' multitask heads, in every model
 
 
 def lcm(a: int, b: int) -> int:

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from mantis.models.common import (
+    HEAD_PSP_DEPTH,
     Decoder,
     Encoder,
     UNetBase,
@@ -19,8 +20,6 @@ from mantis.nn.conv import ConvNormed
 from mantis.nn.factories import norm_args
 from mantis.nn.heads import ConditionedMultitaskHead, MultitaskOutput
 from mantis.nn.pooling import PSPPooling
-
-HEAD_PSP_DEPTH = 4
 
 
 class FracTALResUNet(UNetBase):

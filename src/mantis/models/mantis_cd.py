@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from mantis.models.common import (
+    HEAD_PSP_DEPTH,
     Decoder,
     Encoder,
     UNetBase,
@@ -24,7 +25,6 @@ from mantis.nn.factories import norm_args
 from mantis.nn.heads import ConditionedMultitaskHead, MultitaskOutput
 from mantis.nn.pooling import PSPPooling
 
-HEAD_PSP_DEPTH = 4
 FUSION_ATTENTION_DEPTH = 5  # the authors' date fusions always use depth 5, whatever the units use
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from mantis.models.common import UNetBase, level_widths, size_multiple
+from mantis.models.common import HEAD_PSP_DEPTH, UNetBase, level_widths, size_multiple
 from mantis.models.registry import MULTITASK, register_model
 from mantis.nn.conv import ConvNormed
 from mantis.nn.factories import conv_type, norm_args
@@ -43,7 +43,6 @@ D7_DECODER_DILATIONS: tuple[tuple[int, ...], ...] = (
     (1, 3, 15),
     (1,),
 )
-HEAD_PSP_DEPTH = 4
 
 
 class ResUNetA(UNetBase):
