@@ -19,6 +19,7 @@ BUILT_IN = {
     "ceecnet_v1",
     "ceecnet_v2",
     "fractal_resnet_cd",
+    "fractal_resnet",
 }
 
 

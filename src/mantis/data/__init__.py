@@ -27,6 +27,7 @@ __all__ = [
     "RasterInfo",
     "SegmentationDataModule",
     "SegmentationFolder",
+    "SeriesDataModule",
     "SyntheticChangeDetection",
     "TabularDataModule",
     "SyntheticSegmentation",
@@ -54,6 +55,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from mantis.data.datamodule import ChangeDetectionDataModule, SegmentationDataModule
+    from mantis.data.series import SeriesDataModule
     from mantis.data.tabular import TabularDataModule
 
 _LAZY = {"ChangeDetectionDataModule", "SegmentationDataModule"}
@@ -69,4 +71,8 @@ def __getattr__(name: str) -> Any:
         from mantis.data.tabular import TabularDataModule
 
         return TabularDataModule
+    if name == "SeriesDataModule":
+        from mantis.data.series import SeriesDataModule
+
+        return SeriesDataModule
     raise AttributeError(f"module 'mantis.data' has no attribute {name!r}")
