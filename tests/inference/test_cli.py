@@ -92,8 +92,11 @@ def test_help_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "onnxruntime" in capsys.readouterr().out
 
 
-def test_config_file_is_a_runnable_example(tmp_path: Path, rng: np.random.Generator, change_ckpt: Path) -> None:
-    config = yaml.safe_load((REPO / "configs" / "predict.yaml").read_text())
+@pytest.mark.parametrize("name", ["predict.yaml", "predict_vector.yaml"])
+def test_config_file_is_a_runnable_example(
+    tmp_path: Path, rng: np.random.Generator, change_ckpt: Path, name: str
+) -> None:
+    config = yaml.safe_load((REPO / "configs" / name).read_text())
     # Point the example at tiny files; every other option is the example's own.
     d1, d2 = tmp_path / "A", tmp_path / "B"
     d1.mkdir(), d2.mkdir()
@@ -110,7 +113,8 @@ def test_config_file_is_a_runnable_example(tmp_path: Path, rng: np.random.Genera
         config["stride"] = 8
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(config))
     assert predict_cli.main(["--config", str(tmp_path / "p.yaml")]) == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"tile_{o}.tif" for o in sorted(config["outputs"])]
+    expected = [f"tile_{o}.tif" for o in config["outputs"]] + (["tile_polygons.gpkg"] if config.get("vector") else [])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(expected)
     (tmp_path / "bad.yaml").write_text("checkpoint: x\nwindw: 3\n")
     assert predict_cli.main(["--config", str(tmp_path / "bad.yaml")]) == 2
 
