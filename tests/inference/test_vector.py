@@ -8,21 +8,20 @@ from typing import Any
 
 import numpy as np
 import pytest
+import rasterio
 import torch
+from rasterio.features import rasterize
 
-pytest.importorskip("shapely")
-pyogrio = pytest.importorskip("pyogrio")
+from mantis.inference import InputError, ModelMeta, predict_raster
+from mantis.inference.regions import Region, StripRegions
+from mantis.inference.vector import VectorOptions, region_geometries
+from mantis.io.raster import write_image
+from mantis.objects import label_objects
+from tests.inference.conftest import make_ckpt, write_geotiff
 
-import rasterio  # noqa: E402
-import shapely  # noqa: E402
-from rasterio.features import rasterize  # noqa: E402
-
-from mantis.inference import InputError, ModelMeta, predict_raster  # noqa: E402
-from mantis.inference.regions import StripRegions  # noqa: E402
-from mantis.inference.vector import VectorOptions, region_geometry  # noqa: E402
-from mantis.io.raster import write_image  # noqa: E402
-from mantis.objects import label_objects  # noqa: E402
-from tests.inference.conftest import make_ckpt, write_geotiff  # noqa: E402
+# the vector extra (in the test extra); without it these tests are skipped, and --vector says what to install
+shapely = pytest.importorskip("shapely")
+pyogrio = pytest.importorskip("pyogrio.raw")
 
 META = ModelMeta(task="segmentation", model_kwargs={"num_classes": 2})
 
@@ -33,7 +32,7 @@ def band_is_probability(x: torch.Tensor) -> torch.Tensor:
 
 
 def _read(path: Path) -> tuple[dict[str, Any], list[Any], dict[str, np.ndarray]]:
-    meta, _, wkb, fields = pyogrio.raw.read(str(path))
+    meta, _, wkb, fields = pyogrio.read(str(path))
     return meta, list(shapely.from_wkb(wkb)), dict(zip(meta["fields"], fields))
 
 
@@ -97,7 +96,7 @@ def test_strips_of_any_height_give_the_regions_of_the_whole_map() -> None:
                 assert region.pixels == int(inside.sum())
                 assert region.prob_sum == pytest.approx(float(probs[c][inside].sum()))
                 assert region.prob_max == pytest.approx(float(probs[c][inside].max()))
-                burnt = rasterize([(region.geometry, 1)], out_shape=classes.shape, fill=0, dtype="uint8")
+                burnt = rasterize([(region.outline(), 1)], out_shape=classes.shape, fill=0, dtype="uint8")
                 np.testing.assert_array_equal(burnt.astype(bool), inside)
 
 
@@ -113,6 +112,11 @@ def test_png_without_crs_gets_pixel_coordinates(tmp_path: Path) -> None:
         assert fields["area"].tolist() == [20.0] and fields["area_px"].tolist() == [20]
         # GeoPackage: no CRS; GeoJSON cannot say so and readers assume WGS 84 (docs/inference.md)
         assert meta["crs"] == (None if fmt == "gpkg" else "EPSG:4326")
+
+
+def region_geometry(region: Region, options: VectorOptions, transform: Any, px_area: float) -> Any:
+    kept, geometries = region_geometries([region], options, transform, px_area)
+    return geometries[0] if kept else None
 
 
 def test_min_area_fill_holes_and_simplify() -> None:
@@ -135,7 +139,7 @@ def test_min_area_fill_holes_and_simplify() -> None:
     assert region_geometry(ring, VectorOptions(fill_holes=1), res, 100.0).area == 2400  # not smaller than 1 px
     assert region_geometry(ring, VectorOptions(fill_holes=2), res, 100.0).area == 2500
     assert region_geometry(ring, VectorOptions(fill_holes=101, area_units="map"), res, 100.0).area == 2500
-    bar = regions[2].geometry
+    bar = regions[2].outline()
     simple = region_geometry(regions[2], VectorOptions(simplify=15.0), res, 100.0)
     assert len(simple.geoms[0].exterior.coords) < len(bar.exterior.coords)
     exact = region_geometry(regions[2], VectorOptions(), res, 100.0)

@@ -53,13 +53,9 @@ class Region:
         if len(self.pieces) > MERGE_PIECES:
             self.pieces = [_union(self.pieces)]
 
-    @property
-    def geometry(self) -> Any:
+    def outline(self) -> Any:
         """The region's outline: a shapely Polygon or MultiPolygon (pieces touching at corners)."""
-        import shapely
-
-        # Tolerance 0 drops only the collinear vertices the strip borders leave on straight edges.
-        return shapely.simplify(_union(self.pieces), 0.0, preserve_topology=True)
+        return _union(self.pieces)
 
 
 def _union(pieces: Sequence[Any]) -> Any:

@@ -110,26 +110,35 @@ def _fill_holes(geometry: Any, max_hole_px: float) -> Any:
     return parts[0] if len(parts) == 1 else shapely.union_all(parts)
 
 
-def region_geometry(region: Region, options: VectorOptions, transform: Any, px_area: float) -> Any | None:
-    """The feature geometry of ``region`` in map coordinates (a MultiPolygon), or ``None`` if too small."""
+def region_geometries(
+    regions: Sequence[Region], options: VectorOptions, transform: Any, px_area: float
+) -> tuple[list[Region], np.ndarray]:
+    """The regions large enough to keep, and their feature geometries in map coordinates (MultiPolygons).
+
+    Every step but hole filling runs on the whole batch at once (shapely's array functions).
+    """
     import shapely
-    from shapely import affinity
 
     scale = 1.0 if options.area_units == "pixels" else px_area  # area units per pixel
-    if region.pixels * scale < options.min_area:
-        return None
-    geometry = region.geometry
+    kept = [r for r in regions if r.pixels * scale >= options.min_area]
+    geometries = np.empty(len(kept), dtype=object)
+    geometries[:] = [r.outline() for r in kept]
+    if not kept:
+        return kept, geometries
+    # Tolerance 0 drops only the collinear vertices the strip borders leave on straight edges.
+    geometries = shapely.simplify(geometries, 0.0, preserve_topology=True)
     if options.fill_holes > 0:
-        geometry = _fill_holes(geometry, options.fill_holes / scale)
+        geometries[:] = [_fill_holes(g, options.fill_holes / scale) for g in geometries]
     if transform is not None:
         t = transform
-        geometry = affinity.affine_transform(geometry, [t.a, t.b, t.d, t.e, t.c, t.f])
+        matrix = np.array([[t.a, t.d], [t.b, t.e]])
+        geometries = shapely.transform(geometries, lambda xy: xy @ matrix + np.array([t.c, t.f]))
     if options.simplify > 0:
-        geometry = shapely.simplify(geometry, options.simplify, preserve_topology=True)
-    if geometry.geom_type == "Polygon":
-        geometry = shapely.MultiPolygon([geometry])
+        geometries = shapely.simplify(geometries, options.simplify, preserve_topology=True)
+    parts, index = shapely.get_parts(geometries, return_index=True)
+    geometries = shapely.multipolygons(parts, indices=index)
     # Exterior rings counter-clockwise, holes clockwise: the right-hand rule of RFC 7946 (GeoJSON).
-    return shapely.orient_polygons(geometry, exterior_cw=False)
+    return kept, shapely.orient_polygons(geometries, exterior_cw=False)
 
 
 class VectorWriter:
@@ -164,10 +173,10 @@ class VectorWriter:
 
     def add(self, regions: Sequence[Region]) -> None:
         """Turn completed regions into features; write them once a batch is full."""
-        for region in regions:
-            geometry = region_geometry(region, self.options, self.transform, self.px_area)
-            if geometry is None:
-                continue
+        import shapely
+
+        kept, geometries = region_geometries(regions, self.options, self.transform, self.px_area)
+        for region, geometry, area in zip(kept, geometries, shapely.area(geometries)):
             name = self.class_names[region.class_id] if region.class_id < len(self.class_names) else ""
             self.rows.append(
                 (
@@ -175,7 +184,7 @@ class VectorWriter:
                     self.written + len(self.rows) + 1,
                     region.class_id,
                     name,
-                    float(geometry.area),
+                    float(area),
                     region.pixels,
                     region.prob_sum / region.pixels,
                     region.prob_max,
