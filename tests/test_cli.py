@@ -27,6 +27,8 @@ CONFIGS = [
         "segmentation_fractal_resunet.yaml",
         "few_images_cd_cpu.yaml",
         "tabular.yaml",
+        "series_gunpoint.yaml",
+        "series_gunpoint_fractal.yaml",
     )
 ]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

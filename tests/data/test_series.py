@@ -1,0 +1,196 @@
+"""SeriesDataModule: splits, standardisation, length policies and augmentation; `mantis fit` and `mantis test`
+on series files end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from mantis.cli import main
+from mantis.data.series import SeriesDataModule, aeon_dataset_files, stratified_split
+from mantis.io.errors import DataError
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def write_ts(path: Path, series: list[np.ndarray], labels: list[str], classes: list[str] | None = None) -> Path:
+    """A .ts file of C x T_i arrays."""
+    channels = series[0].shape[0]
+    equal = len({s.shape[1] for s in series}) == 1
+    lines = [
+        "@problemName test",
+        f"@univariate {'true' if channels == 1 else 'false'}",
+        f"@dimensions {channels}",
+        f"@equalLength {'true' if equal else 'false'}",
+        f"@classLabel true {' '.join(classes or sorted(set(labels)))}",
+        "@data",
+    ]
+    for x, label in zip(series, labels):
+        lines.append(":".join(",".join(repr(float(v)) for v in row) for row in x) + f":{label}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def waves(count: int, length: int = 32, channels: int = 2, seed: int = 0) -> tuple[list[np.ndarray], list[str]]:
+    """Two separable classes: sines ('1') and square waves ('2') of random phase, with an offset per channel."""
+    rng = np.random.default_rng(seed)
+    series, labels = [], []
+    t = np.linspace(0, 4 * np.pi, length)
+    for i in range(count):
+        wave = np.sin(t + rng.uniform(0, np.pi))
+        x = np.sign(wave) if i % 2 else wave
+        series.append(np.stack([x * (c + 1) + 10 * c for c in range(channels)]))
+        labels.append("2" if i % 2 else "1")
+    return series, labels
+
+
+def test_splits_statistics_and_batches(tmp_path: Path) -> None:
+    series, labels = waves(20)
+    train = write_ts(tmp_path / "T_TRAIN.ts", series, labels)
+    test = write_ts(tmp_path / "T_TEST.ts", *waves(6, seed=1))
+    module = SeriesDataModule(str(train), str(test), val_fraction=0.2, batch_size=4)
+    assert module.in_channels == 2 and module.class_names == ["1", "2"] and module.length == 32
+    assert [len(module._labels[s]) for s in ("train", "val", "test")] == [16, 4, 6]
+    assert np.bincount(module._labels["val"]).tolist() == [2, 2]  # stratified
+    # statistics of the training cases only (not the validation ones)
+    values = np.concatenate(module._raw["train"], axis=1)
+    np.testing.assert_allclose(module.mean, values.mean(axis=1))
+    np.testing.assert_allclose(module.std, values.std(axis=1))
+    module.setup()
+    batch = next(iter(module.train_dataloader()))
+    assert batch["image"].shape == (4, 2, 32) and batch["image"].dtype == torch.float32
+    assert batch["label"].dtype == torch.int64
+    test_batch = next(iter(module.test_dataloader()))
+    expected = (module._raw["test"][0] - np.array(module.mean)[:, None]) / np.array(module.std)[:, None]
+    np.testing.assert_allclose(test_batch["image"][0].numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_stratified_split_is_seeded_and_keeps_every_class() -> None:
+    labels = np.array([0] * 10 + [1] * 3 + [2] * 2)
+    kept, held = stratified_split(labels, 0.2, seed=7)
+    assert sorted([*kept, *held]) == list(range(15))
+    assert np.bincount(labels[held]).tolist() == [2, 1, 1]
+    assert np.array_equal(held, stratified_split(labels, 0.2, seed=7)[1])
+    assert not np.array_equal(held, stratified_split(labels, 0.2, seed=8)[1])
+
+
+def test_unequal_lengths_are_resampled_padded_or_refused(tmp_path: Path) -> None:
+    series = [np.arange(n, dtype=float)[None] + k for k, n in enumerate([4, 6, 8, 5, 7, 6])]
+    path = write_ts(tmp_path / "ragged.ts", series, ["a", "b"] * 3)
+    resampled = SeriesDataModule(str(path), val_fraction=0.0, standardize=False)
+    resampled.setup()
+    item = resampled.splits["train"][0]
+    assert item["image"].shape == (1, 8)  # the longest
+    np.testing.assert_allclose(item["image"][0], np.linspace(0, 3, 8), rtol=1e-6)  # a ramp stays a ramp
+    padded = SeriesDataModule(str(path), val_fraction=0.0, unequal_length="pad", series_length=6, standardize=False)
+    padded.setup()
+    first, longest = padded.splits["train"][0], padded.splits["train"][2]
+    assert first["valid"].tolist() == [True] * 4 + [False] * 2
+    np.testing.assert_array_equal(first["image"][0], [0, 1, 2, 3, 0, 0])
+    np.testing.assert_array_equal(longest["image"][0], [2, 3, 4, 5, 6, 7])  # cut at series_length
+    with pytest.raises(DataError) as error:
+        SeriesDataModule(str(path), unequal_length="error")
+    assert str(error.value) == (
+        f"{path}: has series of 4 steps, not 8, and unequal_length is 'error'; set unequal_length to resample or pad"
+    )
+
+
+def test_missing_values_are_filled_after_standardisation(tmp_path: Path) -> None:
+    path = tmp_path / "gaps.ts"
+    path.write_text("@univariate true\n@classLabel true a b\n@data\n1,?,3:a\n3,5,7:b\n?,?,?:a\n")
+    module = SeriesDataModule(str(path), val_fraction=0.0)
+    values = np.array([1, 3, 3, 5, 7], dtype=float)
+    assert module.mean == pytest.approx([values.mean()]) and module.std == pytest.approx([values.std()])
+    module.setup()
+    x = [module.splits["train"][i]["image"][0].numpy() for i in range(3)]
+    scaled = (np.array([1, 2, 3]) - values.mean()) / values.std()
+    np.testing.assert_allclose(x[0], scaled, rtol=1e-6)  # the gap filled between its neighbours
+    np.testing.assert_array_equal(x[2], [0, 0, 0])  # never observed: the training mean
+
+
+def test_only_training_samples_are_augmented(tmp_path: Path) -> None:
+    path = write_ts(tmp_path / "w.ts", *waves(8))
+    module = SeriesDataModule(str(path), val_fraction=0.25, scale=0.2, jitter=0.1, time_warp=0.3, window_slice=0.2)
+    plain = SeriesDataModule(str(path), val_fraction=0.25)
+    module.setup()
+    plain.setup()
+    train, reference = module.splits["train"], plain.splits["train"]
+    a, b = train[(0, 123)]["image"], train[(0, 123)]["image"]
+    assert torch.equal(a, b) and not torch.allclose(a, reference[0]["image"])  # seeded, and changed
+    assert torch.equal(train[0]["image"], reference[0]["image"])  # a plain index: no augmentation
+    assert torch.equal(module.splits["val"][(0, 5)]["image"], plain.splits["val"][0]["image"])
+
+
+def test_bad_inputs_are_named(tmp_path: Path) -> None:
+    train = write_ts(tmp_path / "A_TRAIN.ts", *waves(6))
+    other = write_ts(tmp_path / "A_TEST.ts", waves(2)[0], ["1", "3"], classes=["1", "3"])
+    with pytest.raises(DataError, match=r"A_TEST\.ts: class '3' is not among the training classes \(1, 2\)"):
+        SeriesDataModule(str(train), str(other))
+    narrow = write_ts(tmp_path / "B_TEST.ts", *waves(2, channels=1))
+    with pytest.raises(DataError, match=r"B_TEST\.ts: 1 dimensions, but the training file has 2"):
+        SeriesDataModule(str(train), str(narrow))
+    with pytest.raises(ValueError, match="give aeon_dataset or train_path/test_path, not both"):
+        SeriesDataModule(str(train), aeon_dataset="GunPoint")
+
+
+def test_aeon_dataset_names_files_inside_the_installed_package() -> None:
+    pytest.importorskip("aeon")
+    train, test = aeon_dataset_files("GunPoint")
+    assert train.name == "GunPoint_TRAIN.ts" and test.name == "GunPoint_TEST.ts"
+    assert "aeon" in train.parts and train.is_file() and test.is_file()
+    with pytest.raises(DataError, match=r"aeon ships no data set 'Nope' as \.ts files; bundled: .*GunPoint"):
+        aeon_dataset_files("Nope")
+    module = SeriesDataModule(aeon_dataset="BasicMotions", val_fraction=0.3)
+    assert module.in_channels == 6 and module.class_names == ["Badminton", "Running", "Standing", "Walking"]
+    assert [len(module._labels[s]) for s in ("train", "val", "test")] == [28, 12, 40]  # 10 per class, 3 held out
+
+
+def _config(name: str, train: Path, test: Path, run: Path) -> dict:
+    config = yaml.safe_load((CONFIGS / name).read_text())
+    config["trainer"] = {"max_epochs": 2, "accelerator": "cpu", "enable_progress_bar": False, "logger": True}
+    init = config["data"]["init_args"]
+    init.pop("aeon_dataset")
+    init.update({"train_path": str(train), "test_path": str(test), "batch_size": 4})
+    config["run_dir"] = str(run)
+    return config
+
+
+def test_fit_and_test_a_tiny_fractal_classifier_through_the_cli(tmp_path: Path) -> None:
+    train = write_ts(tmp_path / "W_TRAIN.ts", *waves(16))
+    test = write_ts(tmp_path / "W_TEST.ts", *waves(6, seed=1))
+    config = _config("series_gunpoint_fractal.yaml", train, test, tmp_path / "run")
+    config["model"]["init_args"]["model_kwargs"].update({"nf": 4, "depth": 2, "nheads_start": 1})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert main(["fit", "--config", str(tmp_path / "c.yaml"), "--test_after_fit", "true"]) == 0
+    record = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
+    assert record["task"] == "classification" and record["model"] == "fractal_resnet"
+    assert record["model_kwargs"]["in_channels"] == 2 and record["model_kwargs"]["num_classes"] == 2
+    assert 0.0 <= record["metrics"]["accuracy"] <= 1.0 and set(record["metrics"]) >= {"f1_1", "f1_2", "mcc_macro"}
+    best = next((tmp_path / "run" / "checkpoints").glob("best-*.ckpt"))
+    hparams = torch.load(best, weights_only=True)["hyper_parameters"]
+    module = SeriesDataModule(str(train), str(test))
+    np.testing.assert_allclose(hparams["band_mean"], module.mean)  # the training cases' statistics, kept
+    assert hparams["class_names"] == ["1", "2"]
+
+    # mantis test with the checkpoint writes the same test metrics
+    args = ["test", "--config", str(tmp_path / "c.yaml"), "--ckpt_path", str(best), "--run_dir", str(tmp_path / "t")]
+    assert main(args) == 0
+    again = json.loads((tmp_path / "t" / "test_metrics.json").read_text())
+    assert again["metrics"]["accuracy"] == pytest.approx(record["metrics"]["accuracy"])
+
+
+def test_ragged_series_refused_by_the_cli_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    series = [np.zeros((1, n)) + k for k, n in enumerate([5, 6, 5, 6])]
+    train = write_ts(tmp_path / "R_TRAIN.ts", series, ["a", "b", "a", "b"])
+    config = _config("series_gunpoint.yaml", train, train, tmp_path / "run")
+    config["data"]["init_args"]["unequal_length"] = "error"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert main(["fit", "--config", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{train}: has series of 5 steps, not 6, and unequal_length is 'error'" in err[0]
+    assert not (tmp_path / "run").exists()  # nothing half-written
