@@ -67,6 +67,7 @@ DISPATCH: dict[str, tuple[str, str]] = {
     "stats": ("mantis.data.stats", "main"),
     "summary": ("mantis.inspect.summary", "main"),
     "conv": ("mantis.inspect.conv_cli", "main"),
+    "visualize": ("mantis.inspect.visualize_cli", "main"),
     "evaluate": ("mantis.evaluate", "main"),
     "convert": ("mantis.convert.cli", "main"),
 }

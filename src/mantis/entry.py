@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "stats": "per-band statistics of a folder of images, for normalisation",
     "summary": "layers, output shapes and parameters of a model or checkpoint",
     "conv": "convolution arithmetic: output sizes, 'same' padding, transposed inverses, receptive field",
+    "visualize": "PNG pictures of a model: feature maps, attention, gates, saliency, activation maximisation",
     "convert": "read the authors' MXNet .params weights into a Mantis checkpoint",
     "configs": "copy the example configs that come with the package into a folder (default ./configs)",
 }
