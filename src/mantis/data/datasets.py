@@ -60,6 +60,12 @@ def _resolve_split_file(split_file: str | os.PathLike[str] | None, root: Path) -
     return path
 
 
+def _check_colour(dataset: type[_FolderDataset | _SyntheticDataset], colour: bool) -> None:
+    """Refuse ``colour=True`` for a dataset whose samples cannot carry the colour target."""
+    if colour and not dataset.has_colour:
+        raise ValueError(f"{dataset.__name__} has no colour target")
+
+
 class _FolderDataset(Dataset[Sample]):
     """Samples from a folder of images and masks: the machinery and the arguments that
     :class:`ChangeDetectionFolder` and :class:`SegmentationFolder` share (they differ in inputs per sample,
@@ -124,8 +130,7 @@ class _FolderDataset(Dataset[Sample]):
         small_images: Literal["pad", "error"] = "pad",
         check: bool = True,
     ) -> None:
-        if colour and not self.has_colour:
-            raise ValueError(f"{type(self).__name__} has no colour target")
+        _check_colour(type(self), colour)
         dirs = self.default_dirs if dirs is None else dirs
         if len(dirs) != len(self.image_keys) + 1:
             raise ValueError(f"dirs needs {len(self.image_keys)} image folder(s) and one mask folder, got {list(dirs)}")
@@ -324,8 +329,7 @@ class _SyntheticDataset(Dataset[Sample]):
         std: Sequence[float] | None = None,
         colour: bool = False,
     ) -> None:
-        if colour and not self.has_colour:
-            raise ValueError(f"{type(self).__name__} has no colour target")
+        _check_colour(type(self), colour)
         if split not in _SPLIT_STREAMS:
             raise ValueError(f"split must be one of {sorted(_SPLIT_STREAMS)}, got {split!r}")
         if num_samples < 0:
