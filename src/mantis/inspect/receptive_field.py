@@ -115,9 +115,13 @@ def _measure(model: nn.Module, inputs: Sequence[torch.Tensor], local: bool, seed
     with torch.no_grad():
         for p in probe.parameters():  # untrained gates (zero) would hide the path they open
             p.add_(0.05 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
-    seen: dict[str, None] = {}
+    seen: dict[str, None] = {}  # the global operations that ran, in order
+
+    def note(reason: str) -> None:
+        seen[reason] = None
+
     hooks = [
-        module.register_forward_hook(lambda *_, r=reason: seen.setdefault(r))
+        module.register_forward_hook(lambda *_, r=reason: note(r))
         for module in probe.modules()
         if (reason := _global_reason(module))
     ]

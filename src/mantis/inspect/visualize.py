@@ -279,7 +279,12 @@ def maximise_activation(
                 raise ValueError(f"--channel {channel}: the output has {first.shape[1]} classes")
             return first[:, channel].mean()
         seen: list[torch.Tensor] = []
-        with _hooks([(layer, modules[layer])], lambda _n, _a, out: seen.append(out) if not seen else None):
+
+        def keep(_name: str, _args: Any, out: Any) -> None:
+            if not seen:  # the first call
+                seen.append(out)
+
+        with _hooks([(layer, modules[layer])], keep):
             model(*images)
         out = seen[0] if seen else None
         if not isinstance(out, torch.Tensor) or out.dim() < 2 or not 0 <= channel < out.shape[1]:
