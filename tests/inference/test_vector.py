@@ -14,7 +14,7 @@ from rasterio.features import rasterize
 
 from mantis.inference import InputError, ModelMeta, predict_raster
 from mantis.inference.regions import Region, StripRegions
-from mantis.inference.vector import VectorOptions, region_geometries
+from mantis.inference.vector import INSTALL_HINT, VectorOptions, region_geometries
 from mantis.io.raster import write_image
 from mantis.objects import label_objects
 from tests.inference.conftest import make_ckpt, write_geotiff
@@ -146,7 +146,9 @@ def test_min_area_fill_holes_and_simplify() -> None:
     assert exact.hausdorff_distance(simple) <= 15.0 and simple.is_valid
 
 
-def test_refusals_and_atomicity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refusals_and_atomicity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     path, _ = _u_scene(tmp_path)
     out = tmp_path / "out"
     with pytest.raises(InputError, match="--vector-classes 2: the model predicts classes 0 to 1"):
@@ -180,6 +182,13 @@ def test_refusals_and_atomicity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(builtins, "__import__", no_pyogrio)
     with pytest.raises(InputError, match=r"--vector needs the vector extra: pip install 'mantis-cd\[vector\]'"):
         predict_raster(band_is_probability, path, tmp_path / "other", META, window=16, vector="gpkg")
+    from mantis.inference.predict_cli import main
+
+    capsys.readouterr()
+    assert main(["-c", "any.ckpt", "-i", str(path), "-o", str(tmp_path / "cli"), "--vector", "gpkg"]) == 2
+    err = capsys.readouterr().err
+    assert err == "mantis predict: error: --vector needs the vector extra: " + INSTALL_HINT + "\n"
+    assert not (tmp_path / "other").exists() and not list((tmp_path / "cli").glob("*"))
 
 
 def test_cli_writes_polygons_in_the_input_crs(
