@@ -212,3 +212,20 @@ def test_cli_writes_polygons_in_the_input_crs(
     np.testing.assert_array_equal(_burn(geoms, fields["class_id"], class_map.shape, transform), class_map)
     assert main([*args, "--vector", "gpkg", "--vector-min-area", "-1"]) == 2
     assert "--vector-min-area must be 0 or more, got -1.0" in capsys.readouterr().err
+
+
+def test_geopackage_appended_in_batches_holds_every_region(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mantis.inference.vector as vector
+
+    monkeypatch.setattr(vector, "BATCH_FEATURES", 2)  # append every two features
+    a = np.zeros((1, 30, 30), np.uint8)
+    for r in range(0, 30, 6):
+        for c in range(0, 30, 6):
+            a[0, r : r + 3, c : c + 3] = 200  # 25 squares of 9 pixels
+    path = write_geotiff(tmp_path / "grid.tif", a)
+    out = predict_raster(band_is_probability, path, tmp_path / "out", META, window=16, stride=8, vector="gpkg")
+    meta, geoms, fields = _read(out["polygons"])
+    assert meta["crs"] == "EPSG:32631" and fields["id"].tolist() == list(range(1, 26))
+    assert set(fields["area_px"].tolist()) == {9}
+    with rasterio.open(out["class"]) as ds:
+        np.testing.assert_array_equal(_burn(geoms, fields["class_id"], (30, 30), ds.transform), ds.read(1))
