@@ -153,6 +153,9 @@ def test_refusals_and_atomicity(
     out = tmp_path / "out"
     with pytest.raises(InputError, match="--vector-classes 2: the model predicts classes 0 to 1"):
         predict_raster(band_is_probability, path, out, META, window=16, vector=VectorOptions(classes=(2,)))
+    custom = write_geotiff(tmp_path / "custom.tif", np.zeros((1, 8, 8), np.uint8), crs="+proj=tmerc +lon_0=13.3")
+    with pytest.raises(InputError, match="custom.tif: its CRS has no EPSG code, which GeoJSON cannot record"):
+        predict_raster(band_is_probability, custom, out, META, window=8, vector="geojson")
     (out / "scene_polygons.gpkg").parent.mkdir()
     (out / "scene_polygons.gpkg").write_text("old")
     with pytest.raises(InputError, match="scene_polygons.gpkg: already exists"):

@@ -38,7 +38,14 @@ from mantis.inference.raster import (
 from mantis.inference.sliding import WindowForward, _progress, accumulate_windows
 from mantis.inference.spec import WindowSpec
 from mantis.inference.tiling import blend_weights, padded_extent, reflect_indices, window_starts
-from mantis.inference.vector import VECTOR_SUFFIXES, PolygonStream, VectorOptions, require_libraries, vector_path
+from mantis.inference.vector import (
+    VECTOR_SUFFIXES,
+    PolygonStream,
+    VectorOptions,
+    check_crs,
+    require_libraries,
+    vector_path,
+)
 from mantis.io.folders import files_by_stem, list_images, match_file
 from mantis.io.normalize import missing_pixels
 from mantis.models.common import nearest_sizes
@@ -164,6 +171,8 @@ def plan_prediction(
     for other in headers[1:]:
         check_pair(headers[0], other)
     _check_bands(headers[0], meta, len(paths))
+    if vector is not None:
+        check_crs(vector, headers[0].crs, paths[0])
     png = output_format == "png" or (output_format == "auto" and not headers[0].is_gdal)
     if png and prob_dtype == "float32" and any(o != "class" for o in outputs):
         raise InputError(f"{paths[0]}: PNG output cannot hold float32 values; use --format tif or uint8")

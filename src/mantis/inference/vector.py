@@ -92,6 +92,12 @@ def require_libraries() -> None:
         raise InputError(f"--vector needs the vector extra: {INSTALL_HINT}") from None
 
 
+def check_crs(options: VectorOptions, crs: Any, path: Path) -> None:
+    """Refuse GeoJSON for a CRS without an EPSG code: GDAL would drop it and readers would assume WGS 84."""
+    if options.format == "geojson" and crs is not None and not crs.to_epsg():
+        raise InputError(f"{path}: its CRS has no EPSG code, which GeoJSON cannot record; use --vector gpkg")
+
+
 def pixel_area(transform: Any) -> float:
     """Area of one pixel in square map units (1 without a transform: pixel coordinates)."""
     if transform is None:
