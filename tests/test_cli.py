@@ -29,6 +29,7 @@ CONFIGS = [
         "tabular.yaml",
         "series_gunpoint.yaml",
         "series_gunpoint_fractal.yaml",
+        "series_segmentation.yaml",
     )
 ]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -28,6 +28,7 @@ __all__ = [
     "SegmentationDataModule",
     "SegmentationFolder",
     "SeriesDataModule",
+    "SeriesSegmentationDataModule",
     "SyntheticChangeDetection",
     "TabularDataModule",
     "SyntheticSegmentation",
@@ -56,6 +57,7 @@ __all__ = [
 if TYPE_CHECKING:
     from mantis.data.datamodule import ChangeDetectionDataModule, SegmentationDataModule
     from mantis.data.series import SeriesDataModule
+    from mantis.data.series_segmentation import SeriesSegmentationDataModule
     from mantis.data.tabular import TabularDataModule
 
 _LAZY = {"ChangeDetectionDataModule", "SegmentationDataModule"}
@@ -75,4 +77,8 @@ def __getattr__(name: str) -> Any:
         from mantis.data.series import SeriesDataModule
 
         return SeriesDataModule
+    if name == "SeriesSegmentationDataModule":
+        from mantis.data.series_segmentation import SeriesSegmentationDataModule
+
+        return SeriesSegmentationDataModule
     raise AttributeError(f"module 'mantis.data' has no attribute {name!r}")
