@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import yaml
 
 from mantis.cli import main
 from mantis.data.series import SeriesDataModule, aeon_dataset_files, stratified_split
+from mantis.data.series_order import TrainingOrder
 from mantis.io.errors import DataError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -172,7 +174,9 @@ def test_fit_and_test_a_tiny_fractal_classifier_through_the_cli(tmp_path: Path) 
     assert record["model_kwargs"]["in_channels"] == 2 and record["model_kwargs"]["num_classes"] == 2
     assert 0.0 <= record["metrics"]["accuracy"] <= 1.0 and set(record["metrics"]) >= {"f1_1", "f1_2", "mcc_macro"}
     best = next((tmp_path / "run" / "checkpoints").glob("best-*.ckpt"))
-    hparams = torch.load(best, weights_only=True)["hyper_parameters"]
+    checkpoint = torch.load(best, weights_only=True)
+    hparams = checkpoint["hyper_parameters"]
+    assert checkpoint["SeriesDataModule"]["complete"] is True  # the training order travels with the weights
     module = SeriesDataModule(str(train), str(test))
     np.testing.assert_allclose(hparams["band_mean"], module.mean)  # the training cases' statistics, kept
     assert hparams["class_names"] == ["1", "2"]
@@ -182,6 +186,27 @@ def test_fit_and_test_a_tiny_fractal_classifier_through_the_cli(tmp_path: Path) 
     assert main(args) == 0
     again = json.loads((tmp_path / "t" / "test_metrics.json").read_text())
     assert again["metrics"]["accuracy"] == pytest.approx(record["metrics"]["accuracy"])
+
+
+def test_the_training_order_resumes_at_the_saved_batch() -> None:
+    torch.manual_seed(0)
+    first = TrainingOrder()
+    sampler = first.sampler_for(10, batch_size=2, drop_last=False)
+    list(sampler)  # epoch 0
+    next(iter(sampler))  # epoch 1 begins: 3 batches done when the checkpoint is taken
+    progress = SimpleNamespace(processed=3, completed=3)
+    trainer = SimpleNamespace(
+        fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=SimpleNamespace(current=progress))),
+        num_training_batches=5,
+    )
+    state = first.state_dict(trainer)
+    assert state == {"sampler_seed": sampler.seed, "epoch": 1, "batches": 3, "complete": False}
+    torch.manual_seed(1)  # another seed: the order must come from the checkpoint
+    second = TrainingOrder()
+    second.load_state_dict(state)
+    resumed = list(second.sampler_for(10, batch_size=2, drop_last=False))
+    assert resumed == sampler.keys(1)[6:]  # the rest of epoch 1, same sample seeds
+    assert list(second.sampler) == sampler.keys(2)
 
 
 def test_ragged_series_refused_by_the_cli_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,9 +27,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mantis.data.loaders import ClassificationDataModule, Stage
-from mantis.data.sampling import EpochSampler, SampleKey, split_key
+from mantis.data.sampling import SampleKey, split_key
 from mantis.data.series_augment import SeriesAugment, fill_missing, resample
 from mantis.data.series_io import LabelledSeries, class_order, read_series
+from mantis.data.series_order import TrainingOrder
 from mantis.io.errors import DataError
 
 __all__ = ["SeriesDataModule", "aeon_dataset_files", "stratified_split"]
@@ -137,7 +138,7 @@ class SeriesDataModule(ClassificationDataModule):
         train = read_series(train_path, label_column)
         test = read_series(test_path, label_column) if test_path is not None else None
         self._class_names = self._classes(train, test)
-        self._sampler: EpochSampler | None = None
+        self.order = TrainingOrder()
         cases, labels = train.series, self._ids(train)
         keep, val = stratified_split(labels, val_fraction, seed)
         test_index = np.zeros(0, dtype=np.int64)
@@ -245,18 +246,23 @@ class SeriesDataModule(ClassificationDataModule):
         if len(data) == 0:
             return []
         train = stage == "train"
-        sampler = None
-        if train:
-            if self._sampler is None:  # its seed from torch's generator, which seed_everything seeds
-                self._sampler = EpochSampler(len(data), int(torch.randint(0, 2**62, (1,)).item()))
-            sampler = self._sampler
+        drop_last = train and len(data) > self.batch_size  # no batch of one for BatchNorm
+        sampler = self.order.sampler_for(len(data), self.batch_size, drop_last) if train else None
         return DataLoader(
             data,
             batch_size=self.batch_size,
             sampler=sampler,
-            drop_last=train and len(data) > self.batch_size,  # no batch of one for BatchNorm
+            drop_last=drop_last,
             num_workers=self.num_workers,
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where training is in its order (saved in checkpoints: a resumed run continues at the next batch)."""
+        return self.order.state_dict(self.trainer)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the training order of a checkpoint."""
+        self.order.load_state_dict(state_dict)
 
 
 class _SeriesCases(Dataset[dict[str, torch.Tensor]]):

@@ -25,8 +25,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from mantis.data.labels import make_multitask_labels
 from mantis.data.loaders import Stage, StageDataModule
-from mantis.data.sampling import EpochSampler, SampleKey, split_key
+from mantis.data.sampling import SampleKey, split_key
 from mantis.data.series_augment import SeriesAugment
+from mantis.data.series_order import TrainingOrder
 from mantis.data.splits import random_split
 from mantis.io.errors import DataError
 
@@ -148,7 +149,7 @@ class SeriesSegmentationDataModule(StageDataModule):
             self._std: list[float] | None = [float(v) if v > 0 else 1.0 for v in train.std(axis=(0, 2))]
         else:
             self._mean = self._std = None
-        self._sampler: EpochSampler | None = None
+        self.order = TrainingOrder()
         self.splits: dict[Stage, _Windows] = {}
 
     # -- what the task is given (linked by the CLI) --------------------------------------------------------
@@ -207,16 +208,13 @@ class SeriesSegmentationDataModule(StageDataModule):
         if len(data) == 0:
             return []
         train = stage == "train"
-        sampler = None
-        if train:
-            if self._sampler is None:  # its seed from torch's generator, which seed_everything seeds
-                self._sampler = EpochSampler(len(data), int(torch.randint(0, 2**62, (1,)).item()))
-            sampler = self._sampler
+        drop_last = train and len(data) > self.batch_size  # no batch of one for BatchNorm
+        sampler = self.order.sampler_for(len(data), self.batch_size, drop_last) if train else None
         return DataLoader(
             data,
             batch_size=self.batch_size,
             sampler=sampler,
-            drop_last=train and len(data) > self.batch_size,
+            drop_last=drop_last,
             num_workers=self.num_workers,
         )
 
@@ -248,6 +246,14 @@ def _read_pair(series_path: Path, labels_path: Path, ignore_index: int | None) -
     if bad.size:
         raise DataError(labels_path, f"holds the negative label {int(bad[0])} (set ignore_index for unlabelled steps)")
     return values.astype(np.float32), labels.astype(np.int64)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where training is in its order (saved in checkpoints: a resumed run continues at the next batch)."""
+        return self.order.state_dict(self.trainer)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the training order of a checkpoint."""
+        self.order.load_state_dict(state_dict)
 
 
 class _Windows(Dataset[dict[str, torch.Tensor]]):
