@@ -138,6 +138,7 @@ def draw_gates(values: Sequence[tuple[str, float]], path: Path) -> Path:
     ax.set_yticks(np.arange(len(values)), names, fontsize=7)
     ax.invert_yaxis()
     ax.axvline(0, color="black", linewidth=0.8)
+    ax.margins(x=0.15)  # room for the value labels
     ax.set_xlabel("gate value (0 at initialisation: the attention is off)")
     ax.set_title("learned attention gates (gamma) of every unit and fusion")
     ax.grid(axis="x", alpha=0.3)
@@ -185,7 +186,7 @@ def draw_filters(name: str, weight: torch.Tensor, path: Path, limit: int = 64) -
             fig,
             ax,
             matrix,
-            f"{name}: weights, kernel {'x'.join(map(str, kernel))}",
+            f"first layer {name}: kernel {'x'.join(map(str, kernel))}\n(each output channel mixes the bands)",
             "weight",
             cmap="RdBu_r",
             vmin=-bound,

@@ -44,7 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--scene", type=int, help="a built-in synthetic scene (or pair) with this seed")
     parser.add_argument("--size", type=int, default=64, help="side of the synthetic scene in pixels (default 64)")
     parser.add_argument("--show", nargs="+", choices=PICTURES, help="what to draw (default: all that apply)")
-    parser.add_argument("--units", nargs="+", help="attention modules to draw: names or name prefixes")
+    parser.add_argument(
+        "--units", nargs="+", help="levels and attention modules to draw: names or name prefixes (e.g. encoder)"
+    )
+    parser.add_argument("--channels", type=int, default=6, help="channels drawn per level in features.png")
     parser.add_argument("--class", dest="class_index", type=int, help="class for outputs, saliency, maximise")
     parser.add_argument("--pixel", help="output pixel for saliency, e.g. 32,32 (default: every pixel)")
     parser.add_argument("--layer", help="maximise a channel of this module (default: the class of --class)")
@@ -174,11 +177,12 @@ def _pictures(subject: Subject, args: argparse.Namespace) -> dict[str, Callable[
     pixel = _pixel(args.pixel, first.shape[1:]) if dense else None
     available: dict[str, Callable[[Path], Any]] = {}
     maps, _ = vis.feature_maps(model, inputs)
+    maps = [m for m in maps if not args.units or any(m.name.startswith(u) for u in args.units)]
     if maps:
-        available["features"] = lambda path: figures.draw_feature_maps(maps, path)
+        available["features"] = lambda path: figures.draw_feature_maps(maps, path, args.channels)
     attention = vis.attention_maps(model, inputs, args.units)
-    if args.units and not attention:
-        raise CommandError(f"--units {' '.join(args.units)}: no FracTAL attention module has such a name")
+    if args.units and not attention and not maps:
+        raise CommandError(f"--units {' '.join(args.units)}: no level or FracTAL attention module has such a name")
     if attention:
         limit = 12
         if len(attention) > limit:
@@ -221,6 +225,8 @@ def _check_maximise_target(subject: Subject, args: argparse.Namespace) -> None:
         raise CommandError(f"--layer {args.layer!r}: no such module (`mantis summary` lists the names)")
     if args.steps < 1:
         raise CommandError(f"--steps {args.steps}: at least one step")
+    if args.channels < 1:
+        raise CommandError(f"--channels {args.channels}: at least one channel per level")
 
 
 def _curves(run: Path, out: Path) -> Path:
