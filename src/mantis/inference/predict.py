@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +134,29 @@ def _check_bands(header: RasterHeader, meta: ModelMeta, n_inputs: int) -> None:
             )
 
 
+def _check_inputs(paths: Sequence[Path], meta: ModelMeta) -> list[RasterHeader]:
+    """The inputs' headers, once the pair is one grid and the bands suit the model."""
+    headers = [read_header(p) for p in paths]
+    for other in headers[1:]:
+        check_pair(headers[0], other)
+    _check_bands(headers[0], meta, len(paths))
+    return headers
+
+
+def plan_inputs(inputs: PathLike | Sequence[PathLike], meta: ModelMeta) -> PredictJob:
+    """A prediction that writes no file (for :func:`predict_class_map`): its inputs checked as in
+    :func:`plan_prediction`.
+
+    Raises:
+        InputError: one line naming the file and the problem.
+    """
+    paths = _as_paths(inputs)
+    if len(paths) != (2 if meta.pair else 1):
+        raise InputError(f"{paths[0]}: the {meta.task} model takes {2 if meta.pair else 1} image(s), got {len(paths)}")
+    headers = _check_inputs(paths, meta)
+    return PredictJob(paths, headers[0], tuple(h.nodata for h in headers), {})
+
+
 def plan_prediction(
     inputs: PathLike | Sequence[PathLike],
     output_dir: PathLike,
@@ -167,10 +190,7 @@ def plan_prediction(
         raise InputError(f"unknown output format {output_format!r}; choose from {', '.join(FORMATS)}")
     if vector is not None:
         _check_vector(vector, meta)
-    headers = [read_header(p) for p in paths]
-    for other in headers[1:]:
-        check_pair(headers[0], other)
-    _check_bands(headers[0], meta, len(paths))
+    headers = _check_inputs(paths, meta)
     if vector is not None:
         check_crs(vector, headers[0].crs, paths[0])
     png = output_format == "png" or (output_format == "auto" and not headers[0].is_gdal)
@@ -255,18 +275,43 @@ def _gdal_env(job: PredictJob) -> contextlib.AbstractContextManager[Any]:
     return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
 
 
-def run_prediction(
+@dataclass(frozen=True)
+class FinishedRows:
+    """Rows of a raster whose blending is complete: every window that covers them has been added.
+
+    Attributes:
+        top: the first raster row they hold.
+        fields: blended model outputs per field, K x n x W (float32, on the model's device).
+        invalid: n x W, pixels without a measurement in an input (nodata, NaN).
+        classes: n x W uint8 class map (argmax, nodata 255 where invalid), or ``None`` when not asked for.
+    """
+
+    top: int
+    fields: dict[str, torch.Tensor]
+    invalid: np.ndarray
+    classes: np.ndarray | None
+
+
+def blended_rows(
     job: PredictJob,
     model: Callable[..., Any],
     meta: ModelMeta,
     spec: WindowSpec,
-    prob_dtype: str = "uint8",
+    fields: Sequence[str] = ("segmentation",),
+    classes: bool = True,
     device: torch.device | str | None = None,
-    progress: bool = True,
-) -> dict[str, Path]:
-    """Run a planned prediction strip by strip; the outputs appear only once complete.
+    progress: bool = False,
+) -> Iterator[FinishedRows]:
+    """Predict ``job``'s inputs strip by strip and yield each band of rows as soon as it is final.
 
-    Arguments are those of :func:`predict_raster`.
+    The one tiled predictor behind ``mantis predict`` (which writes the rows) and ``mantis test`` with
+    ``--test_window`` (which scores them): reads, padding, windows, batches and blending are the same.
+
+    Args:
+        job: the inputs and their header (:func:`plan_prediction`, or :func:`plan_inputs` for no files).
+        model, meta, spec, device, progress: as in :func:`predict_raster`.
+        fields: the model output fields to blend.
+        classes: also make the class map of ``segmentation`` (which must then be among ``fields``).
     """
     win, step, before = spec.geometry(2)
     h, w = job.header.height, job.header.width
@@ -274,8 +319,7 @@ def run_prediction(
     col_starts = window_starts(extents[1], win[1], step[1])
     groups = row_groups(window_starts(extents[0], win[0], step[0]), len(col_starts), spec.batch_size)
     col_index = reflect_indices(-before[1], extents[1] - before[1], w)
-    fields = list(dict.fromkeys([PRODUCTS[p] for p in job.outputs] + (["segmentation"] if job.vector else [])))
-    forward = WindowForward(model, 2, tta=spec.tta, precision=spec.precision, device=device, fields=fields)
+    forward = WindowForward(model, 2, tta=spec.tta, precision=spec.precision, device=device, fields=list(fields))
     # Accumulate where the model runs: on a GPU only the finished rows travel back.
     acc_device = forward.device
     weights = blend_weights(win, step, spec.blend, spec.sigma_scale).to(acc_device)
@@ -306,55 +350,78 @@ def run_prediction(
             tensors.append(torch.from_numpy(np.ascontiguousarray(x))[None])
         return tensors, invalid
 
-    products = list(job.outputs)
     bar = _progress(sum(len(g) for g in groups) * len(col_starts), progress, "win", desc=job.inputs[0].name)
     with contextlib.ExitStack() as stack:
         stack.enter_context(_gdal_env(job))
         readers = [stack.enter_context(RasterReader(p)) for p in job.inputs]
-        temps = stack.enter_context(AtomicFiles(job.files, keep_suffix=VECTOR_SUFFIXES))
         # One thread reads and normalises the next strip while the model runs on this one.
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        if bar is not None:
+            stack.callback(bar.close)
+        ahead = pool.submit(load, readers, groups[0])
+        for k, group in enumerate(groups):
+            strips, invalid = ahead.result()
+            if k + 1 < len(groups):
+                ahead = pool.submit(load, readers, groups[k + 1])
+            r = group[0]
+            accumulate_windows(
+                forward,
+                tuple(t.to(acc_device) for t in strips),
+                [(g - r, c) for g in group for c in col_starts],
+                win,
+                weights,
+                sums,
+                weight_sum,
+                spec.batch_size,
+                bar.update if bar is not None else None,
+            )
+            done = (groups[k + 1][0] if k + 1 < len(groups) else group[-1] + win[0]) - r
+            lo, hi = max(r, before[0]), min(r + done, before[0] + h)
+            if hi > lo:
+                band = slice(lo - r, hi - r)
+                cut = slice(before[1], before[1] + w)
+                ws = weight_sum[band, cut]
+                blended = {f: sums[f][0, :, band, cut] / ws for f in fields}
+                mask = invalid[band, cut]
+                class_map = _class_map(blended["segmentation"], mask) if classes else None
+                yield FinishedRows(lo - before[0], blended, mask, class_map)
+            _shift(sums, weight_sum, done)
+
+
+def run_prediction(
+    job: PredictJob,
+    model: Callable[..., Any],
+    meta: ModelMeta,
+    spec: WindowSpec,
+    prob_dtype: str = "uint8",
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Run a planned prediction strip by strip; the outputs appear only once complete.
+
+    Arguments are those of :func:`predict_raster`.
+    """
+    fields = list(dict.fromkeys([PRODUCTS[p] for p in job.outputs] + (["segmentation"] if job.vector else [])))
+    need_classes = job.vector is not None or "class" in job.outputs
+    products = list(job.outputs)
+    with contextlib.ExitStack() as stack:
+        temps = stack.enter_context(AtomicFiles(job.files, keep_suffix=VECTOR_SUFFIXES))
         writers: list[RowWriter] = []
         polygons = _polygon_writer(job, meta, temps[-1]) if job.vector is not None else None
+        rows = blended_rows(job, model, meta, spec, fields, need_classes, device, progress)
+        stack.callback(rows.close)  # readers and the progress bar close even when a writer fails
         try:
-            ahead = pool.submit(load, readers, groups[0])
-            for k, group in enumerate(groups):
-                strips, invalid = ahead.result()
-                if k + 1 < len(groups):
-                    ahead = pool.submit(load, readers, groups[k + 1])
-                r = group[0]
-                accumulate_windows(
-                    forward,
-                    tuple(t.to(acc_device) for t in strips),
-                    [(g - r, c) for g in group for c in col_starts],
-                    win,
-                    weights,
-                    sums,
-                    weight_sum,
-                    spec.batch_size,
-                    bar.update if bar is not None else None,
-                )
-                done = (groups[k + 1][0] if k + 1 < len(groups) else group[-1] + win[0]) - r
-                lo, hi = max(r, before[0]), min(r + done, before[0] + h)
-                if hi > lo:
-                    band = slice(lo - r, hi - r)
-                    cut = slice(before[1], before[1] + w)
-                    ws = weight_sum[band, cut]
-                    blended = {f: sums[f][0, :, band, cut] / ws for f in fields}
-                    if not writers:
-                        writers = [
-                            _writer(temp, final, job.header, _spec(p, blended[PRODUCTS[p]].shape[0], prob_dtype))
-                            for (p, final), temp in zip(job.outputs.items(), temps)
-                        ]
-                    classes = None
-                    if polygons is not None or "class" in job.outputs:
-                        classes = _class_map(blended["segmentation"], invalid[band, cut])
-                    for p, writer in zip(products, writers):
-                        values = blended[PRODUCTS[p]]
-                        writer.write(lo - before[0], _product(p, values, invalid[band, cut], prob_dtype, classes))
-                    if polygons is not None and classes is not None:
-                        polygons.add(classes, blended["segmentation"].cpu().numpy())
-                _shift(sums, weight_sum, done)
+            for done in rows:
+                if not writers:
+                    writers = [
+                        _writer(temp, final, job.header, _spec(p, done.fields[PRODUCTS[p]].shape[0], prob_dtype))
+                        for (p, final), temp in zip(job.outputs.items(), temps)
+                    ]
+                for p, writer in zip(products, writers):
+                    values = done.fields[PRODUCTS[p]]
+                    writer.write(done.top, _product(p, values, done.invalid, prob_dtype, done.classes))
+                if polygons is not None and done.classes is not None:
+                    polygons.add(done.classes, done.fields["segmentation"].cpu().numpy())
             for writer in writers:
                 writer.close()
             if polygons is not None:
@@ -365,10 +432,22 @@ def run_prediction(
             if polygons is not None:
                 polygons.abort()
             raise
-        finally:
-            if bar is not None:
-                bar.close()
     return {**job.outputs, **({"polygons": job.vector} if job.vector is not None else {})}
+
+
+def predict_class_map(
+    job: PredictJob,
+    model: Callable[..., Any],
+    meta: ModelMeta,
+    spec: WindowSpec,
+    device: torch.device | str | None = None,
+) -> np.ndarray:
+    """The H x W uint8 class map ``mantis predict`` would write for ``job`` (nodata 255), in memory."""
+    out = np.empty((job.header.height, job.header.width), dtype=np.uint8)
+    for done in blended_rows(job, model, meta, spec, ("segmentation",), True, device):
+        assert done.classes is not None
+        out[done.top : done.top + done.classes.shape[0]] = done.classes
+    return out
 
 
 def _polygon_writer(job: PredictJob, meta: ModelMeta, temp: Path) -> PolygonStream:
