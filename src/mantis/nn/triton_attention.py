@@ -1,0 +1,200 @@
+"""The FracTAL attention core as Triton kernels, registered as the torch custom op ``mantis::fractal_attention``.
+
+``fractal_attention(q, k, v, depth, smooth)`` returns ``0.5 * v * (FT_spatial(q, k) + FT_channel(q, k))`` as
+:func:`mantis.nn.attention.attend` does, from one read of q and k, one of v, and in the backward one read each
+of g, v, q and k (kernels in :mod:`mantis.nn.triton_kernels`). The op has an autograd formula and a fake
+(meta) implementation, so autograd and ``torch.compile`` both see it; the kernels are imported only when the
+op runs, and Triton is needed only then. :func:`supports` says when :func:`~mantis.nn.attention.attend`
+dispatches here (CUDA tensors, Triton importable).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+import torch
+
+# Half precisions and float32 accumulate in float32 inside the kernels; float64 stays on the PyTorch path.
+KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+@cache
+def triton_available() -> bool:
+    """Whether Triton can be imported (checked once)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def supports(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """Whether the Triton core takes these inputs: CUDA, Triton present, one shape and dtype, 3+ dims."""
+    return (
+        q.is_cuda
+        and triton_available()
+        and q.dim() >= 3
+        and q.shape == k.shape == v.shape
+        and q.dtype == k.dtype == v.dtype
+        and q.dtype in KERNEL_DTYPES
+    )
+
+
+def fractal_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, depth: int, smooth: float
+) -> torch.Tensor:
+    """``0.5 * v * (spatial + channel fractal Tanimoto of q and k)`` by the Triton kernels.
+
+    Shapes: q, k, v B x C x S1 x ... (values in [0, 1]) -> B x C x S1 x ..., in q's memory layout.
+    """
+    return _forward(q, k, v, max(int(depth), 1), float(smooth))[0]
+
+
+def _kernels() -> ModuleType:
+    # Imported on first use: the module decorates the kernels, which needs Triton (and reads TRITON_INTERPRET).
+    from mantis.nn import triton_kernels
+
+    return triton_kernels
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() > 2 and not x.is_contiguous() and x.movedim(1, -1).is_contiguous()
+
+
+def _empty(shape: torch.Size, dtype: torch.dtype, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """An uninitialised tensor in the contiguous or the channels-last layout (the op's outputs follow q)."""
+    if channels_last:
+        return torch.empty((shape[0], *shape[2:], shape[1]), dtype=dtype, device=device).movedim(-1, 1)
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+def _in_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """``x`` in the given layout, copied only if it is in another one."""
+    if channels_last:
+        return x if _is_channels_last(x) else x.movedim(1, -1).contiguous().movedim(-1, 1)
+    return x.contiguous()
+
+
+def _strides(x: torch.Tensor, channels_last: bool) -> tuple[int, int, int]:
+    """Strides of sample, channel and (flattened) position of a tensor in the given dense layout."""
+    n_stride, c_stride = x.stride(0), x.stride(1)
+    return n_stride, c_stride, (x.shape[1] if channels_last else 1)
+
+
+def _blocks(batch: int, channels: int, size: int) -> tuple[int, int]:
+    """Tile of BLOCK_C x BLOCK_S: at most 32 x 128, narrowed on small maps so that enough programs run."""
+    block_c = min(32, triton_next_pow2(channels))
+    block_s = min(128, triton_next_pow2(size))
+    while block_s > 16 and batch * -(-size // block_s) < 512:
+        block_s //= 2
+    return block_c, block_s
+
+
+def triton_next_pow2(n: int) -> int:
+    """The smallest power of two >= n (and >= 1)."""
+    return 1 << max(int(n) - 1, 0).bit_length()
+
+
+def launch_forward(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, depth: int, smooth: float, blocks: tuple[int, int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Runs the forward kernels: ``(y, spatial stats N x 4 x S, channel stats N x 4 x C)``.
+
+    ``blocks`` (BLOCK_C, BLOCK_S), powers of two, overrides the tile (tests use tiny tiles to cross edges).
+    """
+    kern = _kernels()
+    channels_last = _is_channels_last(q)
+    q, k, v = (_in_layout(t, channels_last) for t in (q, k, v))
+    n, c = q.shape[:2]
+    s = q.numel() // max(n * c, 1)
+    block_c, block_s = blocks or _blocks(n, c, s)
+    tiles = -(-s // block_s)
+    stride = _strides(q, channels_last)
+    y = _empty(q.shape, q.dtype, q.device, channels_last)
+    sp = torch.empty((n, 4, s), dtype=torch.float32, device=q.device)
+    ch = torch.empty((n, 4, c), dtype=torch.float32, device=q.device)
+    part = torch.empty((n, tiles, 3, c), dtype=torch.float32, device=q.device)
+    kern._reduce_kernel[(tiles, n)](q, k, sp, part, c, s, *stride, smooth, DEPTH=depth, BLOCK_C=block_c, BLOCK_S=block_s)
+    kern._channel_kernel[(-(-c // block_c), n)](part, ch, c, s, tiles, smooth, DEPTH=depth, BLOCK_C=block_c)
+    kern._apply_kernel[(tiles, n)](v, y, sp, ch, c, s, *stride, BLOCK_C=block_c, BLOCK_S=block_s)
+    return y, sp, ch
+
+
+def launch_backward(
+    grad: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    sp: torch.Tensor,
+    ch: torch.Tensor,
+    blocks: tuple[int, int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Runs the backward kernels: gradients of q, k and v, in q's layout."""
+    kern = _kernels()
+    channels_last = _is_channels_last(q)
+    grad, q, k, v = (_in_layout(t, channels_last) for t in (grad, q, k, v))
+    n, c = q.shape[:2]
+    s = q.numel() // max(n * c, 1)
+    block_c, block_s = blocks or _blocks(n, c, s)
+    tiles = -(-s // block_s)
+    stride = _strides(q, channels_last)
+    grad_q, grad_k, grad_v = (_empty(q.shape, q.dtype, q.device, channels_last) for _ in range(3))
+    g_sp = torch.empty((n, s), dtype=torch.float32, device=q.device)
+    part = torch.empty((n, tiles, c), dtype=torch.float32, device=q.device)
+    kern._grad_v_kernel[(tiles, n)](
+        grad, v, grad_v, sp, ch, g_sp, part, c, s, *stride, BLOCK_C=block_c, BLOCK_S=block_s
+    )
+    g_ch = part.sum(1)  # N x C: the per-tile sums over space, added up (small)
+    kern._grad_qk_kernel[(tiles, n)](
+        q, k, grad_q, grad_k, sp, ch, g_sp, g_ch, c, s, *stride, BLOCK_C=block_c, BLOCK_S=block_s
+    )
+    return grad_q, grad_k, grad_v
+
+
+@torch.library.custom_op("mantis::fractal_attention", mutates_args=())
+def _forward(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, depth: int, smooth: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(y, spatial stats, channel stats)``; the stats are what the backward needs besides q, k and v."""
+    return launch_forward(q, k, v, depth, smooth)
+
+
+@torch.library.custom_op("mantis::fractal_attention_backward", mutates_args=())
+def _backward(
+    grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sp: torch.Tensor, ch: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of q, k and v."""
+    return launch_backward(grad, q, k, v, sp, ch)
+
+
+@_forward.register_fake
+def _forward_fake(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, depth: int, smooth: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    n, c = q.shape[:2]
+    s = q.numel() // max(n * c, 1)
+    y = _empty(q.shape, q.dtype, q.device, _is_channels_last(q))
+    return y, q.new_empty((n, 4, s), dtype=torch.float32), q.new_empty((n, 4, c), dtype=torch.float32)
+
+
+@_backward.register_fake
+def _backward_fake(
+    grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sp: torch.Tensor, ch: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    channels_last = _is_channels_last(q)
+    return tuple(_empty(q.shape, q.dtype, q.device, channels_last) for _ in range(3))  # type: ignore[return-value]
+
+
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
+    q, k, v = inputs[:3]
+    _, sp, ch = output
+    ctx.mark_non_differentiable(sp, ch)
+    ctx.save_for_backward(q, k, v, sp, ch)
+
+
+def _autograd_backward(ctx: Any, grad: torch.Tensor, *_stats_grads: Any) -> tuple[torch.Tensor | None, ...]:
+    q, k, v, sp, ch = ctx.saved_tensors
+    grad_q, grad_k, grad_v = _backward(grad, q, k, v, sp, ch)
+    return grad_q, grad_k, grad_v, None, None
+
+
+_forward.register_autograd(_autograd_backward, setup_context=_setup_context)
