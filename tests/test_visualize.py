@@ -90,7 +90,12 @@ def test_attention_maps_are_the_ones_the_unit_applies() -> None:
             v = torch.sigmoid(module.value(source))
             rebuilt = module.norm(0.5 * v * (att.spatial[None, None] + att.channel[None, :, None, None]))
         torch.testing.assert_close(rebuilt, returned, atol=1e-5, rtol=1e-4)
-    assert attention_maps(model, [x], ["decoder.units.1"])[0].name == "decoder.units.1.attention"
+    assert [m.name for m in attention_maps(model, [x], ["decoder.units.1"])] == ["decoder.units.1.attention"]
+    assert [m.name for m in attention_maps(model, [x], ["encoder.units.1", "decoder"])] == [
+        "encoder.units.1.attention",
+        "decoder.units.0.attention",
+        "decoder.units.1.attention",
+    ]
 
 
 def test_gates_of_every_unit_and_fusion() -> None:
@@ -157,6 +162,31 @@ def test_cli_writes_every_picture_of_a_pair_model(tmp_path: Path, capsys: pytest
     assert capsys.readouterr().out.count("wrote ") == 7
 
 
+def test_pictures_have_a_panel_per_level_channel_call_and_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mantis.inspect import figures
+
+    panels: dict[str, int] = {}
+    save = figures.save_figure
+
+    def count(fig: object, path: Path, dpi: int = 90) -> Path:
+        panels[path.name] = sum(bool(ax.images) for ax in fig.axes)  # type: ignore[attr-defined]
+        return save(fig, path, dpi)
+
+    monkeypatch.setattr(figures, "save_figure", count)
+    args = ["visualize", "--model", "fractal_resnet_cd", "--model_kwargs", TINY_CD, "--scene", "1", "--size", "16"]
+    shown = ["--show", "features", "outputs", "attention", "--units", "stem", "encoder", "bridge", "decoder"]
+    assert main([*args, *shown, "--channels", "3", "--out", str(tmp_path)]) == 0
+    # depth 3: stem and 3 encoder units per date, the bridge, 2 decoder units; 3 channels each
+    assert panels["features.png"] == (2 * (1 + 3) + 1 + 2) * 3
+    # two dates, the predicted class, three fields (segmentation, boundary, distance)
+    assert panels["outputs.png"] == 2 + 1 + 3
+    # two inputs, then a spatial map per attention call: 3 encoder units per date, 2 decoder units ("stem" is
+    # the stem only, not stem_fusion's two attentions)
+    assert panels["attention.png"] == 2 + 2 * 3 + 2
+
+
 def test_cli_reads_image_files(tmp_path: Path) -> None:
     image = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
     Image.fromarray(image).save(tmp_path / "a.png")
@@ -212,6 +242,12 @@ def test_cli_activations_and_curves(tmp_path: Path) -> None:
         (["--model", "fractal_resnet_cd", "--scene", "0", "--size", "20"], "scene 0: size 20x20 is not a multiple of"),
         (["--model", "cnn", "--scene", "0", "--show", "attention"], "cnn: has nothing to draw for attention"),
         (["--model", "fractal_resnet_cd", "--scene", "0", "--layer", "nowhere"], "--layer 'nowhere': no such module"),
+        (
+            ["--model", "fractal_resnet_cd", "--scene", "0", "--layer", "encoder.units.1", "--channel", "16"],
+            "--channel 16: encoder.units.1 gives 16 channels",
+        ),
+        (["--model", "fractal_resnet_cd", "--scene", "0", "--units", "head"], "--units head: no level or FracTAL"),
+        (["--model", "cnn", "--model_kwargs", "nf=2", "--scene", "0"], "--model_kwargs 'nf=2': not JSON"),
         (["--model", "fractal_resnet_cd", "--scene", "0", "--class", "5"], "--class 5: the model has 2 classes"),
         (["--model", "fractal_resnet_cd", "--scene", "0", "--pixel", "99,1"], "--pixel '99,1': the output is"),
         (["--curves", "{missing}"], "missing.png: no such run folder"),

@@ -31,6 +31,7 @@ __all__ = [
     "maximise_activation",
     "output_tensors",
     "saliency",
+    "selected",
 ]
 
 # The modules whose outputs are a U-Net's levels: the stem, each encoder and decoder unit, the bridge.
@@ -79,6 +80,12 @@ def _hooks(modules: Sequence[tuple[str, nn.Module]], hook: Callable[[str, Any, A
     finally:
         for handle in handles:
             handle.remove()
+
+
+def selected(name: str, units: Sequence[str] | None) -> bool:
+    """Whether module ``name`` is one of ``units`` or inside one (``encoder`` selects ``encoder.units.0``,
+    not ``encoder_fusion``); every module when ``units`` is empty."""
+    return not units or any(name == u or name.startswith(u.rstrip(".") + ".") for u in units)
 
 
 def output_tensors(output: Any) -> dict[str, torch.Tensor]:
@@ -132,12 +139,12 @@ def feature_maps(model: nn.Module, inputs: Sequence[torch.Tensor]) -> tuple[list
 def attention_maps(
     model: nn.Module, inputs: Sequence[torch.Tensor], units: Sequence[str] | None = None
 ) -> list[AttentionMaps]:
-    """The spatial and channel similarity maps of the FracTAL attention modules (all, or those whose name
-    starts with one of ``units``), recomputed from each call's inputs by a forward hook."""
+    """The spatial and channel similarity maps of the FracTAL attention modules (all, or those in ``units``:
+    see :func:`selected`), recomputed from each call's inputs by a forward hook."""
     chosen = [
         (name, module)
         for name, module in model.named_modules()
-        if isinstance(module, FracTALAttention) and (not units or any(name.startswith(u) for u in units))
+        if isinstance(module, FracTALAttention) and selected(name, units)
     ]
     found: list[AttentionMaps] = []
     calls: dict[str, int] = {}

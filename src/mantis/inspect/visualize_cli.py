@@ -32,7 +32,9 @@ PICTURES = ("features", "attention", "gates", "outputs", "filters", "saliency", 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description=(__doc__ or "").split("\n\n")[0],
+        description="PNG pictures of what a network computes: feature maps per level, FracTAL attention maps, "
+        "learned gates, outputs, first-layer filters, saliency, activation maximisation; also every activation "
+        "of the library and a run's training curves.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  " + "\n  ".join((__doc__ or "").split("\n\n")[1].splitlines()),
         allow_abbrev=False,
@@ -45,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, default=64, help="side of the synthetic scene in pixels (default 64)")
     parser.add_argument("--show", nargs="+", choices=PICTURES, help="what to draw (default: all that apply)")
     parser.add_argument(
-        "--units", nargs="+", help="levels and attention modules to draw: names or name prefixes (e.g. encoder)"
+        "--units",
+        nargs="+",
+        help="levels and attention modules to draw: module names, each with what is inside it (e.g. encoder)",
     )
     parser.add_argument("--channels", type=int, default=6, help="channels drawn per level in features.png")
     parser.add_argument("--class", dest="class_index", type=int, help="class for outputs, saliency, maximise")
@@ -83,7 +87,10 @@ def _load_subject(args: argparse.Namespace) -> Subject:
         name, kwargs = meta.model, meta.model_kwargs
         mean, std = meta.band_mean, meta.band_std
     else:
-        kwargs = json.loads(args.model_kwargs)
+        try:
+            kwargs = json.loads(args.model_kwargs)
+        except json.JSONDecodeError as error:
+            raise CommandError(f"--model_kwargs {args.model_kwargs!r}: not JSON ({error})") from None
         if not isinstance(kwargs, dict):
             raise CommandError("--model_kwargs must be a JSON object, e.g. '{\"nf\": 16}'")
         name = args.model
@@ -161,11 +168,14 @@ def _pixel(text: str | None, size: Sequence[int]) -> tuple[int, ...] | None:
 
 
 def _pictures(subject: Subject, args: argparse.Namespace) -> dict[str, Callable[[Path], Any]]:
-    """What can be drawn for this model, as ``name -> draw(path)``; the rest are named in the error."""
+    """What can be drawn for this model, as ``name -> draw(path)``, after checking the options against it
+    (the drawing itself, and its passes through the model, waits until the picture is wanted)."""
     from mantis.inspect import figures
     from mantis.inspect import visualize as vis
+    from mantis.nn.attention import FracTALAttention
 
     model, inputs = subject.model, subject.inputs
+    images = [x[0] for x in inputs]
     with torch.no_grad():
         outputs = {k: v[0].float() for k, v in vis.output_tensors(model(*inputs)).items()}
     first = next(iter(outputs.values()))
@@ -175,24 +185,37 @@ def _pictures(subject: Subject, args: argparse.Namespace) -> dict[str, Callable[
         raise CommandError(f"--class {class_index}: the model has {classes} classes (0 to {classes - 1})")
     dense = first.dim() == 3
     pixel = _pixel(args.pixel, first.shape[1:]) if dense else None
-    available: dict[str, Callable[[Path], Any]] = {}
-    maps, _ = vis.feature_maps(model, inputs)
-    maps = [m for m in maps if not args.units or any(m.name.startswith(u) for u in args.units)]
-    if maps:
-        available["features"] = lambda path: figures.draw_feature_maps(maps, path, args.channels)
-    attention = vis.attention_maps(model, inputs, args.units)
-    if args.units and not attention and not maps:
+    _check_maximise_target(subject, args, class_index)
+
+    def chosen(name: str) -> bool:
+        return vis.selected(name, args.units)
+
+    stages = [name for name in vis.stage_names(model) if chosen(name)]
+    attention_modules = [n for n, m in model.named_modules() if isinstance(m, FracTALAttention) and chosen(n)]
+    if args.units and not stages and not attention_modules:
         raise CommandError(f"--units {' '.join(args.units)}: no level or FracTAL attention module has such a name")
-    if attention:
+    available: dict[str, Callable[[Path], Any]] = {}
+
+    def draw_features(path: Path) -> Any:
+        maps = [m for m in vis.feature_maps(model, inputs)[0] if chosen(m.name)]
+        return figures.draw_feature_maps(maps, path, args.channels)
+
+    if stages or not vis.stage_names(model) and not args.units:  # a Sequential: one map per resolution
+        available["features"] = draw_features
+
+    def draw_attention(path: Path) -> Any:
+        found = vis.attention_maps(model, inputs, args.units)
         limit = 12
-        if len(attention) > limit:
-            print(f"attention: drawing {limit} of {len(attention)} attention calls; choose others with --units")
-        available["attention"] = lambda path: figures.draw_attention(attention[:limit], [x[0] for x in inputs], path)
+        if len(found) > limit:
+            print(f"attention: drawing {limit} of {len(found)} attention calls; choose others with --units")
+        return figures.draw_attention(found[:limit], images, path)
+
+    if attention_modules:
+        available["attention"] = draw_attention
     gate_values = vis.gates(model)
     if gate_values:
         available["gates"] = lambda path: figures.draw_gates(gate_values, path)
     if dense:
-        images = [x[0] for x in inputs]
         available["outputs"] = lambda path: figures.draw_outputs(images, outputs, path, class_index)
 
         def draw_saliency(path: Path) -> Any:
@@ -220,13 +243,33 @@ def _pictures(subject: Subject, args: argparse.Namespace) -> dict[str, Callable[
     return available
 
 
-def _check_maximise_target(subject: Subject, args: argparse.Namespace) -> None:
-    if args.layer is not None and args.layer not in dict(subject.model.named_modules()):
-        raise CommandError(f"--layer {args.layer!r}: no such module (`mantis summary` lists the names)")
+def _check_maximise_target(subject: Subject, args: argparse.Namespace, class_index: int) -> None:
+    """``--layer``, ``--channel``, ``--steps`` and ``--channels`` against the model, before anything is drawn."""
     if args.steps < 1:
         raise CommandError(f"--steps {args.steps}: at least one step")
     if args.channels < 1:
         raise CommandError(f"--channels {args.channels}: at least one channel per level")
+    if args.layer is None:
+        return
+    modules = dict(subject.model.named_modules())
+    if args.layer not in modules:
+        raise CommandError(f"--layer {args.layer!r}: no such module (`mantis summary` lists the names)")
+    widths: list[int] = []
+
+    def width(_module: nn.Module, _args: Any, out: Any) -> None:
+        if isinstance(out, torch.Tensor) and out.dim() >= 2 and not widths:
+            widths.append(int(out.shape[1]))
+
+    handle = modules[args.layer].register_forward_hook(width)
+    try:
+        with torch.no_grad():
+            subject.model(*subject.inputs)
+    finally:
+        handle.remove()
+    if not widths:
+        raise CommandError(f"--layer {args.layer!r}: gives no tensor with channels (or does not run)")
+    if not 0 <= args.channel < widths[0]:
+        raise CommandError(f"--channel {args.channel}: {args.layer} gives {widths[0]} channels (0 to {widths[0] - 1})")
 
 
 def _curves(run: Path, out: Path) -> Path:
@@ -271,7 +314,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {_curves(args.curves, args.out)}")
         return 0
     subject = _load_subject(args)
-    _check_maximise_target(subject, args)
     available = _pictures(subject, args)
     wanted = args.show or [name for name in PICTURES if name in available]
     missing = [name for name in wanted if name not in available]
