@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from mantis.nn import triton_attention
 from mantis.nn.conv import ConvNormed
 from mantis.nn.factories import check_spatial_dims, norm_args, norm_layer
 from mantis.nn.functional import DEFAULT_SMOOTH, fractal_tanimoto_from_sums
@@ -170,7 +171,10 @@ def attend(
 
     Shapes: q, k, v B x C x S (values in [0, 1]) -> B x C x S. Same values as
     :func:`fractal_similarity_maps` followed by the product, with a fused analytic backward.
+    CUDA tensors go to the Triton kernels when Triton is present (:mod:`mantis.nn.triton_attention`).
     """
+    if q.is_cuda and triton_attention.supports(q, k, v):
+        return triton_attention.fractal_attention(q, k, v, depth, smooth)
     return _FusedAttention.apply(q, k, v, depth, smooth)
 
 

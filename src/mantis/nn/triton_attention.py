@@ -11,7 +11,6 @@ dispatches here (CUDA tensors, Triton importable).
 from __future__ import annotations
 
 import importlib.util
-from functools import cache
 from types import ModuleType
 from typing import Any
 
@@ -21,17 +20,15 @@ import torch
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
-@cache
-def triton_available() -> bool:
-    """Whether Triton can be imported (checked once)."""
-    return importlib.util.find_spec("triton") is not None
+# Looked up once, without importing Triton; a constant, so torch.compile traces the dispatch without a break.
+TRITON_AVAILABLE = importlib.util.find_spec("triton") is not None
 
 
 def supports(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
     """Whether the Triton core takes these inputs: CUDA, Triton present, one shape and dtype, 3+ dims."""
     return (
         q.is_cuda
-        and triton_available()
+        and TRITON_AVAILABLE
         and q.dim() >= 3
         and q.shape == k.shape == v.shape
         and q.dtype == k.dtype == v.dtype
@@ -39,9 +36,7 @@ def supports(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
     )
 
 
-def fractal_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, depth: int, smooth: float
-) -> torch.Tensor:
+def fractal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, depth: int, smooth: float) -> torch.Tensor:
     """``0.5 * v * (spatial + channel fractal Tanimoto of q and k)`` by the Triton kernels.
 
     Shapes: q, k, v B x C x S1 x ... (values in [0, 1]) -> B x C x S1 x ..., in q's memory layout.
@@ -113,7 +108,9 @@ def launch_forward(
     sp = torch.empty((n, 4, s), dtype=torch.float32, device=q.device)
     ch = torch.empty((n, 4, c), dtype=torch.float32, device=q.device)
     part = torch.empty((n, tiles, 3, c), dtype=torch.float32, device=q.device)
-    kern._reduce_kernel[(tiles, n)](q, k, sp, part, c, s, *stride, smooth, DEPTH=depth, BLOCK_C=block_c, BLOCK_S=block_s)
+    kern._reduce_kernel[(tiles, n)](
+        q, k, sp, part, c, s, *stride, smooth, DEPTH=depth, BLOCK_C=block_c, BLOCK_S=block_s
+    )
     kern._channel_kernel[(-(-c // block_c), n)](part, ch, c, s, tiles, smooth, DEPTH=depth, BLOCK_C=block_c)
     kern._apply_kernel[(tiles, n)](v, y, sp, ch, c, s, *stride, BLOCK_C=block_c, BLOCK_S=block_s)
     return y, sp, ch

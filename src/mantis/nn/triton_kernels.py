@@ -54,11 +54,7 @@ def _store_weights(out_ptr, offs, mask, length, pl, dd, total, count, smooth, DE
 @triton.jit
 def _tile_offsets(n, offs_c, offs_s, stride_n, stride_c, stride_s):
     """Element offsets of a BLOCK_C x BLOCK_S tile of sample n, in int64 (volumes pass 2^31 elements)."""
-    return (
-        n.to(tl.int64) * stride_n
-        + offs_c[:, None].to(tl.int64) * stride_c
-        + offs_s[None, :].to(tl.int64) * stride_s
-    )
+    return n.to(tl.int64) * stride_n + offs_c[:, None].to(tl.int64) * stride_c + offs_s[None, :].to(tl.int64) * stride_s
 
 
 @triton.jit
