@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import warnings
 from math import gcd
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
 
 from mantis.nn import triton_attention
 from mantis.nn.conv import ConvNormed
-from mantis.nn.factories import check_spatial_dims, norm_args, norm_layer
+from mantis.nn.factories import NormArgs, check_spatial_dims, norm_args, norm_layer_of
 from mantis.nn.functional import DEFAULT_SMOOTH, fractal_tanimoto_from_sums
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack needs Python 3.11
 
 
 def fractal_similarity_maps(
@@ -203,16 +206,14 @@ class FracTALAttention(nn.Module):
         nheads: int = 1,
         attention_depth: int = 5,
         kernel_size: int = 3,
-        norm: str = "group",
-        norm_groups: int = 4,
-        spatial_dims: int = 2,
         smooth: float = DEFAULT_SMOOTH,
         depth: int | None = None,
+        **norm: Unpack[NormArgs],
     ) -> None:
         super().__init__()
-        kw = norm_args(norm, norm_groups, spatial_dims)
+        kw = norm_args(**norm)
         attention_depth = attention_depth_alias(attention_depth, depth, type(self).__name__)
-        check_spatial_dims(spatial_dims)
+        check_spatial_dims(kw["spatial_dims"])
         nkeys = in_channels if nkeys is None else nkeys
         groups = gcd(gcd(in_channels, nkeys), nheads)
         self.depth = attention_depth
@@ -224,7 +225,7 @@ class FracTALAttention(nn.Module):
         self.query = proj()
         self.key = proj()
         self.value = proj()
-        self.norm = norm_layer(norm, nkeys, spatial_dims, norm_groups)
+        self.norm = norm_layer_of(nkeys, **norm)
 
     def forward(
         self, q_src: torch.Tensor, k_src: torch.Tensor | None = None, v_src: torch.Tensor | None = None
@@ -259,13 +260,11 @@ class CATFusion(nn.Module):
         *,
         nheads: int = 1,
         attention_depth: int = 5,
-        norm: str = "group",
-        norm_groups: int = 4,
-        spatial_dims: int = 2,
         depth: int | None = None,
+        **norm: Unpack[NormArgs],
     ) -> None:
         super().__init__()
-        kw = norm_args(norm, norm_groups, spatial_dims)
+        kw = norm_args(**norm)
         attention_depth = attention_depth_alias(attention_depth, depth, type(self).__name__)
         groups = gcd(gcd(2 * in_channels, out_channels), nheads)
         self.relatt12, self.relatt21 = (
@@ -297,12 +296,10 @@ class Fusion(CATFusion):
         *,
         nheads: int = 1,
         attention_depth: int = 5,
-        norm: str = "group",
-        norm_groups: int = 4,
-        spatial_dims: int = 2,
         depth: int | None = None,
+        **norm: Unpack[NormArgs],
     ) -> None:
-        kw = norm_args(norm, norm_groups, spatial_dims)
+        kw = norm_args(**norm)
         super().__init__(
             channels,
             channels,

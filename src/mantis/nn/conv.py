@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn as nn
 
-from mantis.nn.factories import conv_type, norm_layer, same_padding
+from mantis.nn.factories import NormArgs, conv_type, norm_args, norm_layer_of, same_padding
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack needs Python 3.11
 
 
 class ConvNormed(nn.Module):
@@ -34,12 +39,10 @@ class ConvNormed(nn.Module):
         stride: int = 1,
         dilation: int = 1,
         groups: int = 1,
-        norm: str = "group",
-        norm_groups: int = 4,
-        spatial_dims: int = 2,
+        **norm: Unpack[NormArgs],
     ) -> None:
         super().__init__()
-        self.conv = conv_type(spatial_dims)(
+        self.conv = conv_type(norm_args(**norm)["spatial_dims"])(
             in_channels,
             out_channels,
             kernel_size,
@@ -49,7 +52,7 @@ class ConvNormed(nn.Module):
             groups=groups,
             bias=False,
         )
-        self.norm = norm_layer(norm, out_channels, spatial_dims, norm_groups)
+        self.norm = norm_layer_of(out_channels, **norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.conv(x))

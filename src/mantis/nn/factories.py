@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 import torch.nn as nn
 
 from mantis.nn.grouped import Conv2d
 from mantis.nn.norm import GroupNorm
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack needs Python 3.11
 
 NormName = Literal["batch", "group", "instance", "layer", "none"]
 NORMS: tuple[str, ...] = ("batch", "group", "instance", "layer", "none")
@@ -74,14 +77,24 @@ def _divisor_at_most(channels: int, groups: int) -> int:
     return g
 
 
-class NormArgs(TypedDict):
-    """The keyword arguments that every block takes for its normalisation and dimensionality."""
+class NormArgs(TypedDict, total=False):
+    """The keyword options every block takes for its normalisation and dimensionality (``**norm``).
 
-    norm: str
-    norm_groups: int
-    spatial_dims: int
+    Blocks accept any of them and fill the rest from :func:`norm_args`'s defaults, so the defaults live here
+    once instead of in every block's signature.
+    """
+
+    norm: str  # batch, group, instance, layer or none
+    norm_groups: int  # groups of GroupNorm
+    spatial_dims: int  # 1, 2 or 3
 
 
-def norm_args(norm: str, norm_groups: int, spatial_dims: int) -> NormArgs:
-    """Bundle ``norm``, ``norm_groups`` and ``spatial_dims`` for ``**`` passing to blocks."""
+def norm_args(norm: str = "group", norm_groups: int = 4, spatial_dims: int = 2) -> NormArgs:
+    """The three options with every default filled in (GroupNorm with 4 groups, 2D), for ``**`` passing."""
     return NormArgs(norm=norm, norm_groups=norm_groups, spatial_dims=spatial_dims)
+
+
+def norm_layer_of(channels: int, **norm: Unpack[NormArgs]) -> nn.Module:
+    """:func:`norm_layer` for ``channels`` from a block's ``**norm`` options (defaults filled in)."""
+    kw = norm_args(**norm)
+    return norm_layer(kw["norm"], channels, kw["spatial_dims"], kw["norm_groups"])

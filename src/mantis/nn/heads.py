@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn as nn
 
 from mantis.nn.activations import SigmoidCrisp, class_activation
 from mantis.nn.conv import ConvNormed
-from mantis.nn.factories import conv_type, norm_args
+from mantis.nn.factories import NormArgs, conv_type, norm_args
 from mantis.nn.pooling import PSPPooling
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack needs Python 3.11
 
 
 class MultitaskOutput(NamedTuple):
@@ -38,19 +41,16 @@ class HeadSingle(nn.Module):
         in_channels: int,
         channels: int,
         out_channels: int,
-        *,
-        norm: str = "group",
-        norm_groups: int = 4,
-        spatial_dims: int = 2,
+        **norm: Unpack[NormArgs],
     ) -> None:
         super().__init__()
-        kw = norm_args(norm, norm_groups, spatial_dims)
+        kw = norm_args(**norm)
         self.logits = nn.Sequential(
             ConvNormed(in_channels, channels, 3, **kw),
             nn.ReLU(),
             ConvNormed(channels, channels, 3, **kw),
             nn.ReLU(),
-            conv_type(spatial_dims)(channels, out_channels, 1),
+            conv_type(kw["spatial_dims"])(channels, out_channels, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,19 +64,10 @@ class ConditionedMultitaskHead(nn.Module):
     boundary, and both condition the segmentation. Shapes: decoder and stem B x nf x S -> three B x K x S.
     """
 
-    def __init__(
-        self,
-        channels: int,
-        num_classes: int,
-        *,
-        psp_depth: int = 4,
-        norm: str = "group",
-        norm_groups: int = 4,
-        spatial_dims: int = 2,
-    ) -> None:
+    def __init__(self, channels: int, num_classes: int, *, psp_depth: int = 4, **norm: Unpack[NormArgs]) -> None:
         super().__init__()
         nf, k = channels, num_classes
-        kw = norm_args(norm, norm_groups, spatial_dims)
+        kw = norm_args(**norm)
         self.psp = PSPPooling(2 * nf, nf, depth=psp_depth, **kw)
         self.distance_logits = HeadSingle(2 * nf, nf, k, **kw)
         self.dist_equalizer = ConvNormed(k, nf, 1, **kw)
@@ -104,20 +95,11 @@ class ResUNetAHead(nn.Module):
     """ResUNet-a head: distance, boundary on [feat, distance], segmentation on [feat, boundary, distance],
     and an HSV colour reconstruction from ``convl``."""
 
-    def __init__(
-        self,
-        channels: int,
-        num_classes: int,
-        *,
-        psp_depth: int = 4,
-        norm: str = "batch",
-        norm_groups: int = 4,
-        spatial_dims: int = 2,
-    ) -> None:
+    def __init__(self, channels: int, num_classes: int, *, psp_depth: int = 4, **norm: Unpack[NormArgs]) -> None:
         super().__init__()
         nf, k = channels, num_classes
-        kw = norm_args(norm, norm_groups, spatial_dims)
-        conv = conv_type(spatial_dims)
+        kw = norm_args(**(NormArgs(norm="batch") | norm))  # ResUNet-a's BatchNorm unless told otherwise
+        conv = conv_type(kw["spatial_dims"])
         self.psp = PSPPooling(2 * nf, nf, depth=psp_depth, branch_channels=max(nf // psp_depth, 1), **kw)
         self.distance_logits = HeadSingle(2 * nf, nf, k, **kw)
         self.bound_logits = nn.Sequential(ConvNormed(nf + k, nf, 3, **kw), nn.ReLU(), conv(nf, k, 1))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from mantis.nn.conv import ConvNormed
-from mantis.nn.factories import check_spatial_dims, norm_args
+from mantis.nn.factories import NormArgs, check_spatial_dims, norm_args
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack needs Python 3.11
 
 _ADAPTIVE_MAX = {1: F.adaptive_max_pool1d, 2: F.adaptive_max_pool2d, 3: F.adaptive_max_pool3d}
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -35,18 +40,16 @@ class PSPPooling(nn.Module):
         *,
         depth: int = 4,
         branch_channels: int | None = None,
-        norm: str = "group",
-        norm_groups: int = 4,
-        spatial_dims: int = 2,
+        **norm: Unpack[NormArgs],
     ) -> None:
         super().__init__()
-        check_spatial_dims(spatial_dims)
+        kw = norm_args(**norm)
+        check_spatial_dims(kw["spatial_dims"])
         branch = out_channels if branch_channels is None else branch_channels
         self.depth = depth
-        self.spatial_dims = spatial_dims
+        self.spatial_dims = kw["spatial_dims"]
         # BatchNorm's running statistics count pixels, so it must see the broadcast map.
-        self.conv_on_pooled = norm != "batch"
-        kw = norm_args(norm, norm_groups, spatial_dims)
+        self.conv_on_pooled = kw["norm"] != "batch"
         self.convs = nn.ModuleList(ConvNormed(in_channels, branch, 1, **kw) for _ in range(depth))
         self.conv_final = ConvNormed(in_channels + depth * branch, out_channels, 1, **kw)
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from mantis.nn.attention import Fusion
 from mantis.nn.conv import ConvNormed
-from mantis.nn.factories import interp_mode, norm_args
+from mantis.nn.factories import NormArgs, interp_mode, norm_args
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack needs Python 3.11
 
 
 class DownSample(nn.Module):
@@ -18,13 +23,10 @@ class DownSample(nn.Module):
         self,
         in_channels: int,
         out_channels: int | None = None,
-        *,
-        norm: str = "group",
-        norm_groups: int = 4,
-        spatial_dims: int = 2,
+        **norm: Unpack[NormArgs],
     ) -> None:
         super().__init__()
-        kw = norm_args(norm, norm_groups, spatial_dims)
+        kw = norm_args(**norm)
         out = 2 * in_channels if out_channels is None else out_channels
         self.conv = ConvNormed(in_channels, out, 3, stride=2, **kw)
 
@@ -39,13 +41,10 @@ class UpSample(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        *,
-        norm: str = "group",
-        norm_groups: int = 4,
-        spatial_dims: int = 2,
+        **norm: Unpack[NormArgs],
     ) -> None:
         super().__init__()
-        kw = norm_args(norm, norm_groups, spatial_dims)
+        kw = norm_args(**norm)
         self.conv = ConvNormed(in_channels, out_channels, 1, **kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,13 +61,10 @@ class Combine(nn.Module):
         self,
         low_channels: int,
         skip_channels: int,
-        *,
-        norm: str = "group",
-        norm_groups: int = 4,
-        spatial_dims: int = 2,
+        **norm: Unpack[NormArgs],
     ) -> None:
         super().__init__()
-        kw = norm_args(norm, norm_groups, spatial_dims)
+        kw = norm_args(**norm)
         half = max(skip_channels // 2, 1)
         self.up = UpSample(low_channels, half, **kw)
         self.conv = ConvNormed(
@@ -93,13 +89,11 @@ class FusionCombine(nn.Module):
         *,
         nheads: int = 1,
         attention_depth: int = 5,
-        norm: str = "group",
-        norm_groups: int = 4,
-        spatial_dims: int = 2,
+        **norm: Unpack[NormArgs],
     ) -> None:
         super().__init__()
-        kw = norm_args(norm, norm_groups, spatial_dims)
-        self.spatial_dims = spatial_dims
+        kw = norm_args(**norm)
+        self.spatial_dims = kw["spatial_dims"]
         self.conv = ConvNormed(low_channels, skip_channels, 3, **kw)
         self.fuse = Fusion(
             skip_channels,

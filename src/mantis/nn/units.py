@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from math import gcd
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -11,7 +12,10 @@ import torch.nn.functional as F
 
 from mantis.nn.attention import CATFusion, FracTALAttention, Fusion
 from mantis.nn.conv import ConvNormed
-from mantis.nn.factories import conv_type, interp_mode, norm_args, norm_layer, same_padding
+from mantis.nn.factories import NormArgs, conv_type, interp_mode, norm_args, norm_layer_of, same_padding
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack needs Python 3.11
 
 
 class ResNetV2Block(nn.Module):
@@ -27,17 +31,15 @@ class ResNetV2Block(nn.Module):
         *,
         dilation: int = 1,
         groups: int = 1,
-        norm: str = "group",
-        norm_groups: int = 4,
-        spatial_dims: int = 2,
+        **norm: Unpack[NormArgs],
     ) -> None:
         super().__init__()
-        conv = conv_type(spatial_dims)
+        conv = conv_type(norm_args(**norm)["spatial_dims"])
         pad = same_padding(kernel_size, dilation)
         groups = gcd(channels, groups)
-        self.norm1 = norm_layer(norm, channels, spatial_dims, norm_groups)
+        self.norm1 = norm_layer_of(channels, **norm)
         self.conv1 = conv(channels, channels, kernel_size, padding=pad, dilation=dilation, groups=groups, bias=False)
-        self.norm2 = norm_layer(norm, channels, spatial_dims, norm_groups)
+        self.norm2 = norm_layer_of(channels, **norm)
         self.conv2 = conv(channels, channels, kernel_size, padding=pad, dilation=dilation, groups=groups)
         self.act = nn.ReLU()
 
@@ -55,12 +57,10 @@ class AtrousUnit(nn.Module):
         dilations: Sequence[int] = (1,),
         *,
         kernel_size: int = 3,
-        norm: str = "batch",
-        norm_groups: int = 4,
-        spatial_dims: int = 2,
+        **norm: Unpack[NormArgs],
     ) -> None:
         super().__init__()
-        kw = norm_args(norm, norm_groups, spatial_dims)
+        kw = norm_args(**(NormArgs(norm="batch") | norm))  # ResUNet-a's BatchNorm unless told otherwise
         self.blocks = nn.ModuleList(ResNetV2Block(channels, kernel_size, dilation=r, **kw) for r in dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,13 +85,11 @@ class FracTALResNetUnit(nn.Module):
         nheads: int = 1,
         groups: int = 1,
         attention_depth: int = 5,
-        norm: str = "group",
-        norm_groups: int = 4,
-        spatial_dims: int = 2,
         grouped_attention: bool = True,
+        **norm: Unpack[NormArgs],
     ) -> None:
         super().__init__()
-        kw = norm_args(norm, norm_groups, spatial_dims)
+        kw = norm_args(**norm)
         self.block = ResNetV2Block(channels, 3, groups=groups, **kw)
         heads = nheads if grouped_attention else 1
         self.attention = FracTALAttention(channels, nheads=heads, attention_depth=attention_depth, **kw)
@@ -109,10 +107,10 @@ def _up2(x: torch.Tensor, spatial_dims: int) -> torch.Tensor:
 class _Expand(nn.Module):
     """Upsample x2 then normed convs with ReLU: the "expand" steps of the CEEC units."""
 
-    def __init__(self, widths: Sequence[int], *, groups: int, norm: str, norm_groups: int, spatial_dims: int):
+    def __init__(self, widths: Sequence[int], *, groups: int, **norm: Unpack[NormArgs]):
         super().__init__()
-        self.spatial_dims = spatial_dims
-        kw = norm_args(norm, norm_groups, spatial_dims)
+        kw = norm_args(**norm)
+        self.spatial_dims = kw["spatial_dims"]
         self.convs = nn.ModuleList(
             ConvNormed(cin, cout, 3, groups=groups, **kw) for cin, cout in zip(widths[:-1], widths[1:])
         )
@@ -148,18 +146,16 @@ class CEECUnitV1(nn.Module):
         *,
         nheads: int = 1,
         attention_depth: int = 5,
-        norm: str = "group",
-        norm_groups: int = 4,
-        spatial_dims: int = 2,
         grouped_attention: bool = True,
+        **norm: Unpack[NormArgs],
     ) -> None:
         super().__init__()
         if channels % 4:
             raise ValueError(f"CEEC units need channels divisible by 4, got {channels}")
         c, ni = channels, channels // 2
         g = gcd(ni // 2, nheads)
-        self.spatial_dims = spatial_dims
-        kw = norm_args(norm, norm_groups, spatial_dims)
+        kw = norm_args(**norm)
+        self.spatial_dims = kw["spatial_dims"]
         # CE branch: compress (stride 2) then expand back.
         self.conv_init_1 = ConvNormed(c, ni, 3, groups=g, **kw)
         self.compr11 = ConvNormed(ni, c, 3, stride=2, groups=g, **kw)
@@ -180,12 +176,9 @@ class CEECUnitV1(nn.Module):
         self.gamma2 = nn.Parameter(torch.zeros(()))
         self.gamma3 = nn.Parameter(torch.zeros(()))
         self.act = nn.ReLU()
-        self._build_merges(c, ni, g, nheads, attention_depth, norm, norm_groups, spatial_dims)
+        self._build_merges(c, ni, g, nheads, attention_depth, kw)
 
-    def _build_merges(
-        self, c: int, ni: int, g: int, nheads: int, depth: int, norm: str, norm_groups: int, spatial_dims: int
-    ) -> None:
-        kw = norm_args(norm, norm_groups, spatial_dims)
+    def _build_merges(self, c: int, ni: int, g: int, nheads: int, depth: int, kw: NormArgs) -> None:
         self.expand1 = _Expand((c, ni), groups=g, **kw)
         self.combine1: nn.Module = ConvNormed(2 * ni, ni, 3, groups=g, **kw)
         self.compr22: nn.Module = ConvNormed(2 * ni, ni, 3, groups=g, **kw)
@@ -220,10 +213,7 @@ class CEECUnitV1(nn.Module):
 class CEECUnitV2(CEECUnitV1):
     """CEEC unit V2: V1 with each concat + conv merge replaced by relative-attention fusion."""
 
-    def _build_merges(
-        self, c: int, ni: int, g: int, nheads: int, depth: int, norm: str, norm_groups: int, spatial_dims: int
-    ) -> None:
-        kw = norm_args(norm, norm_groups, spatial_dims)
+    def _build_merges(self, c: int, ni: int, g: int, nheads: int, depth: int, kw: NormArgs) -> None:
         self.expand1 = _Expand((c, ni), groups=g, **kw)
         self.skip1 = ConvNormed(ni, ni, 3, groups=g, **kw)
         self.combine1 = Fusion(ni, nheads=nheads, attention_depth=depth, **kw)
