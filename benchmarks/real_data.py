@@ -307,6 +307,24 @@ def _curve(records: list[dict], minutes: float) -> list[str]:
     return cells
 
 
+def _at_steps(records: list[dict], marks: Sequence[int]) -> list[str]:
+    """Mean test F1 over seeds after a few numbers of steps: each run's last epoch ending at or before them
+    ('-' where a run stopped earlier), to compare networks whose steps cost differently."""
+    cells = []
+    for mark in marks:
+        values = []
+        for run in records:
+            before = [e["test_f1"] for e in run["per_epoch"] if e["step"] <= mark]
+            if run["steps"] < mark:
+                break
+            values.append(0.0 if not before or math.isnan(before[-1]) else before[-1])
+        cells.append(f"{statistics.mean(values):.2f}" if len(values) == len(records) else "-")
+    return cells
+
+
+STEP_MARKS = (100, 250, 500, 1000, 1500, 2000, 3000, 4000)
+
+
 def markdown(results: list[dict], args: argparse.Namespace) -> str:
     """The docs/benchmarks.md section, from every run recorded in the work folder."""
     tasks = [t for t in MODELS if any(r["task"] == t for r in results)]
@@ -353,6 +371,16 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
             curve = " | ".join(_curve(mine, minutes[task]))
             lines.append(f"| {model} | {len(mine)} | {steps} | {end} | {per_seed} | {share} | {curve} |")
         lines.append("")
+        lines += [
+            "Test F1 (mean over seeds) after the same number of training steps:",
+            "",
+            "| network | " + " | ".join(f"{m} steps" for m in STEP_MARKS) + " |",
+            "|---|" + "---:|" * len(STEP_MARKS),
+        ]
+        for model in dict.fromkeys(r["model"] for r in runs):
+            mine = [r for r in runs if r["model"] == model]
+            lines.append(f"| {model} | " + " | ".join(_at_steps(mine, STEP_MARKS)) + " |")
+        lines.append("")
     lines.append(
         "The minute columns are the test F1 (mean over seeds) of the weights at the end of the last epoch before "
         "that time, scored for the report only; the end column is what `--test_after_fit` reports "
@@ -366,6 +394,8 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
             "A name in brackets is the variant (`--label`) or the earlier commit a row was measured at, before "
             "changes that alter a step's cost."
         )
+    if args.notes is not None:
+        lines.append(args.notes.read_text().strip())
     return "\n".join(lines)
 
 
@@ -394,6 +424,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--report", action="store_true", help="train nothing: rebuild the report from the work folder")
+    parser.add_argument(
+        "--notes", type=Path, default=None, help="a text file appended to the report (how particular runs went)"
+    )
     args = parser.parse_args(argv)
     args.workdir = args.workdir.resolve()
     if not (args.shared / "data").is_dir():
