@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -159,3 +161,18 @@ def test_local_field_of_a_unet_is_the_same_along_every_axis_and_in_1d() -> None:
     ]
     assert fields[0].local is not None and not any(fields[0].clipped) and 9 < fields[0].local[0] < 64
     assert fields[1].local == fields[0].local * 2
+
+
+def test_cli_summarises_a_saved_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mantis.inference.checkpoint import ModelMeta, save_pretrained
+
+    kwargs = {"nf": 8, "depth": 3, "psp_depth": 2}
+    model = create_model("fractal_resunet", **kwargs)
+    saved = save_pretrained(model, ModelMeta("fractal_resunet", kwargs), tmp_path / "model")
+    assert main(["summary", str(saved), "--size", "32", "--no-receptive-field"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith('fractal_resunet {"depth": 3, "nf": 8, "psp_depth": 2}; input 1x3x32x32 x 1')
+    assert f"total parameters: {sum(p.numel() for p in model.parameters()):,}" in out
+    assert main(["summary", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nothing: no such checkpoint" in err

@@ -187,7 +187,8 @@ def format_table(rows: Sequence[ModuleRow], totals: Totals, output: Any, batch: 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mantis summary", description=__doc__)
-    parser.add_argument("--model", required=True, help=f"registry name: {', '.join(list_models())}")
+    parser.add_argument("checkpoint", nargs="?", help="a .ckpt or an export folder (or give --model)")
+    parser.add_argument("--model", help=f"registry name: {', '.join(list_models())}")
     parser.add_argument("--model_kwargs", default="{}", help="JSON object of model arguments, e.g. '{\"nf\": 16}'")
     parser.add_argument(
         "--size", type=int, nargs="+", default=[256], help="input size: one value for every spatial axis, or one each"
@@ -204,19 +205,37 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print the summary of ``--model`` built with ``--model_kwargs`` for an input of ``--size``."""
+    """Print the summary of a checkpoint's model, or of ``--model`` built with ``--model_kwargs``, for an input
+    of ``--size``."""
     from mantis.commands import run_command
 
     return run_command("mantis summary", lambda: _summary(_parser().parse_args(argv)))
 
 
-def _summary(args: argparse.Namespace) -> int:
-    kwargs = json.loads(args.model_kwargs)
+def _model(args: argparse.Namespace) -> tuple[str, dict[str, Any], nn.Module]:
+    """The registry name, arguments and model of ``--model``/``--model_kwargs`` or of the checkpoint."""
+    if (args.checkpoint is None) == (args.model is None):
+        raise ValueError("give a checkpoint or --model NAME (one of them)")
+    if args.checkpoint is not None:
+        from mantis.inference.checkpoint import load_model
+
+        model, meta = load_model(args.checkpoint)
+        if meta.model is None:
+            raise ValueError(f"{args.checkpoint}: the model's registry name is not recorded")
+        return meta.model, dict(meta.model_kwargs), model
+    try:
+        kwargs = json.loads(args.model_kwargs)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--model_kwargs {args.model_kwargs!r}: not JSON ({error})") from None
     if not isinstance(kwargs, dict):
         raise ValueError("--model_kwargs must be a JSON object")
-    model = create_model(args.model, **kwargs)
+    return args.model, kwargs, create_model(args.model, **kwargs)
+
+
+def _summary(args: argparse.Namespace) -> int:
+    name, kwargs, model = _model(args)
     n_inputs = count_inputs(model)
-    if not model_info(args.model).spatial_dims:  # feature vectors (tables)
+    if not model_info(name).spatial_dims:  # feature vectors (tables)
         probe = torch.zeros(args.batch, int(kwargs.get("in_channels", 16)))
     else:
         dims = int(kwargs.get("spatial_dims", 2))
@@ -228,6 +247,6 @@ def _summary(args: argparse.Namespace) -> int:
     rows, output, totals = summarize(
         model, [probe] * n_inputs, args.depth, measure_receptive_field=args.receptive_field
     )
-    print(f"{args.model} {json.dumps(kwargs)}; input {'x'.join(str(s) for s in probe.shape)} x {n_inputs}")
+    print(f"{name} {json.dumps(kwargs)}; input {'x'.join(str(s) for s in probe.shape)} x {n_inputs}")
     print(format_table(rows, totals, output, args.batch))
     return 0
