@@ -69,6 +69,7 @@ DISPATCH: dict[str, tuple[str, str]] = {
     "conv": ("mantis.inspect.conv_cli", "main"),
     "visualize": ("mantis.inspect.visualize_cli", "main"),
     "evaluate": ("mantis.evaluate", "main"),
+    "report": ("mantis.report_cli", "main"),
     "convert": ("mantis.convert.cli", "main"),
 }
 #: How long bare `mantis fit` trains (not Lightning's 1000 epochs); configs set their own.

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "test": "score a checkpoint on the test split",
     "predict": "predict rasters or folders of any size with a checkpoint (tiled, blended, GeoTIFF out)",
     "evaluate": "score written class maps against reference masks: pixel and object (IoU-matched) scores",
+    "report": "one self-contained HTML page of a run or prediction folder: metrics, curves, before/after swipes",
     "export": "write a checkpoint as safetensors + config, ONNX and a torch.export program",
     "stats": "per-band statistics of a folder of images, for normalisation",
     "summary": "layers, output shapes and parameters of a model or checkpoint",
