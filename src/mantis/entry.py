@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "fit": "train a model (LightningCLI: --config FILE.yaml, dotted overrides, --print_config)",
     "validate": "score a checkpoint on the validation split",
     "test": "score a checkpoint on the test split",
+    "sweep": "train and test once per seed (--seeds 0 1 2 -- fit ...): mean ± std of every test metric",
     "predict": "predict rasters or folders of any size with a checkpoint (tiled, blended, GeoTIFF out)",
     "evaluate": "score written class maps against reference masks: pixel and object (IoU-matched) scores",
     "report": "one self-contained HTML page of a run or prediction folder: metrics, curves, before/after swipes",
