@@ -36,6 +36,8 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from mantis.commands import USER_ERRORS, CommandError, debugging, one_line, run_command
 from mantis.entry import main as entry_main
 from mantis.entry import usage
+from mantis.inference.spec import WindowSpec
+from mantis.inference.tiled_test import use_tiled_test, window_spec
 from mantis.io.errors import DataError
 from mantis.io.folders import writable_folder
 from mantis.models.registry import check_model_kwargs, list_models, model_info
@@ -69,6 +71,7 @@ DISPATCH: dict[str, tuple[str, str]] = {
     "conv": ("mantis.inspect.conv_cli", "main"),
     "visualize": ("mantis.inspect.visualize_cli", "main"),
     "evaluate": ("mantis.evaluate", "main"),
+    "sweep": ("mantis.sweep", "main"),
     "report": ("mantis.report_cli", "main"),
     "convert": ("mantis.convert.cli", "main"),
 }
@@ -182,6 +185,13 @@ class MantisCLI(LightningCLI):
             type=bool,
             default=False,
             help="After fit, test the best checkpoint on the test split and write test_metrics.json.",
+        )
+        parser.add_argument(
+            "--test_window",
+            type=WindowSpec | None,
+            default=None,
+            help="Test whole rasters tile by tile as mantis predict does, with these window settings "
+            "(e.g. '{window: 256, stride: 64}'); default: windows of patch_size (docs/inference.md).",
         )
         # Bare `mantis fit`: a run that finishes on a laptop CPU (configs set their own values).
         parser.set_defaults(
@@ -308,8 +318,14 @@ class MantisCLI(LightningCLI):
         if cfg.get("test_after_fit"):
             callback = self.best_checkpoint or self.trainer.checkpoint_callback
             best = callback.best_model_path if isinstance(callback, ModelCheckpoint) else ""
-            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+            data = use_tiled_test(self.model, self.datamodule, window_spec(cfg.get("test_window")))
+            self.trainer.test(self.model, datamodule=data, ckpt_path=best or None)
             self._write_metrics("test", best or None)
+
+    def before_test(self) -> None:
+        """With ``--test_window``, whole test rasters predicted tile by tile (mantis.inference.tiled_test)."""
+        spec = window_spec(self._subconfig().get("test_window"))
+        self.datamodule = use_tiled_test(self.model, self.datamodule, spec)
 
     def after_validate(self) -> None:
         """Write ``validate_metrics.json``."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -301,7 +301,7 @@ def blended_rows(
     classes: bool = True,
     device: torch.device | str | None = None,
     progress: bool = False,
-) -> Iterator[FinishedRows]:
+) -> Generator[FinishedRows, None, None]:
     """Predict ``job``'s inputs strip by strip and yield each band of rows as soon as it is final.
 
     The one tiled predictor behind ``mantis predict`` (which writes the rows) and ``mantis test`` with

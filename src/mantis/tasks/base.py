@@ -234,11 +234,15 @@ class BaseTask(lightning.LightningModule):
     def eval_batch_scored(self, stage: Stage, scores: torch.Tensor, target: torch.Tensor) -> None:
         """Called with each validation/test batch's class scores and targets (a hook for extra metrics)."""
 
+    def scores_loss(self, stage: Stage) -> bool:
+        """Whether ``stage``'s scores include the loss (not when a test predicts whole rasters)."""
+        return True
+
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         """Loss and confusion matrix of one validation batch."""
         return self._eval_step(batch, "val")
 
-    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor | None:
         """Loss and confusion matrix of one test batch."""
         return self._eval_step(batch, "test")
 
@@ -249,7 +253,7 @@ class BaseTask(lightning.LightningModule):
             self._watch_collapse(metric.confmat)
         metric.reset()
         logged = {f"{stage}/{k}": v.float() for k, v in scores.items() if not k.startswith("support_")}
-        if stage != "train":
+        if stage != "train" and self.scores_loss(stage):
             mean = self._loss_mean(stage)
             loss = mean.compute()
             mean.reset()

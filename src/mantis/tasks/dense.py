@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -104,6 +104,9 @@ class DenseTask(BaseTask):
                 object_connectivity,
                 object_min_area,
             )
+        # Set by `mantis test --test_window` (mantis.inference.tiled_test.TiledTest): a whole-raster test batch
+        # -> (class ids, mask) 1 x H x W, predicted tile by tile as `mantis predict` does.
+        self.tiled_test: Callable[[DenseTask, Mapping[str, Any]], tuple[torch.Tensor, torch.Tensor]] | None = None
         self.lr_drops = 0  # LR drops seen so far (saved in checkpoints)
         self._last_lr: float | None = None
         self._warned_targets = False
@@ -148,6 +151,22 @@ class DenseTask(BaseTask):
             self.lr_drops = int(state["lr_drops"])
             self._last_lr = state["last_lr"]
             self.loss.depth = int(state["depth"])
+
+    # -- whole rasters, tile by tile (test) --------------------------------------------------------
+
+    def scores_loss(self, stage: str) -> bool:
+        """No test loss when whole rasters are predicted: the loss needs the multitask targets of windows."""
+        return stage != "test" or self.tiled_test is None
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """A window batch as in validation; with :attr:`tiled_test`, one whole raster predicted tile by tile
+        as ``mantis predict`` does, then scored (pixels without a prediction are left out)."""
+        if self.tiled_test is None:
+            return super().test_step(batch, batch_idx)
+        ids, truth = self.tiled_test(self, batch)
+        self.test_scores.update(ids, truth)
+        self.eval_batch_scored("test", ids, truth)
+        return None
 
     # -- object scores (test) ----------------------------------------------------------------------
 
