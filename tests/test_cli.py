@@ -27,6 +27,8 @@ CONFIGS = [
         "segmentation_fractal_resunet.yaml",
         "few_images_cd_cpu.yaml",
         "tabular.yaml",
+        "tabular_wine.yaml",
+        "tabular_diabetes.yaml",
         "series_gunpoint.yaml",
         "series_gunpoint_fractal.yaml",
         "series_segmentation.yaml",

@@ -1,9 +1,11 @@
-"""Tables through `mantis fit`: the mlp learns iris from a CSV file; bad tables give one line."""
+"""Tables through `mantis fit`: the mlp learns iris from a CSV file; Parquet and scikit-learn sources give the
+same rows; bad tables give one line."""
 
 from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +55,7 @@ def test_split_column_and_explicit_features(tmp_path: Path) -> None:
     path.write_text("a,b,note,y,split\n1,2,x,0,train\n2,3,x,1,train\n3,4,x,0,val\n4,5,x,1,test\n")
     module = TabularDataModule(str(path), "y", split_column="split")
     assert module.feature_names == ["a", "b"]  # 'note' is not numeric
-    assert [len(module._labels[s]) for s in ("train", "val", "test")] == [2, 1, 1]
+    assert [len(module._targets[s]) for s in ("train", "val", "test")] == [2, 1, 1]
     module.setup()
     batch = next(iter(module.train_dataloader()))
     assert batch["image"].shape == (2, 2) and batch["label"].dtype == torch.int64
@@ -76,3 +78,102 @@ def test_bad_tables_give_one_line(tmp_path: Path, content: str, kwargs: dict, me
     with pytest.raises(DataError) as error:
         TabularDataModule(str(path), **{"target": "y", **kwargs})
     assert str(error.value) == f"{path}: {message}"
+
+
+def test_parquet_gives_the_rows_of_the_same_csv(tmp_path: Path) -> None:
+    pyarrow = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    csv_path = _iris(tmp_path / "iris.csv")
+    with csv_path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    columns = {name: [row[i] for row in rows[1:]] for i, name in enumerate(rows[0])}
+    typed = {
+        name: [float(v) for v in values] if name != "species" else list(values) for name, values in columns.items()
+    }
+    typed["species"][3] = None  # a null cell is an empty cell, as in a CSV file
+    pq.write_table(pyarrow.table(typed), tmp_path / "iris.parquet")
+    with pytest.raises(DataError, match=r"iris.parquet: row 5: empty 'species'"):
+        TabularDataModule(str(tmp_path / "iris.parquet"), "species")
+    typed["species"][3] = columns["species"][3]
+    pq.write_table(pyarrow.table(typed), tmp_path / "iris.parquet")
+    from_csv, from_parquet = (
+        TabularDataModule(str(csv_path), "species"),
+        TabularDataModule(str(tmp_path / "iris.parquet"), "species"),
+    )
+    assert from_parquet.feature_names == from_csv.feature_names and from_parquet.class_names == from_csv.class_names
+    for stage in ("train", "val", "test"):
+        np.testing.assert_array_equal(from_parquet._features[stage], from_csv._features[stage])
+        np.testing.assert_array_equal(from_parquet._targets[stage], from_csv._targets[stage])
+
+
+def test_parquet_without_pyarrow_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "t.parquet"
+    path.write_bytes(b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # as if pyarrow were not installed
+    with pytest.raises(DataError) as error:
+        TabularDataModule(str(path), "y")
+    assert (
+        str(error.value)
+        == f"{path}: reading Parquet needs pyarrow (pip install 'mantis[table]' or pip install pyarrow)"
+    )
+
+
+def test_sklearn_tables_come_from_the_installed_package() -> None:
+    from sklearn.datasets import load_diabetes, load_wine
+
+    wine = TabularDataModule(sklearn_dataset="wine", val_fraction=0.0, test_fraction=0.0)
+    reference = load_wine()
+    assert wine.class_names == list(reference.target_names) and wine.in_channels == 13
+    np.testing.assert_allclose(wine._features["train"], reference.data.astype(np.float32))
+    np.testing.assert_array_equal(wine._targets["train"], reference.target)
+    diabetes = TabularDataModule(sklearn_dataset="diabetes", task="regression", val_fraction=0.0, test_fraction=0.0)
+    target = load_diabetes(scaled=False).target
+    assert diabetes.target == "target" and diabetes.num_classes == 1 and diabetes.class_names == ["target"]
+    np.testing.assert_allclose(diabetes._targets["train"][:, 0], target.astype(np.float32))
+    np.testing.assert_allclose(diabetes.target_mean, [target.mean()], rtol=1e-5)
+    np.testing.assert_allclose(diabetes.target_std, [target.std()], rtol=1e-5)
+
+
+def test_regression_rows_keep_their_units_and_fit_the_target_on_training_rows(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("a,y,split\n1,10,train\n2,30,train\n3,1000,test\n")
+    module = TabularDataModule(str(path), "y", task="regression", split_column="split")
+    assert module.target_mean == [20.0] and module.target_std == [10.0]  # the test row's 1000 is not counted
+    module.setup()
+    batch = next(iter(module.test_dataloader()))
+    assert batch["target"].dtype == torch.float32 and batch["target"].tolist() == [[1000.0]]
+    assert "label" not in batch
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (
+            {"path": "t.csv", "task": "regression"},
+            DataError,
+            "t.csv: row 3, column 'y': 'big' is not a number (task: regression needs numbers; "
+            "use task: classification for labels)",
+        ),
+        (
+            {"sklearn_dataset": "diabetes"},
+            ValueError,
+            "sklearn_dataset 'diabetes' is a regression table; set task: regression",
+        ),
+        (
+            {"sklearn_dataset": "mnist"},
+            ValueError,
+            "sklearn_dataset must be one of iris, wine, breast_cancer, diabetes, got 'mnist'",
+        ),
+        ({"path": "t.csv", "sklearn_dataset": "wine"}, ValueError, "give path or sklearn_dataset, not both"),
+        ({}, ValueError, "give path (a .csv or .parquet file) or sklearn_dataset"),
+    ],
+)
+def test_bad_sources_give_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kwargs: dict, error: type[Exception], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.csv").write_text("a,y\n1,5\n2,big\n")
+    with pytest.raises(error) as raised:
+        TabularDataModule(**{"target": "y" if "path" in kwargs else "target", **kwargs})
+    assert str(raised.value) == message

@@ -1,0 +1,101 @@
+"""Reading tables as ``(header, rows of text cells)``: CSV, Parquet, and scikit-learn's bundled data sets.
+
+Cells stay text, so every source is checked by the same rules afterwards (``mantis.data.tabular``). Row
+numbers in messages count the header as row 1, as a spreadsheet shows a CSV file.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+from mantis.io.errors import DataError
+
+__all__ = ["PARQUET_SUFFIXES", "SKLEARN_DATASETS", "read_table", "sklearn_table"]
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+#: scikit-learn loaders of the tables that ship inside the package (no download) and their kind.
+SKLEARN_DATASETS = {
+    "iris": ("load_iris", "classification"),
+    "wine": ("load_wine", "classification"),
+    "breast_cancer": ("load_breast_cancer", "classification"),
+    "diabetes": ("load_diabetes", "regression"),
+}
+
+Table = tuple[list[str], list[list[str]]]
+
+
+def read_table(path: str | os.PathLike[str]) -> Table:
+    """``(header, rows)`` of a CSV or Parquet file (cells as text); one-line errors for a missing or empty file.
+
+    Parquet files (``.parquet``, ``.pq``) need pyarrow (``pip install 'mantis[table]'``); empty (null) cells
+    become ``""`` as in a CSV file.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(file, "no such file")
+    header, rows = _read_parquet(file) if file.suffix.lower() in PARQUET_SUFFIXES else _read_csv(file)
+    if not rows:
+        raise DataError(file, "needs a header row and at least one data row")
+    return header, rows
+
+
+def _read_csv(file: Path) -> Table:
+    try:
+        with file.open(newline="", encoding="utf-8-sig") as handle:
+            rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DataError(file, f"cannot read as CSV ({error})") from None
+    if len(rows) < 2:
+        raise DataError(file, "needs a header row and at least one data row")
+    header = [cell.strip() for cell in rows[0]]
+    for number, row in enumerate(rows[1:], 2):
+        if len(row) != len(header):
+            raise DataError(file, f"row {number} has {len(row)} cells but the header has {len(header)}")
+    return header, rows[1:]
+
+
+def _read_parquet(file: Path) -> Table:
+    try:
+        parquet: Any = importlib.import_module("pyarrow.parquet")
+    except ImportError:
+        raise DataError(
+            file, "reading Parquet needs pyarrow (pip install 'mantis[table]' or pip install pyarrow)"
+        ) from None
+    try:
+        table = parquet.read_table(file)
+    except Exception as error:  # pyarrow raises its own error types for corrupt or non-Parquet files
+        raise DataError(file, f"cannot read as Parquet ({str(error).splitlines()[0]})") from None
+    columns = [[_cell(value) for value in column.to_pylist()] for column in table.columns]
+    return [str(name).strip() for name in table.column_names], [list(row) for row in zip(*columns)]
+
+
+def _cell(value: Any) -> str:
+    # repr-exact text of numbers, so that the float read back is the stored one
+    return "" if value is None else str(value)
+
+
+def sklearn_table(name: str) -> tuple[Table, str]:
+    """``((header, rows), kind)`` of a table bundled with the installed scikit-learn (no download).
+
+    The target column is ``target``: class names for classification (iris, wine, breast_cancer), numbers for
+    regression (diabetes, in its original units: ``load_diabetes(scaled=False)``).
+    """
+    if name not in SKLEARN_DATASETS:
+        raise ValueError(f"sklearn_dataset must be one of {', '.join(SKLEARN_DATASETS)}, got {name!r}")
+    try:
+        datasets: Any = importlib.import_module("sklearn.datasets")
+    except ImportError:
+        raise ValueError(f"sklearn_dataset {name!r} needs scikit-learn (pip install scikit-learn)") from None
+    loader, kind = SKLEARN_DATASETS[name]
+    bunch = getattr(datasets, loader)(**({"scaled": False} if name == "diabetes" else {}))
+    header = [*map(str, bunch.feature_names), "target"]
+    if kind == "classification":
+        targets = [str(bunch.target_names[int(y)]) for y in bunch.target]
+    else:
+        targets = [repr(float(y)) for y in bunch.target]
+    rows = [[*(repr(float(v)) for v in x), y] for x, y in zip(bunch.data, targets)]
+    return (header, rows), kind
