@@ -130,6 +130,19 @@ def _value(value: Number) -> str:
     return f"{value:.3f}"
 
 
+def _grid(kind: str, columns: list[str], rows: list[tuple[str, dict[str, Number]]]) -> str:
+    """One class x metric HTML table; ``kind`` (pixels or objects) heads the class column."""
+    names = [c.removeprefix("object_").replace("_", " ") for c in columns]
+    head = "".join(f"<th>{escape(n)}</th>" for n in [kind, *names])
+    body = "".join(
+        f'<tr class="{"macro" if name == "macro" else "class"}"><td>{escape(name)}</td>'
+        + "".join(f"<td>{_value(scores.get(c))}</td>" for c in columns)
+        + "</tr>"
+        for name, scores in rows
+    )
+    return f'<table class="metrics {kind}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
 def _table(table: MetricsTable) -> str:
     parts = [f"<h3>{escape(table.title)}</h3>"]
     if table.note:
@@ -137,15 +150,12 @@ def _table(table: MetricsTable) -> str:
     if table.scalars:
         items = "".join(f"<span>{escape(k)} <b>{_value(v)}</b></span>" for k, v in table.scalars.items())
         parts.append(f'<p class="scalars">{items}</p>')
-    if table.rows:
-        head = "".join(f"<th>{escape(c.replace('_', ' '))}</th>" for c in ["class", *table.columns])
-        rows = "".join(
-            f'<tr class="{"macro" if name == "macro" else "class"}"><td>{escape(name)}</td>'
-            + "".join(f"<td>{_value(scores.get(c))}</td>" for c in table.columns)
-            + "</tr>"
-            for name, scores in table.rows
-        )
-        parts.append(f'<table class="metrics"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>')
+    pixel = [c for c in table.columns if not c.startswith("object_")]
+    objects = [c for c in table.columns if c.startswith("object_")]
+    for kind, columns in (("pixels", pixel), ("objects", objects)):
+        rows = [(name, scores) for name, scores in table.rows if any(scores.get(c) is not None for c in columns)]
+        if columns and rows:
+            parts.append(_grid(kind, columns, rows))
     return "\n".join(parts)
 
 
