@@ -32,6 +32,7 @@ __all__ = [
     "SyntheticChangeDetection",
     "TabularDataModule",
     "SyntheticSegmentation",
+    "VolumeSegmentationDataModule",
     "Window",
     "boundary_labels",
     "check_image",
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from mantis.data.series import SeriesDataModule
     from mantis.data.series_segmentation import SeriesSegmentationDataModule
     from mantis.data.tabular import TabularDataModule
+    from mantis.data.volumes import VolumeSegmentationDataModule
 
 _LAZY = {"ChangeDetectionDataModule", "SegmentationDataModule"}
 
@@ -81,4 +83,8 @@ def __getattr__(name: str) -> Any:
         from mantis.data.series_segmentation import SeriesSegmentationDataModule
 
         return SeriesSegmentationDataModule
+    if name == "VolumeSegmentationDataModule":
+        from mantis.data.volumes import VolumeSegmentationDataModule
+
+        return VolumeSegmentationDataModule
     raise AttributeError(f"module 'mantis.data' has no attribute {name!r}")
