@@ -22,7 +22,7 @@ import numpy as np
 from mantis.data.masks import MaskDecoder
 from mantis.io.errors import DataError
 from mantis.io.folders import files_by_stem, list_images, match_file
-from mantis.io.raster import raster_info, read_mask
+from mantis.io.raster import IMAGE_SUFFIXES, raster_info, read_mask
 from mantis.report_images import (
     blend,
     class_colours,
@@ -91,7 +91,7 @@ def choose_samples(maps: dict[str, Path], chosen: int | Sequence[str], where: Pa
         return names[: max(0, chosen)]
     picked = []
     for given in chosen:
-        name = Path(given).stem if Path(given).suffix else given
+        name = Path(given).stem if Path(given).suffix.lower() in IMAGE_SUFFIXES else given  # 2019.01 is a name
         name = name.removesuffix(CLASS_SUFFIX)
         if name not in maps:
             shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
