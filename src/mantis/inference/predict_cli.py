@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--skip-existing", action="store_true", help="folders: skip inputs already predicted")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--devices", type=int, default=1, help="folders: processes on this machine, one per GPU on GPUs (1)")
+    p.add_argument("--num-nodes", type=int, default=1, help="folders: machines taking part, under torchrun (1)")
     _vector_arguments(p)
     return p
 
@@ -193,15 +195,18 @@ def _device(name: str) -> str:
 def _window(values: Sequence[int] | None, what: str) -> int | tuple[int, ...] | None:
     if values is None:
         return None
-    if len(values) not in (1, 2):
-        raise InputError(f"--{what} takes one or two numbers, got {len(values)}")
-    return values[0] if len(values) == 1 else (values[0], values[1])
+    if len(values) not in (1, 2, 3):
+        raise InputError(f"--{what} takes one number, two (rasters: H W) or three (volumes), got {len(values)}")
+    return values[0] if len(values) == 1 else tuple(values)
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     """Predict as the parsed ``args`` say; returns the files written for each input."""
+    from mantis.data.volumes_io import is_volume_file
     from mantis.inference.checkpoint import load_models
+    from mantis.inference.distributed import launched_by_torchrun
     from mantis.inference.predict import predict_folder, predict_raster
+    from mantis.inference.volume import predict_volume_cli
     from mantis.io.folders import writable_folder
 
     if not args.checkpoint or not args.input or not args.output:
@@ -223,10 +228,14 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     writable_folder(args.output)  # a read-only or impossible output folder: one line now, not after the work
     vector = _vector_options(args)
     device = _device(args.device)
+    if args.devices > 1 or args.num_nodes > 1 or launched_by_torchrun():
+        return _on_ranks(args, inputs, all(folders), vector, device)
     model, meta = load_models(args.checkpoint, device)
     spec = WindowSpec.from_mapping(
         {**vars(args), "window": _window(args.window, "window"), "stride": _window(args.stride, "stride")}
     )
+    if is_volume_file(inputs[0]):  # NIfTI/.npy volumes: their own path (mantis.inference.volume)
+        return [predict_volume_cli(model, inputs, args, meta, spec, device)]
     options: dict[str, Any] = {
         "spec": spec,
         "outputs": args.outputs,
@@ -240,6 +249,40 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     if all(folders):
         return predict_folder(model, inputs, args.output, meta, skip_existing=args.skip_existing, **options)
     return [predict_raster(model, inputs, args.output, meta, **options)]
+
+
+def _on_ranks(args: argparse.Namespace, inputs: list[Path], folders: bool, vector: Any, device: str) -> Any:
+    """A folder shared among processes (``--devices``, ``--num-nodes``, torchrun): docs/inference.md."""
+    from mantis.inference.distributed import accelerator_of, predict_folder_distributed
+
+    if not folders:
+        raise InputError("--devices/--num-nodes share the files of folders among processes; give folders")
+    if args.devices < 1 or args.num_nodes < 1:
+        raise InputError(f"--devices and --num-nodes must be at least 1, got {args.devices} and {args.num_nodes}")
+    spec = WindowSpec.from_mapping(
+        {**vars(args), "window": _window(args.window, "window"), "stride": _window(args.stride, "stride")}
+    )
+    options = {
+        "outputs": args.outputs,
+        "prob_dtype": args.prob_dtype,
+        "output_format": args.format,
+        "overwrite": args.overwrite,
+        "skip_existing": args.skip_existing,
+        "vector": vector,
+        "progress": not args.no_progress,
+    }
+    accelerator = accelerator_of(device)
+    return predict_folder_distributed(
+        args.checkpoint,
+        inputs,
+        Path(args.output),
+        spec,
+        options,
+        accelerator,
+        args.devices,
+        args.num_nodes,
+        args.threads,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
