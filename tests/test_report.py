@@ -213,6 +213,32 @@ def test_run_folder_samples_from_its_checkpoint(tmp_path: Path, all_change_model
         assert _caption_counts(page, f"test_{index}") == (changed, unchanged, 0)
 
 
+def test_geotiffs_written_by_mantis_predict(tmp_path: Path, all_change_model: str) -> None:
+    """End to end on GeoTIFFs: mantis predict writes the maps, the report reads them reduced (decimated reads)
+    while its counts stay those of the full-resolution rasters."""
+    scene = synthetic_change_pair(5, size=(100, 80))
+    for folder, image in (("A", scene["image1"]), ("B", scene["image2"])):
+        write_image(tmp_path / folder / "site.tif", (image * 255).astype(np.uint8), crs="EPSG:32631")
+    write_image(tmp_path / "label" / "site.tif", scene["mask"])
+    ckpt = tmp_path / "all_change.ckpt"
+    hparams = {"model": all_change_model, "model_kwargs": {}, "task": "change_detection"}
+    torch.save({"state_dict": {"model.scale": torch.ones(1)}, "hyper_parameters": hparams}, ckpt)
+    predict = ["predict", "-c", str(ckpt), "-i", str(tmp_path / "A"), str(tmp_path / "B"), "-o", str(tmp_path / "pred")]
+    assert main([*predict, "--window", "32", "--outputs", "class", "prob", "--no-progress"]) == 0
+    out = tmp_path / "site.html"
+    argv = [str(tmp_path / "pred"), "--inputs", str(tmp_path / "A"), str(tmp_path / "B")]
+    assert _report([*argv, "--labels", str(tmp_path / "label"), "--max-size", "40", "-o", str(out)]) == 0
+    page = out.read_text()
+    changed = int(scene["mask"].sum())
+    assert _caption_counts(page, "site") == (changed, scene["mask"].size - changed, 0)
+    sizes = {
+        Image.open(io.BytesIO(base64.b64decode(uri))).size
+        for uri in re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    }
+    assert sizes == {(32, 40)}  # every picture: 100 x 80 reduced to 40 x 32 (width, height = 32, 40)
+    assert '<option value="probability">' in page
+
+
 @pytest.mark.parametrize(
     ("make_argv", "message"),
     [
