@@ -152,15 +152,19 @@ def _measure(model: nn.Module, inputs: Sequence[torch.Tensor], local: bool, seed
 def receptive_field(model: nn.Module, inputs: Sequence[torch.Tensor], *, seed: int = 0) -> ReceptiveField:
     """Measure the receptive field of one centre output cell for inputs shaped like ``inputs`` (B x C x S).
 
-    Two forward and backward passes of a float64 copy of the model; see the module docstring.
+    One or two forward and backward passes of a float64 copy of the model; see the module docstring.
     """
     size = tuple(int(n) for n in inputs[0].shape[2:])
-    full = _measure(model, inputs, False, seed)
-    whole = all(bool(s.all()) for s in full.support)
-    reasons = full.reasons if whole else ()
-    if not full.spatial_output:
+    local = _measure(model, inputs, True, seed)
+    if local.spatial_output and all(bool(s.all()) for s in local.support):
+        whole, reasons = True, local.reasons  # the local paths alone reach every cell: no second pass needed
+    else:
+        full = _measure(model, inputs, False, seed)
+        whole = all(bool(s.all()) for s in full.support)
+        reasons = full.reasons if whole else ()
+    if not local.spatial_output:
         return ReceptiveField(size, whole, tuple(dict.fromkeys([*reasons, "global pooling"])), None, ())
-    union = torch.stack(_measure(model, inputs, True, seed).support).any(0)
+    union = torch.stack(local.support).any(0)
     extent, clipped = [], []
     for axis in range(union.dim()):
         others = tuple(a for a in range(union.dim()) if a != axis)

@@ -92,7 +92,7 @@ def summarize(
         model: any network.
         inputs: its input tensors, B x C x S each.
         depth: how many levels of sub-modules to list (1 = direct children).
-        measure_receptive_field: also measure the receptive field of one centre output cell (two more
+        measure_receptive_field: also measure the receptive field of one centre output cell (one or two more
             forward and backward passes of a float64 copy: :func:`mantis.inspect.receptive_field`).
 
     Returns:
@@ -199,7 +199,7 @@ def _parser() -> argparse.ArgumentParser:
         "--no-receptive-field",
         dest="receptive_field",
         action="store_false",
-        help="skip the receptive field measurement (two float64 forward and backward passes)",
+        help="skip the receptive field measurement (one or two float64 forward and backward passes)",
     )
     return parser
 
