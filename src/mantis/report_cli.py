@@ -11,10 +11,10 @@ from pathlib import Path
 PROG = "mantis report"
 
 DESCRIPTION = """\
-Write one self-contained HTML page (no server, no network: open the file) of a run folder (metric tables
-and training curves) or of a prediction folder written by mantis predict (metrics of mantis evaluate, and
-for chosen samples a swipe between the two dates, or the image and its prediction, with the predicted
-change and TP/FP/FN colours against the reference masks).
+Write one self-contained HTML page (no server, no network: open the file). Of a run folder: its metric
+tables, training curves and its checkpoint on the first test samples. Of a prediction folder written by
+mantis predict: the scores of mantis evaluate and, for chosen samples, a swipe between the two dates (or
+the image and its prediction) with the predicted change and TP/FP/FN colours against the reference masks.
 """
 
 EPILOG = """\
@@ -34,23 +34,38 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    p.add_argument("source", type=Path, help="a run folder (mantis fit) or a prediction folder (mantis predict)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="the HTML file to write")
-    p.add_argument("--predictions", type=Path, help="with a run folder: the prediction folder to show samples of")
+    p.add_argument(
+        "source", type=Path, metavar="SOURCE", help="a run folder (mantis fit) or a prediction folder (mantis predict)"
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="the HTML file to write")
+    p.add_argument(
+        "--predictions", type=Path, metavar="DIR", help="with a run folder: the prediction folder to show samples of"
+    )
     p.add_argument(
         "--inputs",
         type=Path,
         nargs="+",
         default=[],
+        metavar="DIR",
         help="the input folder(s) given to mantis predict (two: the dates)",
     )
-    p.add_argument("--labels", type=Path, help="reference masks (default: those mantis evaluate used)")
-    p.add_argument("--samples", nargs="+", default=["4"], help="how many samples (first by name), or their names")
-    p.add_argument("--num-classes", type=int, help="K (default: from the class names, else 2)")
-    p.add_argument("--class-names", nargs="+", help="one name per class (default: from evaluation.json)")
+    p.add_argument("--labels", type=Path, metavar="DIR", help="reference masks (default: those mantis evaluate used)")
+    p.add_argument(
+        "--samples",
+        nargs="+",
+        default=["4"],
+        metavar="N|NAME",
+        help="how many samples (first by name; 0: none), or their names",
+    )
+    p.add_argument("--num-classes", type=int, metavar="K", help="K (default: from the class names, else 2)")
+    p.add_argument(
+        "--class-names", nargs="+", metavar="NAME", help="one name per class (default: from evaluation.json)"
+    )
     p.add_argument("--mask-mapping", help='JSON {stored value: class} for the masks, e.g. \'{"0": 0, "255": 1}\'')
     p.add_argument("--ignore-index", type=int, default=255)
-    p.add_argument("--max-size", type=int, default=768, help="largest side of a sample's pictures (default 768)")
+    p.add_argument(
+        "--max-size", type=int, default=768, metavar="PX", help="largest side of a sample's pictures (default 768)"
+    )
     p.add_argument("--title", help="the page's heading")
     return p
 
