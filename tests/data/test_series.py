@@ -72,6 +72,16 @@ def test_splits_statistics_and_batches(tmp_path: Path) -> None:
     np.testing.assert_allclose(test_batch["image"][0].numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_a_csv_file_alone_is_split_into_train_val_and_test(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    rows = [f"{i},{i + 1},{i + 2}{',' + str(i + 3) if i % 3 else ','},{'up' if i % 2 else 'flat'}" for i in range(20)]
+    path.write_text("t0,t1,t2,t3,label\n" + "\n".join(rows) + "\n")
+    module = SeriesDataModule(str(path), val_fraction=0.2, test_fraction=0.2, batch_size=4)
+    assert module.class_names == ["flat", "up"] and module.length == 4  # rows of 3 steps are resampled to 4
+    sizes = [np.bincount(module._labels[s], minlength=2).tolist() for s in ("train", "val", "test")]
+    assert sizes == [[6, 6], [2, 2], [2, 2]]  # 20% of each class for validation and for testing
+
+
 def test_stratified_split_is_seeded_and_keeps_every_class() -> None:
     labels = np.array([0] * 10 + [1] * 3 + [2] * 2)
     kept, held = stratified_split(labels, 0.2, seed=7)
