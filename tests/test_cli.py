@@ -29,6 +29,7 @@ CONFIGS = [
         "tabular.yaml",
         "tabular_wine.yaml",
         "tabular_diabetes.yaml",
+        "image_classes.yaml",
         "series_gunpoint.yaml",
         "series_gunpoint_fractal.yaml",
         "series_segmentation.yaml",
