@@ -107,6 +107,21 @@ def test_chosen_samples_by_name_and_count(change_folders: dict[str, Any]) -> Non
     assert re.findall(r'<figure class="sample" data-name="([^"]+)"', out.read_text()) == ["tile0"]
 
 
+def test_masks_recorded_by_evaluate_relative_to_where_it_ran(
+    change_folders: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = change_folders["root"]
+    monkeypatch.chdir(root)
+    assert main(["evaluate", "pred", "label", "--no-progress"]) == 0  # records the relative "label"
+    assert _report(["pred", "-o", "here.html"]) == 0
+    assert '<option value="comparison">' in (root / "here.html").read_text()
+    (root / "elsewhere").mkdir()
+    monkeypatch.chdir(root / "elsewhere")
+    assert _report([str(root / "pred"), "-o", "there.html"]) == 0
+    page = (root / "elsewhere" / "there.html").read_text()
+    assert '<option value="comparison">' not in page and "names the masks label, not found from here" in page
+
+
 def test_prediction_folder_of_segmentation(tmp_path: Path) -> None:
     scene = synthetic_segmentation_scene(3, size=SIZE)
     truth = scene["mask"].astype(np.int64)
@@ -327,7 +342,8 @@ def _chromium() -> str | None:
 
 
 def _browse(browser: str, page: Path, *flags: str) -> subprocess.CompletedProcess[str]:
-    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars"]
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
+    command += ["--hide-scrollbars"]  # --no-sandbox: CI runs as root; /dev/shm is small in containers
     command += [f"--user-data-dir={page.parent / 'profile'}", "--window-size=1000,1400", *flags, page.as_uri()]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 

@@ -63,7 +63,7 @@ def _run_facts(run_dir: Path) -> list[tuple[str, str]]:
     return []
 
 
-def _label_folder(pred_dir: Path, labels: Path | None) -> Path | None:
+def _label_folder(pred_dir: Path, labels: Path | None, notes: list[str]) -> Path | None:
     """The reference masks: ``labels``, else those ``mantis evaluate`` scored against (when still there)."""
     if labels is not None:
         if not labels.is_dir():
@@ -74,6 +74,8 @@ def _label_folder(pred_dir: Path, labels: Path | None) -> Path | None:
         recorded = read_json(evaluation).get("labels")
         if recorded and Path(recorded).is_dir():
             return Path(recorded)
+        if recorded:  # evaluate was run elsewhere, or the masks moved: say so rather than guess
+            notes.append(f"{evaluation} names the masks {recorded}, not found from here: pass --labels")
     return None
 
 
@@ -181,7 +183,7 @@ def build_report(
             pred_dir,
             chosen=samples,
             inputs=[Path(p) for p in inputs],
-            labels=_label_folder(pred_dir, Path(labels) if labels is not None else None),
+            labels=_label_folder(pred_dir, Path(labels) if labels is not None else None, page.notes),
             decoder=decoder,
             max_side=max_side,
             notes=page.notes,
