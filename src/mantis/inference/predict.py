@@ -652,9 +652,32 @@ def predict_folder(
     folders = _as_paths(inputs)
     fn, meta = _load(model, meta, len(folders), device)
     check_window(fn, spec)
+    jobs = plan_folder(folders, output_dir, meta, outputs, prob_dtype, output_format, overwrite, skip_existing, vector)
+    return [run_prediction(job, fn, meta, spec, prob_dtype, device, progress) for job in jobs]
+
+
+def plan_folder(
+    inputs: PathLike | Sequence[PathLike],
+    output_dir: PathLike,
+    meta: ModelMeta,
+    outputs: Sequence[str] = ("class",),
+    prob_dtype: str = "uint8",
+    output_format: str = "auto",
+    overwrite: bool = False,
+    skip_existing: bool = False,
+    vector: VectorOptions | str | None = None,
+) -> list[PredictJob]:
+    """Check every file of one folder (or a pair of folders) and plan its predictions, in name order.
+
+    Arguments are those of :func:`predict_folder`; with ``skip_existing`` inputs whose outputs all exist are
+    left out.
+
+    Raises:
+        InputError: one line naming the first file at fault.
+    """
     jobs = []
     polygons = _vector(vector)
-    for group in pair_folders(folders):
+    for group in pair_folders(_as_paths(inputs)):
         if skip_existing:
             job = plan_prediction(group, output_dir, meta, outputs, prob_dtype, output_format, True, polygons)
             if all(p.exists() for p in job.files):
@@ -664,4 +687,4 @@ def predict_folder(
                 group, output_dir, meta, outputs, prob_dtype, output_format, overwrite or skip_existing, polygons
             )
         )
-    return [run_prediction(job, fn, meta, spec, prob_dtype, device, progress) for job in jobs]
+    return jobs

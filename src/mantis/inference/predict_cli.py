@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--skip-existing", action="store_true", help="folders: skip inputs already predicted")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--devices", type=int, default=1, help="folders: processes on this machine, one per GPU on GPUs (1)")
+    p.add_argument("--num-nodes", type=int, default=1, help="folders: machines taking part, under torchrun (1)")
     _vector_arguments(p)
     return p
 
@@ -202,6 +204,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     """Predict as the parsed ``args`` say; returns the files written for each input."""
     from mantis.data.volumes_io import is_volume_file
     from mantis.inference.checkpoint import load_models
+    from mantis.inference.distributed import launched_by_torchrun
     from mantis.inference.predict import predict_folder, predict_raster
     from mantis.inference.volume import predict_volume_cli
     from mantis.io.folders import writable_folder
@@ -225,6 +228,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     writable_folder(args.output)  # a read-only or impossible output folder: one line now, not after the work
     vector = _vector_options(args)
     device = _device(args.device)
+    if args.devices != 1 or args.num_nodes != 1 or launched_by_torchrun():
+        return _on_ranks(args, inputs, all(folders), vector, device)
     model, meta = load_models(args.checkpoint, device)
     spec = WindowSpec.from_mapping(
         {**vars(args), "window": _window(args.window, "window"), "stride": _window(args.stride, "stride")}
@@ -244,6 +249,40 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     if all(folders):
         return predict_folder(model, inputs, args.output, meta, skip_existing=args.skip_existing, **options)
     return [predict_raster(model, inputs, args.output, meta, **options)]
+
+
+def _on_ranks(args: argparse.Namespace, inputs: list[Path], folders: bool, vector: Any, device: str) -> Any:
+    """A folder shared among processes (``--devices``, ``--num-nodes``, torchrun): docs/inference.md."""
+    from mantis.inference.distributed import accelerator_of, predict_folder_distributed
+
+    if not folders:
+        raise InputError("--devices/--num-nodes share the files of folders among processes; give folders")
+    if args.devices < 1 or args.num_nodes < 1:
+        raise InputError(f"--devices and --num-nodes must be at least 1, got {args.devices} and {args.num_nodes}")
+    spec = WindowSpec.from_mapping(
+        {**vars(args), "window": _window(args.window, "window"), "stride": _window(args.stride, "stride")}
+    )
+    options = {
+        "outputs": args.outputs,
+        "prob_dtype": args.prob_dtype,
+        "output_format": args.format,
+        "overwrite": args.overwrite,
+        "skip_existing": args.skip_existing,
+        "vector": vector,
+        "progress": not args.no_progress,
+    }
+    accelerator = accelerator_of(device)
+    return predict_folder_distributed(
+        args.checkpoint,
+        inputs,
+        Path(args.output),
+        spec,
+        options,
+        accelerator,
+        args.devices,
+        args.num_nodes,
+        args.threads,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
