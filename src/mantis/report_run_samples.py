@@ -56,7 +56,10 @@ def _test_dataset(run_dir: Path) -> tuple[Any, Any]:
     parser.add_subclass_arguments(LightningDataModule, "data")
     module = parser.instantiate(parser.parse_object({"data": data})).data
     module.setup("test")
-    dataset = getattr(module, "datasets", {}).get("test")
+    datasets = getattr(module, "datasets", None)
+    if not isinstance(datasets, dict):  # series and tables: nothing to draw as a picture
+        raise DataError(config_path, f"its data module {type(module).__name__} holds no image datasets to draw")
+    dataset = datasets.get("test")
     if dataset is None or len(dataset) == 0:
         raise DataError(config_path, "its data module has no test split")
     return module, dataset
