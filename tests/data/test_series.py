@@ -162,6 +162,14 @@ def test_aeon_dataset_names_files_inside_the_installed_package() -> None:
     assert [len(module._labels[s]) for s in ("train", "val", "test")] == [28, 12, 40]  # 10 per class, 3 held out
 
 
+def test_aeon_dataset_without_aeon_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DataError, match=r"^aeon_dataset 'GunPoint' needs the aeon package \(pip install aeon\)"):
+        SeriesDataModule(aeon_dataset="GunPoint")
+
+
 def _config(name: str, train: Path, test: Path, run: Path) -> dict:
     config = yaml.safe_load((CONFIGS / name).read_text())
     config["trainer"] = {"max_epochs": 2, "accelerator": "cpu", "enable_progress_bar": False, "logger": True}
