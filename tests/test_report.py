@@ -122,15 +122,21 @@ def test_masks_recorded_by_evaluate_relative_to_where_it_ran(
     assert '<option value="comparison">' not in page and "names the masks label, not found from here" in page
 
 
-def test_prediction_folder_of_segmentation(tmp_path: Path) -> None:
+def _write_segmentation_folders(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """An image, its three-class mask and a class map with wrong classes, false alarms and misses."""
     scene = synthetic_segmentation_scene(3, size=SIZE)
     truth = scene["mask"].astype(np.int64)
     predicted = truth.copy()
     predicted[:12] = 2  # wrong class on buildings, false road on background
     predicted[40:] = 0  # missed buildings and roads
-    write_image(tmp_path / "images" / "scene.png", (scene["image"] * 255).astype(np.uint8))
-    write_image(tmp_path / "masks" / "scene.png", truth.astype(np.uint8))
-    write_image(tmp_path / "pred" / "scene_class.png", predicted.astype(np.uint8))
+    write_image(root / "images" / "scene.png", (scene["image"] * 255).astype(np.uint8))
+    write_image(root / "masks" / "scene.png", truth.astype(np.uint8))
+    write_image(root / "pred" / "scene_class.png", predicted.astype(np.uint8))
+    return truth, predicted
+
+
+def test_prediction_folder_of_segmentation(tmp_path: Path) -> None:
+    truth, predicted = _write_segmentation_folders(tmp_path)
     out = tmp_path / "seg.html"
     argv = [str(tmp_path / "pred"), "--inputs", str(tmp_path / "images"), "--labels", str(tmp_path / "masks")]
     assert _report([*argv, "--class-names", "background", "building", "road", "-o", str(out)]) == 0
@@ -308,8 +314,11 @@ window.addEventListener("load", function () {
     var where = function (set, how) {
       var line = sample.querySelector(".divider").getBoundingClientRect();
       var right = sample.querySelector("img.right");
+      var follow = Array.from(sample.querySelectorAll("img.follow")).map(function (img) {
+        return getComputedStyle(img).clipPath;
+      });
       r.swipe.push({set: set, how: how, line: (line.left + line.width / 2 - box.left) / box.width,
-                    clip: getComputedStyle(right).clipPath});
+                    clip: getComputedStyle(right).clipPath, follow: follow});
     };
     var range = sample.querySelector("input.swipe-range");
     [25, 80].forEach(function (v) {
@@ -348,29 +357,41 @@ def _browse(browser: str, page: Path, *flags: str) -> subprocess.CompletedProces
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_page_in_a_headless_browser(change_folders: dict[str, Any]) -> None:
-    browser = _chromium()
-    if browser is None:
-        pytest.skip("no chromium found: run `make browser` (apt-get install chromium) to test the report in a browser")
-    root = change_folders["root"]
-    report = root / "report.html"
-    argv = [str(root / "pred"), "--inputs", str(root / "A"), str(root / "B"), "--labels", str(root / "label")]
-    assert _report([*argv, "-o", str(report)]) == 0
+def _probe(browser: str, report: Path) -> dict[str, Any]:
+    """Open ``report`` with the probes injected; what the page did (see BODY_PROBE)."""
+    probed = report.with_name("probed.html")
     text = report.read_text()
-    probed = root / "probed.html"
     probed.write_text(text.replace("<head>", "<head>\n" + HEAD_PROBE, 1).replace("</body>", BODY_PROBE + "</body>"))
-
     done = _browse(browser, probed, "--virtual-time-budget=5000", "--dump-dom")
     found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
     assert found, f"the page did not run its probe; chromium said: {done.stderr[-800:]}"
-    result = json.loads(html.unescape(found.group(1)))
-    assert result["errors"] == []
-    assert [s["name"] for s in result["samples"]] == ["tile0", "tile1"]
+    result: dict[str, Any] = json.loads(html.unescape(found.group(1)))
+    assert result["errors"] == []  # no script error, failed image or console.error
     for sample in result["samples"]:
         assert sample["images"] and all(sample["images"])  # every picture decoded
         for step in sample["swipe"]:
             assert step["line"] == pytest.approx(step["set"] / 100, abs=0.02)  # the line follows
-            assert step["clip"].replace(" ", "") == f"inset(0px0px0px{step['set']}%)"  # date 2 right of it
+            assert step["clip"].replace(" ", "") == f"inset(0px0px0px{step['set']}%)"  # the right picture right of it
+    return result
+
+
+@pytest.fixture
+def browser() -> str:
+    found = _chromium()
+    if found is None:
+        pytest.skip("no chromium found: run `make browser` (apt-get install chromium) to test the report in a browser")
+    return found
+
+
+def test_page_in_a_headless_browser(change_folders: dict[str, Any], browser: str) -> None:
+    root = change_folders["root"]
+    report = root / "report.html"
+    argv = [str(root / "pred"), "--inputs", str(root / "A"), str(root / "B"), "--labels", str(root / "label")]
+    assert _report([*argv, "-o", str(report)]) == 0
+    result = _probe(browser, report)
+    assert [s["name"] for s in result["samples"]] == ["tile0", "tile1"]
+    for sample in result["samples"]:
+        assert all(step["follow"] == [] for step in sample["swipe"])  # overlays cover both dates
         assert sample["overlays"] == {
             "comparison": ["comparison"],
             "prediction": ["prediction"],
@@ -385,3 +406,16 @@ def test_page_in_a_headless_browser(change_folders: dict[str, Any]) -> None:
     pixels = np.asarray(Image.open(shot).convert("RGB"))
     assert pixels.shape[:2] == (1400, 1000)
     assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 500  # text, tables and pictures
+
+
+def test_segmentation_page_in_a_headless_browser(tmp_path: Path, browser: str) -> None:
+    _write_segmentation_folders(tmp_path)
+    report = tmp_path / "seg.html"
+    argv = [str(tmp_path / "pred"), "--inputs", str(tmp_path / "images"), "--labels", str(tmp_path / "masks")]
+    assert _report([*argv, "--num-classes", "3", "-o", str(report)]) == 0
+    (sample,) = _probe(browser, report)["samples"]
+    for step in sample["swipe"]:  # the overlays stay on the prediction's side of the line
+        assert len(step["follow"]) == 3 and {c.replace(" ", "") for c in step["follow"]} == {
+            f"inset(0px0px0px{step['set']}%)"
+        }
+    assert sample["overlays"]["none"] == [] and sample["overlays"]["comparison"] == ["comparison"]

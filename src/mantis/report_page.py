@@ -50,8 +50,9 @@ JS = """
   "use strict";
   function setSwipe(sample, percent) {
     var value = Math.max(0, Math.min(100, Number(percent)));
-    var right = sample.querySelector("img.right");
-    if (right) { right.style.clipPath = "inset(0 0 0 " + value + "%)"; }
+    sample.querySelectorAll("img.right, img.follow").forEach(function (img) {
+      img.style.clipPath = "inset(0 0 0 " + value + "%)";
+    });
     var divider = sample.querySelector(".divider");
     if (divider) { divider.style.left = value + "%"; }
     var range = sample.querySelector("input.swipe-range");
@@ -174,8 +175,10 @@ def _sample(sample: SampleView) -> str:
     if sample.right is not None:
         layers.append(f'<img class="right" alt="{escape(sample.right.label)}" src="{sample.right.uri}">')
         tags.append(f'<span class="tag right">{escape(sample.right.label)}</span>')
+    # an image beside its prediction: overlays stay on the prediction's side, so the left stays the plain image
+    overlay = "overlay follow" if sample.kind == "image" else "overlay"
     layers += [
-        f'<img class="overlay" data-key="{escape(o.key)}" alt="{escape(o.label)}" src="{o.uri}">'
+        f'<img class="{overlay}" data-key="{escape(o.key)}" alt="{escape(o.label)}" src="{o.uri}">'
         for o in sample.overlays
     ]
     divider = '<div class="divider"></div>' if sample.right is not None else ""
