@@ -86,8 +86,8 @@ def predict_folder_distributed(
         options: ``outputs``, ``prob_dtype``, ``output_format``, ``overwrite``, ``skip_existing``, ``vector``,
             ``progress`` as for :func:`~mantis.inference.predict.predict_folder`.
         accelerator: ``"cpu"`` or ``"gpu"`` (:func:`accelerator_of`).
-        devices: processes per node (GPUs per node on GPUs).
-        num_nodes: machines taking part (``torchrun --nnodes``).
+        devices: processes per node (GPUs per node on GPUs); under torchrun, its ``--nproc-per-node``.
+        num_nodes: machines taking part; under torchrun, its ``--nnodes``.
         threads: torch threads per CPU process (default: this machine's cores shared among ``devices``).
 
     Returns:
@@ -117,7 +117,10 @@ def predict_folder_distributed(
         )
         return model, meta, planned
 
-    if not launched_by_torchrun() and "LOCAL_RANK" not in os.environ:
+    if launched_by_torchrun():  # torchrun already made the ranks: their layout is its, whatever the flags say
+        devices = int(os.environ.get("LOCAL_WORLD_SIZE", devices))
+        num_nodes = max(1, int(os.environ["WORLD_SIZE"]) // devices)
+    elif "LOCAL_RANK" not in os.environ:
         plan("cpu")  # refuse bad inputs once, in the command's own process, before any process starts
     fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy="ddp")
     fabric.launch()
