@@ -33,6 +33,7 @@ CONFIGS = [
         "series_gunpoint.yaml",
         "series_gunpoint_fractal.yaml",
         "series_segmentation.yaml",
+        "volume_synthetic.yaml",
         "cd_seeds_tiled_test.yaml",
     )
 ]
