@@ -100,6 +100,11 @@ def test_statistics_come_from_the_training_split_only(tmp_path: Path) -> None:
     assert module.std == pytest.approx([voxels.std()], rel=1e-6)
     every = np.concatenate([v.ravel() for v in volumes])
     assert abs(module.mean[0] - every.mean()) > 1.0  # the held-out volumes would move it
+    given = VolumeSegmentationDataModule(str(tmp_path), patch_size=8, mean=[3.0], std=[2.0], test_fraction=0.2)
+    given.setup()
+    patch = given.splits["val"][0]["image"][0].numpy()
+    raw = volumes[int(Path(given.files["val"][0]).name[1])]
+    assert given.mean == [3.0] and np.allclose(patch, (raw - 3.0) / 2.0)  # a checkpoint's statistics, as given
 
 
 def test_decathlon_layout_names_classes_from_dataset_json(tmp_path: Path) -> None:
@@ -125,7 +130,7 @@ def test_validation_patches_cover_each_volume_and_training_patches_are_crops(tmp
         np.save(tmp_path / "images" / f"{name}.npy", image)
         np.save(tmp_path / "masks" / f"{name}.npy", (image % 3).astype(np.int64))
     module = VolumeSegmentationDataModule(
-        str(tmp_path), patch_size=[8, 8, 8], val_fraction=0.5, test_fraction=0.0, standardize=False, multitask=True
+        str(tmp_path), patch_size=[8, 8, 8], val_fraction=0.5, test_fraction=0.0, auto_stats=False, multitask=True
     )
     module.setup()
     seen = np.zeros(shape, dtype=bool)

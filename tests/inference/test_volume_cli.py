@@ -50,6 +50,9 @@ def test_fit_then_predict_a_larger_volume(tmp_path: Path, capsys: pytest.Capture
     assert f"mcc_{largest}" in record["metrics"]
     checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert checkpoint.is_file()
+    config = str(tmp_path / "c.yaml")
+    assert main(["test", "--config", config, "--ckpt_path", str(checkpoint), "--run_dir", str(tmp_path / "t")]) == 0
+    assert json.loads((tmp_path / "t" / "test_metrics.json").read_text())["metrics"] == record["metrics"]
 
     image, _ = synthetic_volume((24, 20, 16), seed=9)
     _save(tmp_path / "big.nii.gz", image[0])  # a 3-D file: one channel

@@ -67,7 +67,10 @@ class VolumeSegmentationDataModule(StageDataModule):
         foreground_p: share of training patches centred on a voxel of a class other than 0 (and not ignored).
         val_fraction: share of the volumes for validation.
         test_fraction: share of the volumes for testing.
-        standardize: scale each channel with the training volumes' mean and standard deviation.
+        mean: per-channel means to standardise with (as stored in the files); ``None``: see ``auto_stats``.
+        std: per-channel standard deviations, with ``mean``.
+        auto_stats: without ``mean``/``std``, standardise each channel with the training volumes' mean and
+            standard deviation (``mantis test --ckpt_path`` passes the checkpoint's instead).
         flip_axes: spatial axes (0, 1, 2, in file order) along which training patches are flipped at random.
         flip_p: probability of each flip.
         rotate_planes: planes of two spatial axes in which training patches turn by random quarter turns; the
@@ -98,7 +101,9 @@ class VolumeSegmentationDataModule(StageDataModule):
         foreground_p: float = 0.0,
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
-        standardize: bool = True,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        auto_stats: bool = True,
         flip_axes: list[int] | None = None,
         flip_p: float = 0.5,
         rotate_planes: list[list[int]] | None = None,
@@ -158,16 +163,23 @@ class VolumeSegmentationDataModule(StageDataModule):
         self._class_names = list(found_names) or [str(i) for i in range(k)]
         if len(self._class_names) != k:
             raise ValueError(f"{len(self._class_names)} class names for {k} classes")
-        self._mean: list[float] | None = None
-        self._std: list[float] | None = None
-        if standardize:
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std, or neither")
+        self._mean: list[float] | None = None if mean is None else [float(v) for v in mean]
+        self._std: list[float] | None = None if std is None else [float(v) if v > 0 else 1.0 for v in std]
+        if self._mean is None and auto_stats:
             self._mean, self._std = _channel_stats(self._volumes["train"])
-            mean = np.asarray(self._mean, np.float32).reshape(-1, 1, 1, 1)
-            std = np.asarray(self._std, np.float32).reshape(-1, 1, 1, 1)
+        if self._mean is not None and self._std is not None:
+            if len(self._mean) != self.in_channels or len(self._std) != self.in_channels:
+                raise ValueError(
+                    f"mean and std need {self.in_channels} values (one per channel), got {len(self._mean)}"
+                )
+            shift = np.asarray(self._mean, np.float32).reshape(-1, 1, 1, 1)
+            scale = np.asarray(self._std, np.float32).reshape(-1, 1, 1, 1)
             for held in self._volumes.values():
                 for v in held:  # in place: the volumes are held once
-                    v -= mean
-                    v /= std
+                    v -= shift
+                    v /= scale
         self.order = TrainingOrder()
         self.splits: dict[Stage, _VolumePatches] = {}
 
