@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT.precision, help="bf16 autocast where supported")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (auto: cuda if available)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile each repeated unit once (regional; pays off on large inputs; one process only)",
+    )
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--format", choices=FORMATS, default="auto", help="output format (auto: PNG for PNG/JPEG)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -231,6 +236,10 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     if args.devices != 1 or args.num_nodes != 1 or launched_by_torchrun():
         return _on_ranks(args, inputs, all(folders), vector, device)
     model, meta = load_models(args.checkpoint, device)
+    if args.compile:
+        from mantis.nn.regional_compile import compile_regions
+
+        compile_regions(model)
     spec = WindowSpec.from_mapping(
         {**vars(args), "window": _window(args.window, "window"), "stride": _window(args.stride, "stride")}
     )

@@ -19,6 +19,7 @@ from mantis.metrics import ConfusionScores, scores_to_json
 from mantis.models.common import nearest_sizes
 from mantis.models.registry import create_model
 from mantis.nn.layout import channels_last
+from mantis.nn.regional_compile import compile_regions
 from mantis.tasks.checkpoints import metric_state, restore_metric_state, restore_rng_states, rng_states
 from mantis.tasks.guards import CollapseWatch, DivergedError, diverged_message
 from mantis.tasks.schedule import PlateauAfterProgress
@@ -72,6 +73,9 @@ class BaseTask(lightning.LightningModule):
             ``None`` (default): on CPUs, where it measured faster for training in float32 and bf16
             (``docs/benchmarks.md``), not on GPUs, where the last measurement found it slower for the FracTAL
             networks.
+        compile: regional compilation: ``torch.compile`` on each repeated unit (FracTAL, CEEC, atrous units,
+            attention fusions) once, the rest eager (:func:`~mantis.nn.regional_compile.compile_regions`);
+            compiles on the first step, the state dict is unchanged.
     """
 
     task_name = "base"
@@ -98,6 +102,7 @@ class BaseTask(lightning.LightningModule):
         channels_last: bool | None = None,
         schedule_after_progress: float = 0.05,
         collapse_patience: int = 3,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if optimizer not in ("adam", "adamw"):
@@ -120,6 +125,8 @@ class BaseTask(lightning.LightningModule):
             kwargs[key] = value
         k = int(kwargs.setdefault("num_classes", 2))
         self.model: nn.Module = create_model(model, **kwargs)
+        if compile:
+            compile_regions(self.model)
         if "in_channels" not in kwargs and isinstance(getattr(self.model, "in_channels", None), int):
             kwargs["in_channels"] = self.model.in_channels
         if class_names is not None and len(class_names) != k:
