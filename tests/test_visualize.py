@@ -251,6 +251,8 @@ def test_cli_activations_and_curves(tmp_path: Path) -> None:
         (["--model", "fractal_resnet_cd", "--scene", "0", "--class", "5"], "--class 5: the model has 2 classes"),
         (["--model", "fractal_resnet_cd", "--scene", "0", "--pixel", "99,1"], "--pixel '99,1': the output is"),
         (["--curves", "{missing}"], "missing.png: no such run folder"),
+        (["--model", "mlp", "--scene", "0"], "mlp: takes feature vectors (a table), not images"),
+        (["--model", "cnn", "--scene", "0", "--pixel", "3,3"], "--pixel 3,3: cnn gives one value per class"),
         (["--model", "fractal_resnet_cd", "--activations"], "--activations and --curves draw no model"),
     ],
 )

@@ -96,6 +96,10 @@ def _load_subject(args: argparse.Namespace) -> Subject:
         name = args.model
         model = create_model(name, **kwargs)
     model.eval()
+    from mantis.models.registry import model_info
+
+    if name is not None and not model_info(name).spatial_dims:
+        raise CommandError(f"{name}: takes feature vectors (a table), not images: mantis visualize draws image models")
     dims = int(getattr(model, "spatial_dims", kwargs.get("spatial_dims", 2)))
     if dims != 2:
         raise CommandError(f"{name}: mantis visualize draws 2D models; this one has spatial_dims={dims}")
@@ -184,6 +188,8 @@ def _pictures(subject: Subject, args: argparse.Namespace) -> dict[str, Callable[
     if not 0 <= class_index < classes:
         raise CommandError(f"--class {class_index}: the model has {classes} classes (0 to {classes - 1})")
     dense = first.dim() == 3
+    if args.pixel is not None and not dense:
+        raise CommandError(f"--pixel {args.pixel}: {subject.name} gives one value per class, not a map")
     pixel = _pixel(args.pixel, first.shape[1:]) if dense else None
     _check_maximise_target(subject, args, class_index)
 
@@ -218,13 +224,13 @@ def _pictures(subject: Subject, args: argparse.Namespace) -> dict[str, Callable[
     if dense:
         available["outputs"] = lambda path: figures.draw_outputs(images, outputs, path, class_index)
 
-        def draw_saliency(path: Path) -> Any:
-            maps = vis.saliency(model, inputs, class_index, pixel)
-            where = "every pixel" if pixel is None else f"pixel {','.join(map(str, pixel))}"
-            title = f"input-gradient saliency of class {class_index} at {where}"
-            return figures.draw_saliency(images, maps, path, title, pixel)
+    def draw_saliency(path: Path) -> Any:
+        maps = vis.saliency(model, inputs, class_index, pixel)
+        where = "" if not dense else " at every pixel" if pixel is None else f" at pixel {','.join(map(str, pixel))}"
+        title = f"input-gradient saliency of class {class_index}{where}"
+        return figures.draw_saliency(images, maps, path, title, pixel)
 
-        available["saliency"] = draw_saliency
+    available["saliency"] = draw_saliency
     available["filters"] = lambda path: figures.draw_filters(*vis.first_layer_filters(model), path)
 
     def draw_maximised(path: Path) -> Any:
