@@ -25,7 +25,9 @@ folders predict every file (pairs: same file name, or same stem, in both folders
 <output>/<input stem>_<product>.tif (GeoTIFF: tiled, compressed, CRS/transform/nodata kept) or .png for
 PNG/JPEG inputs, under a temporary name renamed when complete. With --vector, the regions of the class map
 (every class but 0 by default) are also written as polygons with attributes, <input stem>_polygons.gpkg
-or .geojson, in the raster's CRS (pixel coordinates for PNG/JPEG).
+or .geojson, in the raster's CRS (pixel coordinates for PNG/JPEG). A .nii, .nii.gz or .npy input is a
+volume for a 3D checkpoint: --window takes one side or three, outputs are NIfTI with the input's affine and
+spacing (or .npy), <output>/<input stem>_<product>.nii.gz (docs/volumes.md).
 """
 
 EPILOG = """\
