@@ -29,10 +29,10 @@ def run_checkpoint(run_dir: Path) -> Path | None:
     metrics = run_dir / "test_metrics.json"
     if metrics.is_file():
         named = read_json(metrics).get("checkpoint")
-        if named and Path(named).is_file():
-            return Path(named)
-        if named and (run_dir / "checkpoints" / Path(named).name).is_file():  # the run folder was moved
-            return run_dir / "checkpoints" / Path(named).name
+        # this folder's copy first: a run folder copied or moved elsewhere still names the old path
+        for candidate in (run_dir / "checkpoints" / Path(named).name, Path(named)) if named else ():
+            if candidate.is_file():
+                return candidate
     last = run_dir / "checkpoints" / "last.ckpt"
     return last if last.is_file() else None
 
