@@ -219,10 +219,16 @@ def test_run_folder_samples_from_its_checkpoint(tmp_path: Path, all_change_model
     (run / "checkpoints").mkdir()
     hparams = {"model": all_change_model, "model_kwargs": {}, "task": "change_detection"}
     state = {f"model.{k}": v for k, v in _AllChange().state_dict().items()}
-    torch.save({"state_dict": state, "hyper_parameters": hparams}, run / "checkpoints" / "last.ckpt")
+    # the checkpoint mantis test scored, named by its path before the run folder was moved here
+    best = run / "checkpoints" / "best-epoch=001.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": hparams}, best)
+    record = json.loads((run / "test_metrics.json").read_text())
+    record["checkpoint"] = str(tmp_path / "old_place" / "checkpoints" / best.name)
+    (run / "test_metrics.json").write_text(json.dumps(record))
     out = tmp_path / "run.html"
     assert _report([str(run), "-o", str(out), "--samples", "2"]) == 0
     page = out.read_text()
+    assert f"checkpoint: {best}" in page
     assert re.findall(r'data-name="([^"]+)" data-kind="pair"', page) == ["test_0", "test_1"]
     from mantis.data import ChangeDetectionDataModule
 
