@@ -19,17 +19,23 @@ from mantis.nn import triton_kernels
 
 KERNELS = ["_reduce_kernel", "_channel_kernel", "_apply_kernel", "_grad_v_kernel", "_grad_qk_kernel"]
 FLOAT32_POINTERS = {"sp_ptr", "ch_ptr", "part_ptr", "gsp_ptr", "gch_ptr"}  # stats and partial sums
-CONSTEXPRS = {"DEPTH": 5, "BLOCK_C": 32, "BLOCK_S": 64}
+# Both tiles the launcher uses on large maps: 32 x 64 with 4 warps, 32 x 128 with 8.
+SETTINGS = {
+    "fp32": ({"DEPTH": 5, "BLOCK_C": 32, "BLOCK_S": 64}, 4),
+    "bf16": ({"DEPTH": 5, "BLOCK_C": 32, "BLOCK_S": 128}, 8),
+}
 
 
-def signature(kernel: triton.JITFunction, dtype: str) -> tuple[dict[str, str], dict[tuple[int, ...], int]]:
+def signature(
+    kernel: triton.JITFunction, dtype: str, values: dict[str, int]
+) -> tuple[dict[str, str], dict[tuple[int, ...], int]]:
     """Argument types (data pointers of ``dtype``, stats in fp32, sizes i32, smooth fp32) and constexprs."""
     types: dict[str, str] = {}
     constexprs: dict[tuple[int, ...], int] = {}
     for i, name in enumerate(kernel.arg_names):
-        if name in CONSTEXPRS:
+        if name in values:
             types[name] = "constexpr"
-            constexprs[(i,)] = CONSTEXPRS[name]
+            constexprs[(i,)] = values[name]
         elif name.endswith("_ptr"):
             types[name] = "*fp32" if name in FLOAT32_POINTERS else f"*{dtype}"
         else:
@@ -39,12 +45,13 @@ def signature(kernel: triton.JITFunction, dtype: str) -> tuple[dict[str, str], d
 
 def main(capability: int = 90) -> None:
     target = GPUTarget("cuda", capability, 32)
-    for dtype in ("fp32", "bf16"):
+    for dtype, (values, warps) in SETTINGS.items():
         for name in KERNELS:
             kernel = getattr(triton_kernels, name)
-            types, constexprs = signature(kernel, dtype)
-            compiled = triton.compile(ASTSource(kernel, types, constexprs=constexprs), target=target)
-            print(f"{name} {dtype} sm_{capability}: cubin {len(compiled.asm['cubin'])} bytes")
+            types, constexprs = signature(kernel, dtype, values)
+            source = ASTSource(kernel, types, constexprs=constexprs)
+            compiled = triton.compile(source, target=target, options={"num_warps": warps})
+            print(f"{name} {dtype} sm_{capability} {warps} warps: cubin {len(compiled.asm['cubin'])} bytes")
 
 
 if __name__ == "__main__":

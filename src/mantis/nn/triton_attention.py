@@ -10,9 +10,10 @@ dispatches here (CUDA tensors, Triton importable).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -84,9 +85,38 @@ def _blocks(batch: int, channels: int, size: int) -> tuple[int, int]:
     return block_c, block_s
 
 
+def _warps(block_c: int, block_s: int) -> int:
+    # 4 warps up to 2048 elements a tile, 8 above: about 16 float32 values a thread per tensor held.
+    return 4 if block_c * block_s <= 2048 else 8
+
+
+def _on_device(x: torch.Tensor) -> contextlib.AbstractContextManager[object]:
+    # Triton launches on the current CUDA device and stream: make that the tensors' device.
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+
+
 def triton_next_pow2(n: int) -> int:
     """The smallest power of two >= n (and >= 1)."""
     return 1 << max(int(n) - 1, 0).bit_length()
+
+
+class _Grid(NamedTuple):
+    """Sizes of the N x C x S problem and its tiling."""
+
+    n: int
+    c: int
+    s: int
+    block_c: int
+    block_s: int
+    tiles: int  # tiles of BLOCK_S positions per sample
+    warps: int
+
+
+def _grid(q: torch.Tensor, blocks: tuple[int, int] | None) -> _Grid:
+    n, c = q.shape[:2]
+    s = q.numel() // max(n * c, 1)
+    block_c, block_s = blocks or _blocks(n, c, s)
+    return _Grid(n, c, s, block_c, block_s, -(-s // block_s), _warps(block_c, block_s))
 
 
 def launch_forward(
@@ -99,20 +129,19 @@ def launch_forward(
     kern = _kernels()
     channels_last = _is_channels_last(q)
     q, k, v = (_in_layout(t, channels_last) for t in (q, k, v))
-    n, c = q.shape[:2]
-    s = q.numel() // max(n * c, 1)
-    block_c, block_s = blocks or _blocks(n, c, s)
-    tiles = -(-s // block_s)
+    g = _grid(q, blocks)
     stride = _strides(q, channels_last)
+    tile = {"BLOCK_C": g.block_c, "BLOCK_S": g.block_s, "num_warps": g.warps}
     y = _empty(q.shape, q.dtype, q.device, channels_last)
-    sp = torch.empty((n, 4, s), dtype=torch.float32, device=q.device)
-    ch = torch.empty((n, 4, c), dtype=torch.float32, device=q.device)
-    part = torch.empty((n, tiles, 3, c), dtype=torch.float32, device=q.device)
-    kern._reduce_kernel[(tiles, n)](
-        q, k, sp, part, c, s, *stride, smooth, DEPTH=depth, BLOCK_C=block_c, BLOCK_S=block_s
-    )
-    kern._channel_kernel[(-(-c // block_c), n)](part, ch, c, s, tiles, smooth, DEPTH=depth, BLOCK_C=block_c)
-    kern._apply_kernel[(tiles, n)](v, y, sp, ch, c, s, *stride, BLOCK_C=block_c, BLOCK_S=block_s)
+    sp = torch.empty((g.n, 4, g.s), dtype=torch.float32, device=q.device)
+    ch = torch.empty((g.n, 4, g.c), dtype=torch.float32, device=q.device)
+    part = torch.empty((g.n, g.tiles, 3, g.c), dtype=torch.float32, device=q.device)
+    with _on_device(q):
+        kern._reduce_kernel[(g.tiles, g.n)](q, k, sp, part, g.c, g.s, *stride, smooth, DEPTH=depth, **tile)
+        kern._channel_kernel[(-(-g.c // g.block_c), g.n)](
+            part, ch, g.c, g.s, g.tiles, smooth, DEPTH=depth, BLOCK_C=g.block_c
+        )
+        kern._apply_kernel[(g.tiles, g.n)](v, y, sp, ch, g.c, g.s, *stride, **tile)
     return y, sp, ch
 
 
@@ -129,21 +158,16 @@ def launch_backward(
     kern = _kernels()
     channels_last = _is_channels_last(q)
     grad, q, k, v = (_in_layout(t, channels_last) for t in (grad, q, k, v))
-    n, c = q.shape[:2]
-    s = q.numel() // max(n * c, 1)
-    block_c, block_s = blocks or _blocks(n, c, s)
-    tiles = -(-s // block_s)
+    g = _grid(q, blocks)
     stride = _strides(q, channels_last)
+    tile = {"BLOCK_C": g.block_c, "BLOCK_S": g.block_s, "num_warps": g.warps}
     grad_q, grad_k, grad_v = (_empty(q.shape, q.dtype, q.device, channels_last) for _ in range(3))
-    g_sp = torch.empty((n, s), dtype=torch.float32, device=q.device)
-    part = torch.empty((n, tiles, c), dtype=torch.float32, device=q.device)
-    kern._grad_v_kernel[(tiles, n)](
-        grad, v, grad_v, sp, ch, g_sp, part, c, s, *stride, BLOCK_C=block_c, BLOCK_S=block_s
-    )
-    g_ch = part.sum(1)  # N x C: the per-tile sums over space, added up (small)
-    kern._grad_qk_kernel[(tiles, n)](
-        q, k, grad_q, grad_k, sp, ch, g_sp, g_ch, c, s, *stride, BLOCK_C=block_c, BLOCK_S=block_s
-    )
+    g_sp = torch.empty((g.n, g.s), dtype=torch.float32, device=q.device)
+    part = torch.empty((g.n, g.tiles, g.c), dtype=torch.float32, device=q.device)
+    with _on_device(q):
+        kern._grad_v_kernel[(g.tiles, g.n)](grad, v, grad_v, sp, ch, g_sp, part, g.c, g.s, *stride, **tile)
+        g_ch = part.sum(1)  # N x C: the per-tile sums over space, added up (small)
+        kern._grad_qk_kernel[(g.tiles, g.n)](q, k, grad_q, grad_k, sp, ch, g_sp, g_ch, g.c, g.s, *stride, **tile)
     return grad_q, grad_k, grad_v
 
 
