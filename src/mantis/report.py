@@ -111,9 +111,9 @@ def _samples(
         if labels is not None and label is None:
             notes.append(f"{name}: no reference mask in {labels}")
         views.append(sample_view(name, maps[name], inputs=inputs, label=label, decoder=decoder, max_side=max_side))
-    if labels is None:
+    if labels is None and views:
         notes.append("no reference masks: pass --labels (or run mantis evaluate first) for TP/FP/FN colours")
-    if not inputs:
+    if not inputs and views:
         notes.append("no input images: pass --inputs (the folders given to mantis predict) for the swipe of the dates")
     return views
 
