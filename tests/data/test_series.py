@@ -237,3 +237,15 @@ def test_ragged_series_refused_by_the_cli_in_one_line(tmp_path: Path, capsys: py
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{train}: has series of 5 steps, not 6, and unequal_length is 'error'" in err[0]
     assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_a_2d_cnn_on_series_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train = write_ts(tmp_path / "C_TRAIN.ts", *waves(8))
+    config = _config("series_gunpoint.yaml", train, train, tmp_path / "run")
+    config["model"]["init_args"]["model_kwargs"] = {"widths": [4]}  # spatial_dims forgotten: 2 by default
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert main(["fit", "--config", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "mantis fit: error: model_kwargs spatial_dims=2, but SeriesDataModule gives 1D samples; use spatial_dims: 1"
+    ]

@@ -65,4 +65,6 @@ def cnn(
         ]
         width = w
     layers += [_ADAPTIVE_AVG[spatial_dims](1), nn.Flatten(), nn.Linear(width, num_classes)]
-    return nn.Sequential(*layers)
+    model = nn.Sequential(*layers)
+    model.spatial_dims = spatial_dims  # type: ignore[assignment]  # the tasks check it against the data (one line)
+    return model
