@@ -143,6 +143,17 @@ def test_activation_maximisation_raises_the_target_and_is_seeded() -> None:
     assert all(p.requires_grad for p in model.parameters())  # the model is left as it was
 
 
+def test_activation_maximisation_of_a_pair_optimises_both_dates() -> None:
+    model = _tiny("fractal_resnet_cd")
+    x = [torch.zeros(1, 3, 16, 16)] * 2
+    # the encoder runs once per date: its channel is raised on both
+    kw = {"blur_every": 0, "jitter": 0, "decay": 0.0}  # without the prior, only gradients change the images
+    found = maximise_activation(model, x, layer="encoder.units.1", channel=2, steps=8, **kw)
+    noise = maximise_activation(model, x, layer="encoder.units.1", channel=2, steps=0)
+    assert found.end > found.start
+    assert all(not torch.equal(a, b) for a, b in zip(found.images, noise.images))
+
+
 def _assert_picture(path: Path) -> None:
     pixels = _pixels(path)
     assert pixels.shape[0] > 100 and pixels.shape[1] > 100

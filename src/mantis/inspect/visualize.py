@@ -256,7 +256,7 @@ def maximise_activation(
 ) -> Maximised:
     """Gradient ascent from noise on the input: the pattern that most excites one channel or one class.
 
-    The objective is the mean of channel ``channel`` of module ``layer``'s output (first call), or, with
+    The objective is the mean of channel ``channel`` of module ``layer``'s output (over all its calls), or, with
     ``layer=None``, the mean over space of class ``channel`` of the model's first output field. The prior
     keeps the image natural-looking: L2 decay, a blur every ``blur_every`` steps and a random shift of up to
     ``jitter`` cells per step. Seeded, a fixed number of steps; the model is in eval mode and not changed.
@@ -285,19 +285,19 @@ def maximise_activation(
             if not 0 <= channel < first.shape[1]:
                 raise ValueError(f"--channel {channel}: the output has {first.shape[1]} classes")
             return first[:, channel].mean()
-        seen: list[torch.Tensor] = []
+        seen: list[Any] = []
 
         def keep(_name: str, _args: Any, out: Any) -> None:
-            if not seen:  # the first call
-                seen.append(out)
+            seen.append(out)
 
         with _hooks([(layer, modules[layer])], keep):
             model(*images)
-        out = seen[0] if seen else None
-        if not isinstance(out, torch.Tensor) or out.dim() < 2 or not 0 <= channel < out.shape[1]:
-            width = out.shape[1] if isinstance(out, torch.Tensor) and out.dim() >= 2 else 0
-            raise ValueError(f"--channel {channel}: {layer} gives {width} channels")
-        return out[:, channel].mean()
+        if not seen or not all(isinstance(o, torch.Tensor) and o.dim() >= 2 for o in seen):
+            raise ValueError(f"--layer {layer}: gives no tensor with channels (or does not run)")
+        if not 0 <= channel < seen[0].shape[1]:
+            raise ValueError(f"--channel {channel}: {layer} gives {seen[0].shape[1]} channels")
+        # every call counts: a change detector's encoder runs once per date, and both dates are optimised
+        return torch.stack([out[:, channel].mean() for out in seen]).mean()
 
     try:
         with torch.no_grad():
@@ -307,11 +307,12 @@ def maximise_activation(
             shifts = [int(s) for s in torch.randint(-jitter, jitter + 1, (xs[0].dim() - 2,), generator=generator)]
             axes = list(range(2, xs[0].dim()))
             value = objective([torch.roll(x, shifts, axes) for x in xs])
-            grads = torch.autograd.grad(value, xs)
+            grads = torch.autograd.grad(value, xs, allow_unused=True)  # a layer may see one date only
             history.append(float(value.detach()))
             with torch.no_grad():
                 for x, g in zip(xs, grads):
-                    x.add_(lr * g / (g.abs().mean() + 1e-12))  # a normalised step: the same pace at any scale
+                    if g is not None:
+                        x.add_(lr * g / (g.abs().mean() + 1e-12))  # a normalised step: the same pace at any scale
                     x.mul_(1 - decay)
                     if blur_every and (step + 1) % blur_every == 0:
                         x.copy_(_blur(x))
