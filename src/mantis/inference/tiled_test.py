@@ -8,7 +8,7 @@ batches change: one file per batch, its input paths and its decoded mask, instea
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,8 @@ from typing import Any
 import lightning
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from mantis.data.masks import MaskDecoder
 from mantis.inference.checkpoint import ModelMeta
@@ -94,9 +95,24 @@ class TiledTestData(lightning.LightningDataModule):
         self.whole = WholeRasters([(item.images, item.mask) for item in items], decoder)
 
     def test_dataloader(self) -> DataLoader[dict[str, Any]]:
-        """One whole test raster a batch."""
+        """One whole test raster a batch; under DDP each process takes its own files, none twice."""
         assert self.whole is not None, "setup('test') first"
-        return DataLoader(self.whole, batch_size=1, collate_fn=one_raster, num_workers=0)
+        sampler = FileShards(self.whole) if dist.is_available() and dist.is_initialized() else None
+        return DataLoader(self.whole, batch_size=1, collate_fn=one_raster, num_workers=0, sampler=sampler)
+
+
+class FileShards(DistributedSampler[int]):
+    """Files rank, rank + world, ...: unlike Lightning's default sampler, no file is repeated to even out the
+    processes (a repeated file would be scored twice); Lightning keeps a sampler of this kind as given."""
+
+    def __init__(self, dataset: Dataset[dict[str, Any]]) -> None:
+        super().__init__(dataset, shuffle=False, drop_last=False)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.dataset), self.num_replicas))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
