@@ -31,7 +31,7 @@ def main() -> None:
         inputs = "(x1, x2)" if mantis.model_info(name).pair else "x"
         multiple = getattr(model, "size_multiple", "")
         print(f"| `{name}` | {inputs} | {kwargs['in_channels']} | {kwargs['num_classes']} | {count:,} | {multiple} |")
-    for name, kwargs in (("mlp", {"in_channels": 16, "num_classes": 2}), ("cnn", DEFAULT)):
+    for name, kwargs in (("mlp", {"in_channels": 16, "num_classes": 2}), ("cnn", DEFAULT), ("fractal_resnet", DEFAULT)):
         count = sum(p.numel() for p in mantis.create_model(name, **kwargs).parameters())
         print(f"| `{name}` | x | {kwargs['in_channels']} | {kwargs['num_classes']} | {count:,} | |")
     print(USAGE)
@@ -60,7 +60,7 @@ paper's V2 decoder merges); ResUNet-a takes `dilations` and `decoder_dilations` 
 Every spatial size must be a multiple of `model.size_multiple` (2^(depth-1) x 2^(psp_depth-1), at least 8);
 other sizes raise a `ValueError` naming the size and the nearest valid ones.
 Multitask outputs are NamedTuples: `segmentation`, `boundary`, `distance` (B x K x S), plus `color`
-(B x 3 x S) for ResUNet-a. `mlp` and `cnn` return logits B x K.
+(B x 3 x S) for ResUNet-a. `mlp`, `cnn` and `fractal_resnet` (a classifier, docs/series.md) return logits B x K.
 
 ## From the authors' MXNet code
 
