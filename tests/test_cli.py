@@ -30,6 +30,7 @@ CONFIGS = [
         "tabular_wine.yaml",
         "tabular_diabetes.yaml",
         "image_classes.yaml",
+        "pixel_series.yaml",
         "series_gunpoint.yaml",
         "series_gunpoint_fractal.yaml",
         "series_segmentation.yaml",
