@@ -146,6 +146,10 @@ def test_bad_inputs_are_named(tmp_path: Path) -> None:
     narrow = write_ts(tmp_path / "B_TEST.ts", *waves(2, channels=1))
     with pytest.raises(DataError, match=r"B_TEST\.ts: 1 dimensions, but the training file has 2"):
         SeriesDataModule(str(train), str(narrow))
+    target = tmp_path / "R_TRAIN.ts"
+    target.write_text("@univariate true\n@targetLabel true\n@data\n1,2:0.5\n3,4:1.5\n")
+    with pytest.raises(DataError, match=r"R_TRAIN\.ts: holds regression targets \(@targetLabel true\)"):
+        SeriesDataModule(str(target))
     with pytest.raises(ValueError, match="give aeon_dataset or train_path/test_path, not both"):
         SeriesDataModule(str(train), aeon_dataset="GunPoint")
 

@@ -172,6 +172,10 @@ class SeriesDataModule(ClassificationDataModule):
     def _classes(train: LabelledSeries, test: LabelledSeries | None) -> list[str]:
         if train.labels is None:
             raise DataError(train.path, "has no class labels (@classLabel false)")
+        if train.regression:
+            raise DataError(
+                train.path, "holds regression targets (@targetLabel true); series are classified (@classLabel)"
+            )
         names = class_order(train.declared_labels or train.labels)
         if len(names) < 2:
             raise DataError(train.path, f"holds one class only ({names[0]!r})")

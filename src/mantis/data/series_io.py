@@ -41,6 +41,7 @@ class LabelledSeries:
         declared_labels: The classes the header declares (``@classLabel true ...``), in its order;
             ``None`` where the file declares none (CSV).
         name: ``@problemName`` (the file's stem for CSV).
+        regression: The labels are target values (``@targetLabel true``), not classes.
     """
 
     path: Path
@@ -48,6 +49,7 @@ class LabelledSeries:
     labels: list[str] | None
     declared_labels: list[str] | None
     name: str
+    regression: bool = False
 
     @property
     def channels(self) -> int:
@@ -95,6 +97,7 @@ class _Header:
     series_length: int | None = None
     labelled: bool = False
     declared: list[str] | None = None
+    regression: bool = False
 
 
 def read_ts(path: str | os.PathLike[str]) -> LabelledSeries:
@@ -136,7 +139,8 @@ def read_ts(path: str | os.PathLike[str]) -> LabelledSeries:
             labels.append(label)
     if not series:
         raise DataError(file, "has no case after @data")
-    return LabelledSeries(file, series, labels if header.labelled else None, header.declared, header.name)
+    labelled = labels if header.labelled else None
+    return LabelledSeries(file, series, labelled, header.declared, header.name, header.regression)
 
 
 def _read_tag(file: Path, number: int, line: str, header: _Header) -> None:
@@ -160,7 +164,7 @@ def _read_tag(file: Path, number: int, line: str, header: _Header) -> None:
             if flag and not header.declared:
                 raise DataError(file, f"{where} true lists no class")
         elif tag == "targetlabel" and flag:
-            header.labelled = True  # a regression target: kept as text, like a class
+            header.labelled = header.regression = True  # kept as text, like a class
     elif tag in ("dimensions", "serieslength"):
         if len(words) != 1 or not words[0].isdigit() or int(words[0]) < 1:
             raise DataError(file, f"{where} needs a positive whole number")
