@@ -130,7 +130,10 @@ def _measure(model: nn.Module, inputs: Sequence[torch.Tensor], local: bool, seed
         hooks += _hold_global_statistics(probe)
     # two random samples: a path that one sample's ReLUs happen to close, the other's likely opens
     shapes = [(max(2, x.shape[0]), *x.shape[1:]) for x in inputs]
-    xs = [torch.randn(shape, generator=generator, dtype=torch.float64).requires_grad_(True) for shape in shapes]
+    xs = [
+        torch.randn(shape, generator=generator, dtype=torch.float64).to(x.device).requires_grad_(True)
+        for shape, x in zip(shapes, inputs)
+    ]
     try:
         out = _first_tensor(probe(*xs))
         spatial = out.dim() > 2
@@ -138,13 +141,14 @@ def _measure(model: nn.Module, inputs: Sequence[torch.Tensor], local: bool, seed
             for n in out.shape[2:]:  # the centre cell, one axis at a time
                 out = out.narrow(2, n // 2, 1).squeeze(2)
         # random weights per channel: a softmax's outputs sum to one, so their plain sum has no gradient
-        coefficients = torch.rand(out.shape, generator=generator, dtype=out.dtype) + 0.5
+        coefficients = torch.rand(out.shape, generator=generator, dtype=out.dtype).to(out.device) + 0.5
         grads = torch.autograd.grad((out * coefficients).sum(), xs, allow_unused=True)
     finally:
         for hook in hooks:
             hook.remove()
     support = [
-        torch.zeros(x.shape[2:], dtype=torch.bool) if g is None else (g != 0).any(0).any(0) for x, g in zip(xs, grads)
+        torch.zeros(x.shape[2:], dtype=torch.bool) if g is None else (g != 0).any(0).any(0).cpu()
+        for x, g in zip(xs, grads)
     ]
     return _Measurement(support, spatial, tuple(seen))
 

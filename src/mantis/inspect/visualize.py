@@ -277,7 +277,7 @@ def maximise_activation(
     trainable = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
-    xs = [(0.1 * torch.randn((1, *x.shape[1:]), generator=generator)).requires_grad_(True) for x in inputs]
+    xs = [(0.1 * torch.randn((1, *x.shape[1:]), generator=generator)).to(x.device).requires_grad_(True) for x in inputs]
 
     def objective(images: Sequence[torch.Tensor]) -> torch.Tensor:
         if layer is None:
@@ -321,4 +321,4 @@ def maximise_activation(
     finally:
         for p, flag in zip(model.parameters(), trainable):
             p.requires_grad_(flag)
-    return Maximised([x[0].detach() for x in xs], start, end, history)
+    return Maximised([x[0].detach().cpu() for x in xs], start, end, history)
