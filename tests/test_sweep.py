@@ -50,6 +50,22 @@ def test_two_seeds_trained_tested_and_summarised(tmp_path: Path, capsys: pytest.
     assert main(["sweep", "--seeds", "3", "7", "--out", str(out), "--", "fit", "--config", str(config)]) == 0
     assert (out / "seed_3" / "test_metrics.json").stat().st_mtime_ns == stamp
     assert json.loads((out / "summary.json").read_text())["metrics"] == summary["metrics"]
+    # ... but never with the seeds of other fit arguments
+    other = [
+        "sweep",
+        "--seeds",
+        "3",
+        "--out",
+        str(out),
+        "--",
+        "fit",
+        "--config",
+        str(config),
+        "--model.init_args.lr",
+        "1",
+    ]
+    assert main(other) == 2
+    assert f"{out}: holds a sweep of other fit arguments" in capsys.readouterr().err
 
 
 def test_summary_leaves_undefined_scores_out() -> None:

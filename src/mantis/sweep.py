@@ -4,7 +4,8 @@ own folder and tested, then every test metric summarised over the seeds (mean, s
 Each seed runs ``mantis fit ARGS --seed_everything S --run_dir OUT/seed_S --test_after_fit true`` in a fresh
 process, one after the other (so a DDP run launches as it would alone). A seed whose folder already holds
 ``test_metrics.json`` is not trained again: an interrupted sweep resumes where it stopped. The summary goes to
-``OUT/summary.json`` (written atomically) and a table on stdout; the standard deviation is the sample one
+``OUT/summary.json`` (written atomically) and a table on stdout (``OUT/sweep_args.json`` keeps the fit
+arguments: a folder of another sweep's seeds is refused); the standard deviation is the sample one
 (n - 1 in the denominator, 0 for one seed); a metric undefined (``null``) for some seeds is summarised over the
 others, and ``n`` says over how many.
 """
@@ -26,6 +27,7 @@ from mantis.commands import CommandError
 PROG = "mantis sweep"
 METRICS_FILE = "test_metrics.json"
 SUMMARY_FILE = "summary.json"
+ARGS_FILE = "sweep_args.json"  # the fit arguments of the seeds in the folder
 #: Options the sweep sets for every seed; a user giving them after ``--`` would fight it.
 OWNED = ("--seed_everything", "--run_dir", "--test_after_fit")
 
@@ -72,6 +74,22 @@ def _seed_metrics(run_dir: Path, seed: int) -> dict[str, Any]:
     return metrics
 
 
+def _claim(out: Path, fit_args: Sequence[str]) -> None:
+    """Record the fit arguments in ``out``; refuse a folder that holds the seeds of other arguments (a resumed
+    sweep must not mix them in)."""
+    path = out / ARGS_FILE
+    if path.is_file():
+        try:
+            before = json.loads(path.read_text()).get("fit_args")
+        except (OSError, ValueError, AttributeError):
+            before = None
+        if before != list(fit_args):
+            raise CommandError(f"{out}: holds a sweep of other fit arguments ({path}); choose another --out")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(path, {"fit_args": list(fit_args)})
+
+
 def sweep(fit_args: Sequence[str], seeds: Sequence[int], out: Path) -> dict[str, Any]:
     """Train and test once per seed (see the module docstring) and return the summary record.
 
@@ -85,6 +103,7 @@ def sweep(fit_args: Sequence[str], seeds: Sequence[int], out: Path) -> dict[str,
         raise CommandError("nothing to train: give the fit arguments after --, e.g. -- --config FILE.yaml")
     if len(set(seeds)) != len(seeds):
         raise CommandError(f"--seeds {' '.join(map(str, seeds))}: a seed is repeated")
+    _claim(out, fit_args)
     runs: dict[int, dict[str, Any]] = {}
     for seed in seeds:
         run_dir = out / f"seed_{seed}"
@@ -154,7 +173,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CommandError(f"--num-seeds must be at least 1, got {parsed.num_seeds}")
         seeds = parsed.seeds if parsed.seeds is not None else list(range(parsed.num_seeds))
         out: Path = parsed.out
-        out.mkdir(parents=True, exist_ok=True)
         record = sweep(fit_args[1:], seeds, out)
         print(table(record["metrics"]))
         _write_json(out / SUMMARY_FILE, record)
