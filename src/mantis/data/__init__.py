@@ -23,7 +23,9 @@ __all__ = [
     "ChangeDetectionDataModule",
     "ChangeDetectionFolder",
     "DataError",
+    "ImageClassesDataModule",
     "MaskDecoder",
+    "PixelSeriesDataModule",
     "RasterInfo",
     "SegmentationDataModule",
     "SegmentationFolder",
@@ -57,6 +59,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from mantis.data.datamodule import ChangeDetectionDataModule, SegmentationDataModule
+    from mantis.data.image_classes import ImageClassesDataModule
+    from mantis.data.pixel_series import PixelSeriesDataModule
     from mantis.data.series import SeriesDataModule
     from mantis.data.series_segmentation import SeriesSegmentationDataModule
     from mantis.data.tabular import TabularDataModule
@@ -71,6 +75,14 @@ def __getattr__(name: str) -> Any:
         from mantis.data import datamodule
 
         return getattr(datamodule, name)
+    if name == "ImageClassesDataModule":
+        from mantis.data.image_classes import ImageClassesDataModule
+
+        return ImageClassesDataModule
+    if name == "PixelSeriesDataModule":
+        from mantis.data.pixel_series import PixelSeriesDataModule
+
+        return PixelSeriesDataModule
     if name == "TabularDataModule":
         from mantis.data.tabular import TabularDataModule
 
