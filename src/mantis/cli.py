@@ -33,6 +33,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 
+from mantis.cli_defaults import with_bare_defaults
 from mantis.commands import USER_ERRORS, CommandError, debugging, one_line, run_command
 from mantis.entry import main as entry_main
 from mantis.entry import usage
@@ -133,6 +134,8 @@ NOISY_WARNINGS = (
     ".*does not have many workers",
     "The number of training batches .* is smaller than the logging interval",
     ".*isinstance\\(treespec, LeafSpec\\)",
+    # main() passes the command line on as args, with the bare defaults (mantis.cli_defaults) added
+    "LightningCLI's args parameter is intended",
 )
 
 
@@ -193,17 +196,9 @@ class MantisCLI(LightningCLI):
             help="Test whole rasters tile by tile as mantis predict does, with these window settings "
             "(e.g. '{window: 256, stride: 64}'); default: windows of patch_size (docs/inference.md).",
         )
-        # Bare `mantis fit`: a run that finishes on a laptop CPU (configs set their own values).
-        parser.set_defaults(
-            {
-                "model": {
-                    "class_path": TASKS["change_detection"],
-                    "init_args": {"model": "fractal_resnet_cd"},
-                },
-                "data": {"class_path": "mantis.data.ChangeDetectionDataModule", "init_args": {"patch_size": 64}},
-                "trainer.max_epochs": BARE_MAX_EPOCHS,
-            }
-        )
+        # Bare `mantis fit`: a run that finishes on a laptop CPU (configs set their own values); its task and
+        # data module come from mantis.cli_defaults, only where the user names none.
+        parser.set_defaults({"trainer.max_epochs": BARE_MAX_EPOCHS})
         for source, target in (
             ("data.in_channels", "model.init_args.in_channels"),
             ("data.num_classes", "model.init_args.num_classes"),
@@ -584,7 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in LIGHTNING_COMMANDS:
         print(f"{PROG}: error: unknown command {command!r}; {_usage()}", file=sys.stderr)
         return 2
-    code, _ = guarded(command, lambda: run_lightning_command(None if argv is None else args), args)
+    code, _ = guarded(command, lambda: run_lightning_command(with_bare_defaults(args)), args)
     return code
 
 
