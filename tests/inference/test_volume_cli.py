@@ -65,6 +65,17 @@ def test_fit_then_predict_a_larger_volume(tmp_path: Path, capsys: pytest.Capture
     assert classes.header.get_zooms() == pytest.approx((1.5, 1.5, 2.5))
     assert set(np.unique(np.asanyarray(classes.dataobj))) <= set(range(largest + 1))
     np.testing.assert_allclose(prob.get_fdata().sum(-1), 1.0, atol=3 * 0.5 / 254)
+    scans, folder_out = tmp_path / "scans", tmp_path / "folder_out"
+    _save(scans / "a.nii.gz", image[0])
+    np.save(scans / "b.npy", image[0, :16, :16, :16])
+    folder_argv = ["predict", "-c", str(checkpoint), "-i", str(scans), "-o", str(folder_out), "--window", "16"]
+    assert main([*folder_argv, "--no-progress"]) == 0
+    assert sorted(p.name for p in folder_out.iterdir()) == ["a_class.nii.gz", "b_class.npy"]
+    b_map = np.load(folder_out / "b_class.npy")
+    assert b_map.shape == (16, 16, 16) and b_map.dtype == np.uint8
+    (folder_out / "a_class.nii.gz").unlink()
+    assert main([*folder_argv, "--no-progress", "--skip-existing"]) == 0  # only a is predicted again
+    np.testing.assert_array_equal(np.asanyarray(nib.load(folder_out / "a_class.nii.gz").dataobj), classes.dataobj)
     capsys.readouterr()
     assert main([*argv, "--window", "12", "--overwrite"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -209,11 +209,10 @@ def _window(values: Sequence[int] | None, what: str) -> int | tuple[int, ...] | 
 
 def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     """Predict as the parsed ``args`` say; returns the files written for each input."""
-    from mantis.data.volumes_io import is_volume_file
     from mantis.inference.checkpoint import load_models
     from mantis.inference.distributed import launched_by_torchrun
     from mantis.inference.predict import predict_folder, predict_raster
-    from mantis.inference.volume import predict_volume_cli
+    from mantis.inference.volume import is_volume_input, predict_volume_cli
     from mantis.io.folders import writable_folder
 
     if not args.checkpoint or not args.input or not args.output:
@@ -245,8 +244,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     spec = WindowSpec.from_mapping(
         {**vars(args), "window": _window(args.window, "window"), "stride": _window(args.stride, "stride")}
     )
-    if is_volume_file(inputs[0]):  # NIfTI/.npy volumes: their own path (mantis.inference.volume)
-        return [predict_volume_cli(model, inputs, args, meta, spec, device)]
+    if is_volume_input(inputs[0]):  # NIfTI/.npy volumes or folders of them: mantis.inference.volume
+        return predict_volume_cli(model, inputs, args, meta, spec, device)
     options: dict[str, Any] = {
         "spec": spec,
         "outputs": args.outputs,

@@ -24,7 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from mantis.data.volumes_io import VolumeHeader, read_header, read_volume, volume_stem, volume_suffix
+from mantis.data.volumes_io import (
+    VolumeHeader,
+    is_volume_file,
+    list_volumes,
+    read_header,
+    read_volume,
+    volume_stem,
+    volume_suffix,
+)
 from mantis.inference.checkpoint import ModelMeta, load_models
 from mantis.inference.errors import InputError
 from mantis.inference.predict import PROB_DTYPES, PRODUCTS, UINT8_SCALE
@@ -34,7 +42,14 @@ from mantis.inference.spec import WindowSpec
 from mantis.inference.tiling import blend_weights, padded_extent, reflect_indices, window_starts
 from mantis.models.common import nearest_sizes
 
-__all__ = ["VolumeJob", "plan_volume", "predict_volume", "predict_volume_cli"]
+__all__ = [
+    "VolumeJob",
+    "is_volume_input",
+    "plan_volume",
+    "predict_volume",
+    "predict_volume_cli",
+    "predict_volume_folder",
+]
 
 PathLike = str | os.PathLike[str]
 
@@ -316,6 +331,52 @@ def _nifti_bytes(source: Path, data: np.ndarray, slope: float | None) -> bytes:
     return bytes(image.to_bytes())
 
 
+def is_volume_input(path: Path) -> bool:
+    """Whether ``mantis predict`` should treat ``path`` as volumes: a volume file, or a folder holding volume
+    files and no images."""
+    if path.is_dir():
+        from mantis.io.folders import list_images
+
+        return bool(list_volumes(path)) and not list_images(path)
+    return is_volume_file(path)
+
+
+def predict_volume_folder(
+    model: Callable[..., Any],
+    folder: PathLike,
+    output_dir: PathLike,
+    meta: ModelMeta,
+    *,
+    spec: WindowSpec | None = None,
+    outputs: Sequence[str] = ("class",),
+    prob_dtype: str = "uint8",
+    device: torch.device | str | None = None,
+    overwrite: bool = False,
+    skip_existing: bool = False,
+    progress: bool = True,
+) -> list[dict[str, Path]]:
+    """Predict every volume file of ``folder`` (e.g. a Decathlon task's ``imagesTs``); every file is checked
+    before the first prediction. ``skip_existing`` leaves out volumes whose outputs all exist (resume).
+
+    Returns:
+        For each volume predicted, product name -> path written.
+    """
+    spec = spec or WindowSpec()
+    jobs = []
+    for path in list_volumes(folder):
+        if skip_existing and all(
+            f.exists() for f in plan_volume(path, output_dir, meta, outputs, prob_dtype, True).outputs.values()
+        ):
+            continue
+        jobs.append(plan_volume(path, output_dir, meta, outputs, prob_dtype, overwrite or skip_existing))
+    multiple = _size_multiple(model)
+    specs = [volume_spec(spec, job.header.shape, multiple) for job in jobs]  # windows checked before any work
+    return [
+        run_volume_prediction(job, model, meta, job_spec, prob_dtype, device, progress)
+        for job, job_spec in zip(jobs, specs)
+    ]
+
+
 def predict_volume_cli(
     model: Callable[..., Any],
     inputs: Sequence[Path],
@@ -323,19 +384,20 @@ def predict_volume_cli(
     meta: ModelMeta,
     spec: WindowSpec,
     device: str,
-) -> dict[str, Path]:
-    """``mantis predict`` on a volume file: the parsed options that apply to volumes."""
+) -> list[dict[str, Path]]:
+    """``mantis predict`` on a volume file or a folder of them: the parsed options that apply to volumes."""
     if getattr(args, "vector", None):
         raise InputError(f"{inputs[0]}: --vector draws polygons of 2D class maps, not of volumes")
-    return predict_volume(
-        model,
-        inputs,
-        args.output,
-        meta,
-        spec=spec,
-        outputs=args.outputs,
-        prob_dtype=args.prob_dtype,
-        device=device,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-    )
+    options: dict[str, Any] = {
+        "spec": spec,
+        "outputs": args.outputs,
+        "prob_dtype": args.prob_dtype,
+        "device": device,
+        "overwrite": args.overwrite,
+        "progress": not args.no_progress,
+    }
+    if inputs[0].is_dir():
+        if len(inputs) != 1:
+            raise InputError(f"{inputs[-1]}: volumes are predicted from one folder (change detection takes images)")
+        return predict_volume_folder(model, inputs[0], args.output, meta, skip_existing=args.skip_existing, **options)
+    return [predict_volume(model, inputs, args.output, meta, **options)]
