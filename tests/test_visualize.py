@@ -162,8 +162,9 @@ def _assert_picture(path: Path) -> None:
 
 def test_cli_writes_every_picture_of_a_pair_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "pictures"
-    args = ["visualize", "--model", "fractal_resnet_cd", "--model_kwargs", TINY_CD, "--scene", "1", "--size", "32"]
-    assert main([*args, "--steps", "4", "--pixel", "16,16", "--out", str(out)]) == 0
+    args = ["visualize", "--model", "fractal_resnet_cd", "--model_kwargs", TINY_CD, "--scene", "1", "--size", "16"]
+    small = ["--units", "encoder.units.0", "--channels", "2", "--steps", "4", "--pixel", "8,8"]  # few panels: fast
+    assert main([*args, *small, "--out", str(out)]) == 0
     written = sorted(p.name for p in out.iterdir())
     assert written == sorted(
         f"{name}.png" for name in ("features", "attention", "gates", "outputs", "filters", "saliency", "maximise")
@@ -187,15 +188,25 @@ def test_pictures_have_a_panel_per_level_channel_call_and_field(
 
     monkeypatch.setattr(figures, "save_figure", count)
     args = ["visualize", "--model", "fractal_resnet_cd", "--model_kwargs", TINY_CD, "--scene", "1", "--size", "16"]
-    shown = ["--show", "features", "outputs", "attention", "--units", "stem", "encoder", "bridge", "decoder"]
-    assert main([*args, *shown, "--channels", "3", "--out", str(tmp_path)]) == 0
-    # depth 3: stem and 3 encoder units per date, the bridge, 2 decoder units; 3 channels each
-    assert panels["features.png"] == (2 * (1 + 3) + 1 + 2) * 3
+    shown = [
+        "--show",
+        "features",
+        "outputs",
+        "attention",
+        "--units",
+        "stem",
+        "encoder.units.0",
+        "bridge",
+        "decoder.units.1",
+    ]
+    assert main([*args, *shown, "--channels", "2", "--out", str(tmp_path)]) == 0
+    # the stem and the first encoder unit run once per date, then the bridge and the last decoder unit; 2 channels
+    assert panels["features.png"] == (2 * 2 + 1 + 1) * 2
     # two dates, the predicted class, three fields (segmentation, boundary, distance)
     assert panels["outputs.png"] == 2 + 1 + 3
-    # two inputs, then a spatial map per attention call: 3 encoder units per date, 2 decoder units ("stem" is
-    # the stem only, not stem_fusion's two attentions)
-    assert panels["attention.png"] == 2 + 2 * 3 + 2
+    # two inputs, then a spatial map per attention call: the first encoder unit's per date, the decoder unit's
+    # ("stem" is the stem only, not stem_fusion's two attentions)
+    assert panels["attention.png"] == 2 + 2 + 1
 
 
 def test_cli_reads_image_files(tmp_path: Path) -> None:
