@@ -191,3 +191,15 @@ def test_synthetic_shapes_are_spheres_and_boxes_brighter_than_the_background() -
     classes = np.concatenate([m.ravel() for _, m in pairs])
     means = [float(values[classes == k].mean()) for k in range(3)]  # every class present
     assert means[1] > means[2] + 0.3 and means[2] > means[0] + 0.3
+
+
+def test_split_sub_folders_are_the_splits(tmp_path: Path) -> None:
+    _folders(tmp_path / "train", 3)
+    _folders(tmp_path / "test", 1, seed=1)
+    module = VolumeSegmentationDataModule(str(tmp_path), patch_size=8, val_fraction=0.5, test_fraction=0.5)
+    assert [Path(f).relative_to(tmp_path).parts[0] for f in module.files["train"]] == ["train"] * 3
+    assert module.files["val"] == [] and [Path(f).name for f in module.files["test"]] == ["v0.nii.gz"]
+    np.save(tmp_path / "test" / "masks" / "v0.npy", np.full((8, 8, 8), 7, np.uint8))
+    (tmp_path / "test" / "masks" / "v0.nii.gz").unlink()
+    with pytest.raises(DataError, match=r"test/masks/v0\.npy: holds label 7, outside the classes 0 to 1"):
+        VolumeSegmentationDataModule(str(tmp_path), patch_size=8, num_classes=2)

@@ -6,9 +6,12 @@ Layouts under ``root`` (``layout: auto`` picks the one present):
 - ``decathlon``: the Medical Segmentation Decathlon's ``imagesTr/`` and ``labelsTr/``, class names from
   ``dataset.json`` when it has ``labels`` (``imagesTs/`` has no labels and is not read).
 
+With ``train/`` (and optionally ``val/``, ``test/``) sub-folders, each in one of these layouts, they are the
+splits; otherwise the volumes are split at random by ``val_fraction``/``test_fraction``.
+
 Files are NIfTI (``.nii``, ``.nii.gz``) or ``.npy`` (:mod:`mantis.data.volumes_io`); channels come from a 4th
 axis. Without ``root``, built-in synthetic volumes (spheres and boxes in noise) are used. The volumes are split
-by seeded ``val_fraction``/``test_fraction``, checked and held in memory as float32.
+(above), checked and held in memory as float32.
 
 Training samples are random patches of ``patch_size`` voxels (drawn per sample from seed, epoch and position),
 ``samples_per_volume`` per volume and epoch, a share ``foreground_p`` of them centred on a labelled voxel of a
@@ -137,18 +140,18 @@ class VolumeSegmentationDataModule(StageDataModule):
             headers: dict[str, VolumeHeader] = {}
             pairs: dict[str, tuple[Path, Path]] = {}
             found_names = class_names or SYNTHETIC_VOLUME_CLASSES
-            source: Path | None = None
+            given: dict[Stage, list[str]] | None = None
         else:
-            images, labels, found = _layout(Path(root), layout, dirs)
-            pairs = {str(image): (image, label) for image, label in pair_volumes(images, labels)}
+            pairs, given, found = _find_pairs(Path(root), layout, dirs)
             headers = {key: _check_pair(image, label) for key, (image, label) in pairs.items()}
             _check_channels(headers)
             names = {}
             found_names = class_names or (read_label_names(found) if found is not None else None) or []
-            source = labels
-        keys = sorted(names) if root is None else sorted(headers)
-        parts = random_split(keys, val_fraction, test_fraction, seed)
-        self.files = {stage: list(parts.get(stage, [])) for stage in _STAGES}
+        if given is None:
+            parts = random_split(sorted(names) if root is None else sorted(headers), val_fraction, test_fraction, seed)
+            given = {stage: list(parts.get(stage, [])) for stage in _STAGES}
+        self.files = given
+        self._label_paths = {key: label for key, (_, label) in pairs.items()}
         if headers:
             self._check_rotations([headers[k] for k in self.files["train"]])
         self._volumes: dict[Stage, list[np.ndarray]] = {}
@@ -159,7 +162,7 @@ class VolumeSegmentationDataModule(StageDataModule):
             self._labels[stage] = [m for _, m in loaded]
         largest = max((_largest_label(m, ignore_index) for ms in self._labels.values() for m in ms), default=0)
         k = num_classes or len(found_names) or max(largest + 1, 2)  # named classes say how many there are
-        self._check_labels(k, source)
+        self._check_labels(k)
         self._class_names = list(found_names) or [str(i) for i in range(k)]
         if len(self._class_names) != k:
             raise ValueError(f"{len(self._class_names)} class names for {k} classes")
@@ -197,13 +200,13 @@ class VolumeSegmentationDataModule(StageDataModule):
                         f"rotate_planes [{a}, {b}] would distort it (leave that plane out)",
                     )
 
-    def _check_labels(self, k: int, source: Path | None) -> None:
+    def _check_labels(self, k: int) -> None:
         for stage in _STAGES:
             for key, labels in zip(self.files[stage], self._labels[stage]):
                 known = labels if self._ignore_index is None else labels[labels != self._ignore_index]
                 if known.size and (int(known.min()) < 0 or int(known.max()) >= k):
                     bad = int(known.min()) if int(known.min()) < 0 else int(known.max())
-                    where = key if source is None else _label_file(key, source)
+                    where = self._label_paths.get(key, key)
                     raise DataError(where, f"holds label {bad}, outside the classes 0 to {k - 1} (num_classes {k})")
 
     # -- what the task is given (linked by the CLI) --------------------------------------------------------
@@ -395,10 +398,25 @@ def _read_pair(pair: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray]:
     return read_volume(pair[0]), read_labels(pair[1])
 
 
-def _label_file(key: str, source: Path) -> Path:
-    """The label file paired with image ``key`` (for error messages)."""
-    pairs = dict(pair_volumes(Path(key).parent, source))
-    return pairs.get(Path(key), source)
+def _find_pairs(
+    root: Path, layout: Layout, dirs: list[str] | None
+) -> tuple[dict[str, tuple[Path, Path]], dict[Stage, list[str]] | None, Path | None]:
+    """``{image: (image, label)}`` of ``root``, the split of each image when ``root`` has split sub-folders
+    (``train/``, ``val/``, ``test/``, each in the layout; else ``None``), and ``dataset.json`` if any."""
+    if not (root / "train").is_dir():
+        images, labels, found = _layout(root, layout, dirs)
+        return {str(i): (i, m) for i, m in pair_volumes(images, labels)}, None, found
+    pairs: dict[str, tuple[Path, Path]] = {}
+    splits: dict[Stage, list[str]] = {stage: [] for stage in _STAGES}
+    found = root / "dataset.json" if (root / "dataset.json").is_file() else None
+    for stage in _STAGES:
+        if (root / stage).is_dir():
+            images, labels, inner = _layout(root / stage, layout, dirs)
+            found = found or inner
+            for image, label in pair_volumes(images, labels):
+                pairs[str(image)] = (image, label)
+                splits[stage].append(str(image))
+    return pairs, splits, found
 
 
 def _largest_label(labels: np.ndarray, ignore_index: int | None) -> int:
