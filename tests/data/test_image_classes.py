@@ -106,6 +106,10 @@ def _broken(tmp_path: Path, problem: str) -> tuple[Path, str]:
     if problem == "empty":
         (root / "zebra").mkdir()
         return root, f"{root / 'zebra'}: no images found (looked for .png, .jpg, .jpeg, .tif, .tiff)"
+    if problem == "truncated":
+        file = root / "plain" / "01.tif"
+        file.write_bytes(file.read_bytes()[:-200])
+        return root, "TRUNCATED"
     if problem == "bands":
         write_image(root / "stripes" / "99.tif", np.zeros((3, 20, 20), dtype=np.uint16))
         return root, f"{root / 'stripes' / '99.tif'}: has 3 bands but {root / 'disk' / '00.tif'} has 4"
@@ -116,12 +120,15 @@ def _broken(tmp_path: Path, problem: str) -> tuple[Path, str]:
     return root, f"{root}: has one class folder only ('disk'); classification needs two or more"
 
 
-@pytest.mark.parametrize("problem", ["empty", "bands", "one_class"])
+@pytest.mark.parametrize("problem", ["empty", "bands", "one_class", "truncated"])
 def test_bad_class_folders_give_one_line(tmp_path: Path, problem: str) -> None:
     root, message = _broken(tmp_path, problem)
     with pytest.raises(DataError) as error:
         ImageClassesDataModule(str(root), val_fraction=0.0, test_fraction=0.0)
-    assert str(error.value) == message
+    if problem == "truncated":  # the reader's own words, after the file's name
+        assert str(error.value).startswith(f"{root / 'plain' / '01.tif'}: ") and "\n" not in str(error.value)
+    else:
+        assert str(error.value) == message
 
 
 def test_an_empty_class_folder_ends_mantis_fit_with_status_2(

@@ -31,6 +31,7 @@ def _files(tmp_path: Path) -> tuple[np.ndarray, np.ndarray]:
     np.save(tmp_path / "tchw.npy", stack.transpose(2, 3, 0, 1))
     write_image(tmp_path / "stack.tif", stack.transpose(2, 3, 0, 1).reshape(T * C, H, W))  # date by date
     np.save(tmp_path / "labels.npy", labels)
+    write_image(tmp_path / "labels.tif", labels[None].astype(np.uint8))
     return stack, labels
 
 
@@ -39,7 +40,8 @@ def test_layouts_and_geotiff_give_the_same_series(tmp_path: Path) -> None:
     common = {"labels_path": str(tmp_path / "labels.npy"), "val_fraction": 0.25, "test_fraction": 0.0}
     hwtc = PixelSeriesDataModule(str(tmp_path / "hwtc.npy"), **common)
     tchw = PixelSeriesDataModule(str(tmp_path / "tchw.npy"), layout="TCHW", **common)
-    tif = PixelSeriesDataModule(str(tmp_path / "stack.tif"), bands_per_date=C, **common)
+    raster = {**common, "labels_path": str(tmp_path / "labels.tif")}  # labels as a raster too
+    tif = PixelSeriesDataModule(str(tmp_path / "stack.tif"), bands_per_date=C, **raster)
     assert hwtc.in_channels == C and hwtc.length == T and hwtc.class_names == ["0", "1", "2"]
     for other in (tchw, tif):
         for stage in ("train", "val"):

@@ -37,7 +37,7 @@ from mantis.data.stats import compute_band_stats
 from mantis.io.errors import DataError
 from mantis.io.folders import list_images
 from mantis.io.normalize import normalize_image
-from mantis.io.raster import IMAGE_SUFFIXES, raster_info, read_image
+from mantis.io.raster import IMAGE_SUFFIXES, check_image, read_image
 
 __all__ = ["ImageClassesDataModule", "class_folders"]
 
@@ -164,14 +164,15 @@ class ImageClassesDataModule(ClassificationDataModule):
         return names
 
     def _check_bands(self) -> int:
-        """The band count of the first training image, which every other image must have."""
+        """The band count of the first training image, which every other image must have; every file is
+        checked for truncation before the first batch (as the folder modules do)."""
         if not self.files["train"]:
             raise DataError(self.root, "no training images left (lower val_fraction and test_fraction)")
         first = self.files["train"][0]
-        bands = raster_info(first).bands
+        bands = check_image(first).bands
         for stage in _STAGES:
             for path in self.files[stage]:
-                found = raster_info(path).bands
+                found = check_image(path).bands
                 if found != bands:
                     raise DataError(path, f"has {found} bands but {first} has {bands}")
         return bands
