@@ -69,6 +69,12 @@ def test_windows_over_a_larger_volume_equal_the_whole_forward_pass(tmp_path: Pat
     assert prob.shape == (20, 26, 18, 3)  # K on the 4th axis, like the input's channels
     np.testing.assert_allclose(np.moveaxis(prob, -1, 0), expected, atol=1e-6)
     np.testing.assert_array_equal(np.load(written["class"]), expected.argmax(0))
+    # flips and turns (TTA) of non-cubic windows are each undone before blending
+    turned = predict_volume(
+        model.eval(), tmp_path / "scan.npy", tmp_path / "tta", META, window=(8, 8, 16), tta=True,
+        outputs=["prob"], prob_dtype="float32", progress=False,
+    )  # fmt: skip
+    np.testing.assert_allclose(np.moveaxis(np.load(turned["prob"]), -1, 0), expected, atol=1e-6)
 
 
 def test_with_context_gaussian_blending_is_close_to_the_whole_pass(tmp_path: Path) -> None:
