@@ -13,7 +13,9 @@ any rank failed.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,14 @@ def deal_jobs(jobs: Sequence[PredictJob], world_size: int) -> list[list[int]]:
 def launched_by_torchrun() -> bool:
     """Whether this process is one of several that ``torchrun`` (torch elastic) started."""
     return "TORCHELASTIC_RUN_ID" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _messages_to_stdout() -> None:
+    """Fabric's progress lines ("Initializing distributed ...") on stdout: stderr is for problems."""
+    for name in ("lightning", "lightning.fabric", "lightning.pytorch"):  # whichever imported the rank-zero log
+        for handler in logging.getLogger(name).handlers:
+            if type(handler) is logging.StreamHandler:
+                handler.setStream(sys.stdout)
 
 
 def _agree(fabric: Any, failed: bool) -> int:
@@ -122,6 +132,7 @@ def predict_folder_distributed(
         num_nodes = max(1, int(os.environ["WORLD_SIZE"]) // devices)
     elif "LOCAL_RANK" not in os.environ:
         plan("cpu")  # refuse bad inputs once, in the command's own process, before any process starts
+    _messages_to_stdout()
     fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy="ddp")
     fabric.launch()
     device = str(fabric.device)
