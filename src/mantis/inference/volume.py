@@ -85,7 +85,7 @@ def plan_volume(
     path = paths[0]
     if meta.pair:
         raise InputError(f"{path}: the change-detection model takes two images, not a volume")
-    dims = meta.model_kwargs.get("spatial_dims")
+    dims = meta.model_kwargs.get("spatial_dims", 2 if meta.model is not None else None)  # the registry's default
     if dims is not None and int(dims) != 3:
         raise InputError(f"{path}: is a volume, but the model was built for spatial_dims={dims} (3D needs 3)")
     unknown = [o for o in outputs if o not in PRODUCTS]
