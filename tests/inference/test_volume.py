@@ -128,9 +128,9 @@ def test_bad_input_is_refused_before_any_work_and_nothing_is_half_written(tmp_pa
     (tmp_path / "out" / "scan_class.npy").write_bytes(b"")
     with pytest.raises(InputError, match=r"scan_class\.npy: already exists \(pass --overwrite to replace it\)"):
         predict_volume(PointwiseVolume().eval(), tmp_path / "scan.npy", tmp_path / "out", META, window=8)
-    flat = ModelMeta(model_kwargs={"spatial_dims": 2})
-    with pytest.raises(InputError, match=r"scan\.npy: is a volume, but the model was built for spatial_dims=2"):
-        predict_volume(PointwiseVolume().eval(), tmp_path / "scan.npy", tmp_path / "new", flat, window=8)
+    for flat in (ModelMeta(model_kwargs={"spatial_dims": 2}), ModelMeta(model="fractal_resunet")):  # 2D default
+        with pytest.raises(InputError, match=r"scan\.npy: is a volume, but the model was built for spatial_dims=2"):
+            predict_volume(PointwiseVolume().eval(), tmp_path / "scan.npy", tmp_path / "new", flat, window=8)
 
     calls = []
 
