@@ -203,3 +203,18 @@ def test_split_sub_folders_are_the_splits(tmp_path: Path) -> None:
     (tmp_path / "test" / "masks" / "v0.nii.gz").unlink()
     with pytest.raises(DataError, match=r"test/masks/v0\.npy: holds label 7, outside the classes 0 to 1"):
         VolumeSegmentationDataModule(str(tmp_path), patch_size=8, num_classes=2)
+
+
+def test_intensity_changes_touch_the_image_only() -> None:
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, (8, 8, 8))
+    image = rng.normal(0, 1, (2, 8, 8, 8)).astype(np.float32) + 5.0
+    gained, same = VolumeAugment(gain=0.2)(image, labels, np.random.default_rng(3))
+    np.testing.assert_array_equal(same, labels)
+    ratio = gained / image  # one factor per channel, drawn anew for each
+    assert np.allclose(ratio, ratio[:, :1, :1, :1], rtol=1e-5) and not np.isclose(ratio[0, 0, 0, 0], ratio[1, 0, 0, 0])
+    shifted, _ = VolumeAugment(offset=0.5)(image, labels, np.random.default_rng(3))
+    step = shifted - image
+    assert np.allclose(step, step[:, :1, :1, :1], atol=1e-5) and np.abs(step).max() > 1e-3
+    noisy, _ = VolumeAugment(noise=0.1)(image, labels, np.random.default_rng(3))
+    assert abs(float((noisy - image).std()) - 0.1) < 0.01 and abs(float((noisy - image).mean())) < 0.01

@@ -78,6 +78,9 @@ class VolumeSegmentationDataModule(StageDataModule):
         flip_p: probability of each flip.
         rotate_planes: planes of two spatial axes in which training patches turn by random quarter turns; the
             two axes must have the same voxel spacing in every training file (checked).
+        gain: training patches: each channel times a factor from N(1, ``gain``) (0: off).
+        offset: training patches: each channel plus a value from N(0, ``offset``), standardised units (0: off).
+        noise: training patches: Gaussian noise of this standard deviation, standardised units (0: off).
         multitask: also give the boundary and distance targets (the CLI sets it from the network).
         num_synthetic: number of synthetic volumes (without ``root``).
         synthetic_size: side of the synthetic volumes, one or three.
@@ -110,6 +113,9 @@ class VolumeSegmentationDataModule(StageDataModule):
         flip_axes: list[int] | None = None,
         flip_p: float = 0.5,
         rotate_planes: list[list[int]] | None = None,
+        gain: float = 0.0,
+        offset: float = 0.0,
+        noise: float = 0.0,
         multitask: bool = False,
         num_synthetic: int = 24,
         synthetic_size: int | list[int] = 48,
@@ -131,7 +137,7 @@ class VolumeSegmentationDataModule(StageDataModule):
         self.foreground_p = foreground_p
         self.multitask = multitask
         self._ignore_index = ignore_index
-        self.augment = VolumeAugment(flip_axes or (), flip_p, rotate_planes or ())
+        self.augment = VolumeAugment(flip_axes or (), flip_p, rotate_planes or (), gain, offset, noise)
         if root is None:
             volumes = synthetic_volumes(
                 num_synthetic, _three(synthetic_size, "synthetic_size"), seed, synthetic_channels
