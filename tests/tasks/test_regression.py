@@ -82,3 +82,22 @@ def test_a_classification_task_on_regression_rows_is_refused_in_one_line(
     assert len(err) == 1
     assert "ClassificationTask needs one class per sample ('label')" in err[0]
     assert "TabularDataModule gives 'target' batches" in err[0]
+
+
+def test_target_scaling_comes_from_the_data_unless_the_checkpoint_gave_it() -> None:
+    from lightning import Trainer
+
+    from mantis.tasks import RegressionTask
+
+    data = TabularDataModule(sklearn_dataset="diabetes", task="regression")
+    kwargs = {"model_kwargs": {"in_channels": 10, "hidden": [4]}, "band_mean": data.mean, "band_std": data.std}
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    fresh = RegressionTask("mlp", **kwargs)
+    trainer.validate(fresh, datamodule=data)
+    assert fresh.target_mean.tolist() == pytest.approx(data.target_mean)
+    assert fresh.hparams["target_std"] == pytest.approx(data.target_std)
+    given = RegressionTask("mlp", target_mean=[7.0], target_std=[3.0], **kwargs)
+    trainer.validate(given, datamodule=data)
+    assert given.target_mean.tolist() == [7.0] and given.target_std.tolist() == [3.0]
+    x = torch.randn(5, 10)
+    torch.testing.assert_close(given.predict_step({"image": x}), given.model(x) * 3.0 + 7.0)
