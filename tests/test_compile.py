@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import yaml
 from PIL import Image
+from torch._dynamo.utils import counters
 
 import mantis
 from mantis.cli import main as cli_main
@@ -37,8 +38,10 @@ def _compiled(module: nn.Module) -> bool:
 
 @pytest.fixture(autouse=True)
 def _fresh_dynamo() -> Any:
+    limit = torch._dynamo.config.recompile_limit
     yield
     torch._dynamo.reset()  # no compiled code or recompile counts carried into other tests
+    torch._dynamo.config.recompile_limit = limit
 
 
 def test_outermost_units_compile_and_nothing_else() -> None:
@@ -91,6 +94,22 @@ def test_compiled_outputs_and_gradients_equal_eager(kind: str) -> None:
     for (pname, a), b in zip(eager.named_parameters(), compiled.parameters()):
         assert b.grad is not None and a.grad is not None, pname
         torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-6, msg=pname)
+
+
+def test_every_level_runs_compiled_past_dynamos_default_recompile_limit() -> None:
+    """Nine units at five widths, trained then evaluated: more versions of one ``forward`` than Dynamo's default 8.
+
+    Past the limit Dynamo runs a unit eager and counts the frame as not compiled ("ok" < "total").
+    """
+    model = mantis.create_model("fractal_resunet", nf=4, depth=5, psp_depth=2)
+    assert len(compile_regions(model, backend="eager")) == 9
+    counters.clear()
+    x = torch.rand(2, 3, 32, 32)
+    model(x)
+    with torch.no_grad():
+        model.eval()(x)
+    assert counters["frames"]["total"] > 8
+    assert counters["frames"]["ok"] == counters["frames"]["total"]
 
 
 def test_a_deep_copy_computes_with_its_own_weights() -> None:

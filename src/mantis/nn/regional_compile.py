@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from mantis.nn.attention import CATFusion, FracTALAttention
@@ -42,4 +43,17 @@ def compile_regions(model: nn.Module, **options: Any) -> list[str]:
         if isinstance(module, REGION_TYPES) and not inside:
             module.compile(**options)
             compiled.append(name)
+    _allow_recompiles(4 * len(compiled))
     return compiled
+
+
+def _allow_recompiles(versions: int) -> None:
+    """Raises Dynamo's per-function recompile limit to ``versions`` if it is lower.
+
+    Units of one class at different widths (a U-Net level each) can be separate compilations of one ``forward``,
+    and training and validation (grad mode, ``module.training``) double them again; past the limit (8 by
+    default) Dynamo would silently run the remaining units eager. Four versions a unit leave room for both
+    modes and the one recompilation with dynamic sizes that a second input size brings.
+    """
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, versions)
