@@ -83,5 +83,8 @@ def test_fit_a_tiny_1d_fractal_resunet_per_step(tmp_path: Path) -> None:
     assert record["task"] == "segmentation" and record["model_kwargs"]["spatial_dims"] == 1
     assert set(record["metrics"]) >= {"f1_background", "f1_burst", "f1_plateau", "mcc_macro"}
     best = next((tmp_path / "run" / "checkpoints").glob("best-*.ckpt"))
-    hparams = torch.load(best, weights_only=True)["hyper_parameters"]
+    checkpoint = torch.load(best, weights_only=True)
+    hparams = checkpoint["hyper_parameters"]
     assert len(hparams["band_mean"]) == 2 and hparams["class_names"] == ["background", "burst", "plateau"]
+    # the training order travels with the weights, so a resumed run continues at the next batch
+    assert checkpoint["SeriesSegmentationDataModule"]["complete"] is True

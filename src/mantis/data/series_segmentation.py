@@ -218,6 +218,14 @@ class SeriesSegmentationDataModule(StageDataModule):
             num_workers=self.num_workers,
         )
 
+    def state_dict(self) -> dict[str, Any]:
+        """Where training is in its order (saved in checkpoints: a resumed run continues at the next batch)."""
+        return self.order.state_dict(self.trainer)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the training order of a checkpoint."""
+        self.order.load_state_dict(state_dict)
+
 
 def _read_pair(series_path: Path, labels_path: Path, ignore_index: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The two ``.npy`` files, checked: N x C x T floats and N x T whole numbers."""
@@ -246,14 +254,6 @@ def _read_pair(series_path: Path, labels_path: Path, ignore_index: int | None) -
     if bad.size:
         raise DataError(labels_path, f"holds the negative label {int(bad[0])} (set ignore_index for unlabelled steps)")
     return values.astype(np.float32), labels.astype(np.int64)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Where training is in its order (saved in checkpoints: a resumed run continues at the next batch)."""
-        return self.order.state_dict(self.trainer)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Continue the training order of a checkpoint."""
-        self.order.load_state_dict(state_dict)
 
 
 class _Windows(Dataset[dict[str, torch.Tensor]]):
