@@ -26,11 +26,12 @@ TRITON_AVAILABLE = importlib.util.find_spec("triton") is not None
 
 
 def supports(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
-    """Whether the Triton core takes these inputs: CUDA, Triton present, one shape and dtype, 3+ dims."""
+    """Whether the Triton core takes these inputs: CUDA, Triton present, one shape and dtype, 3+ dims, not empty."""
     return (
         q.is_cuda
         and TRITON_AVAILABLE
         and q.dim() >= 3
+        and q.numel() > 0
         and q.shape == k.shape == v.shape
         and q.dtype == k.dtype == v.dtype
         and q.dtype in KERNEL_DTYPES
