@@ -57,3 +57,16 @@ def test_a_config_choosing_other_classes_inherits_no_default(tmp_path: Path, cap
     # The change-detection module's num_classes (2) and the bare run's patch size (64) must not leak in.
     assert data["num_classes"] == own["num_classes"].default
     assert data["patch_size"] == own["patch_size"].default != BARE_SECTIONS["data"]["init_args"]["patch_size"]
+
+
+def test_a_run_without_logger_keeps_its_config_in_the_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--model.init_args.model_kwargs", "{nf: 8, depth: 2, psp_depth: 2}"]
+    args += ["--data.init_args.patch_size", "32", "--trainer.logger", "false"]
+    args += ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1"]
+    args += ["--trainer.enable_progress_bar", "false", "--run_dir", str(tmp_path / "run")]
+    assert main(args) == 0
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    assert not (tmp_path / "config.yaml").exists()  # not in the folder the command ran from

@@ -260,6 +260,9 @@ class MantisCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The trainer, with run-folder loggers and checkpoints unless the config sets its own."""
         trainer_cfg = self._get(self.config_init, "trainer", default={})
+        if not trainer_cfg.get("default_root_dir"):
+            # Without a logger Lightning's log_dir (where config.yaml goes) is this root: the run folder, not cwd.
+            kwargs["default_root_dir"] = str(self.run_dir)
         if trainer_cfg.get("logger") in (None, True):
             kwargs["logger"] = [
                 TensorBoardLogger(save_dir=str(self.run_dir), name="", version="", default_hp_metric=False)
