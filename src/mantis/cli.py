@@ -62,6 +62,7 @@ TASKS = {
     "change_detection": "mantis.tasks.ChangeDetectionTask",
     "segmentation": "mantis.tasks.SegmentationTask",
     "classification": "mantis.tasks.ClassificationTask",
+    "regression": "mantis.tasks.RegressionTask",
 }
 # Module and function run by each non-Lightning command.
 DISPATCH: dict[str, tuple[str, str]] = {

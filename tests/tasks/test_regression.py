@@ -71,6 +71,12 @@ def test_diabetes_scores_are_those_of_the_checkpoints_predictions(tmp_path: Path
     assert metrics["r2"] == pytest.approx(r2_score(truth, preds), rel=1e-4)
     assert metrics["r2"] > 0.3  # predicting the training mean scores about 0
 
+    # mantis test with the checkpoint alone gives the same scores
+    args = ["test", "--config", str(tmp_path / "c.yaml"), "--ckpt_path", record["checkpoint"]]
+    assert main([*args, "--run_dir", str(tmp_path / "t")]) == 0
+    again = json.loads((tmp_path / "t" / "test_metrics.json").read_text())["metrics"]
+    assert again["rmse"] == pytest.approx(metrics["rmse"], rel=1e-5)
+
 
 def test_a_classification_task_on_regression_rows_is_refused_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
