@@ -130,7 +130,9 @@ class TiledTest:
         """Class ids and mask of ``batch`` (``raster_paths``: the inputs, ``mask``: 1 x H x W)."""
         meta = ModelMeta.from_hparams(task.hparams, "the task's hyper-parameters")
         job = plan_inputs(batch[INPUTS_KEY], meta)
-        classes = torch.from_numpy(predict_class_map(job, task.model, meta, self.spec, task.device))
+        # The trainer's autocast (bf16-mixed) must not leak in: the spec's precision decides, as in predict.
+        with torch.autocast(task.device.type, enabled=False):
+            classes = torch.from_numpy(predict_class_map(job, task.model, meta, self.spec, task.device))
         truth = batch["mask"].clone()
         if tuple(truth.shape[1:]) != tuple(classes.shape):
             raise DataError(job.inputs[0], f"is {tuple(classes.shape)} pixels but its mask is {tuple(truth.shape[1:])}")
