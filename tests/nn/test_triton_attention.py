@@ -48,7 +48,7 @@ def test_the_kernels_compile_for_sm90_with_the_real_compiler() -> None:
     if run.returncode != 0 and "ptxas" in run.stderr and "not found" in run.stderr:
         pytest.skip("this Triton build has no CUDA compiler tools (ptxas)")
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.count("cubin") == 10
+    assert run.stdout.count("cubin") == 15
 
 
 def test_cpu_tensors_stay_on_the_pytorch_path(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -63,6 +63,7 @@ CASES = [
     ((1, 3, 3, 5, 6), (2, 16), 1),  # 3D, depth 1 (plain Tanimoto with complement)
     ((3, 7, 4, 9), None, 5),  # 2D with the heuristic tile
     ((1, 2, 2, 3, 2), (4, 4), 10),  # 3D smaller than one tile in both axes, deep
+    ((2, 1, 3), None, 2),  # one channel, three positions: the heuristic's smallest tile (1 x 4)
 ]
 
 
