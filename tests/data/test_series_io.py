@@ -45,7 +45,7 @@ def test_univariate_without_labels_and_dispatch_by_suffix(tmp_path: Path) -> Non
     data = read_series(path)
     assert data.labels is None and data.name == "u" and data.equal_length
     np.testing.assert_array_equal(np.stack(data.series), [[[1, 2]], [[3, 4]]])
-    with pytest.raises(DataError, match=r"u\.txt: unknown series format '\.txt'; use a \.ts or \.csv file"):
+    with pytest.raises(DataError, match=r"u\.txt: unknown series format '\.txt'; use a \.ts, \.csv or \.parquet file"):
         read_series(tmp_path / "u.txt")
 
 
@@ -58,6 +58,19 @@ def test_csv_rows_of_different_lengths_and_missing_cells(tmp_path: Path) -> None
     np.testing.assert_array_equal(data.series[2], [[5, np.nan, 6]])  # an empty cell inside it is missing
     with pytest.raises(DataError, match=r"s\.csv: has no column 'label'"):
         read_series_csv(path)
+
+
+def test_parquet_rows_read_as_the_same_series_as_csv(tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    pa = pytest.importorskip("pyarrow")
+    csv_path = tmp_path / "s.csv"
+    csv_path.write_text("t0,t1,t2,class\n1,2,3,x\n4,5,,y\n")
+    table = pa.table({"t0": [1.0, 4.0], "t1": [2.0, 5.0], "t2": [3.0, None], "class": ["x", "y"]})
+    pq.write_table(table, tmp_path / "s.parquet")
+    from_csv, from_parquet = read_series(csv_path, "class"), read_series(tmp_path / "s.parquet", "class")
+    assert from_parquet.labels == from_csv.labels == ["x", "y"] and from_parquet.lengths == [3, 2]
+    for a, b in zip(from_parquet.series, from_csv.series):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_class_order_is_numeric_when_every_label_is_a_number() -> None:

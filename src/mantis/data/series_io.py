@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mantis.data.tabular import read_table
+from mantis.data.table_io import PARQUET_SUFFIXES, read_table
 from mantis.io.errors import DataError
 
 __all__ = ["LabelledSeries", "class_order", "read_series", "read_series_csv", "read_ts"]
@@ -75,14 +75,14 @@ def class_order(labels: Sequence[str]) -> list[str]:
 
 
 def read_series(path: str | os.PathLike[str], label_column: str = "label") -> LabelledSeries:
-    """Read a ``.ts`` or ``.csv`` file of labelled series (chosen by the suffix)."""
+    """Read a ``.ts``, ``.csv`` or Parquet file of labelled series (chosen by the suffix)."""
     file = Path(path)
     suffix = file.suffix.lower()
     if suffix == ".ts":
         return read_ts(file)
-    if suffix == ".csv":
+    if suffix == ".csv" or suffix in PARQUET_SUFFIXES:  # one series per row; read_table reads both
         return read_series_csv(file, label_column)
-    raise DataError(file, f"unknown series format {suffix or '(no suffix)'!r}; use a .ts or .csv file")
+    raise DataError(file, f"unknown series format {suffix or '(no suffix)'!r}; use a .ts, .csv or .parquet file")
 
 
 # -- .ts ------------------------------------------------------------------------------------------------
