@@ -32,7 +32,7 @@ def test_two_seeds_trained_tested_and_summarised(tmp_path: Path, capsys: pytest.
         saved = (out / f"seed_{seed}" / "config.yaml").read_text()
         assert f"seed_everything: {seed}" in saved
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["seeds"] == [3, 7]
+    assert summary["seeds"] == [3, 7] and summary["per_seed"] == {"3": runs[3], "7": runs[7]}
     keys = [k for k in runs[3] if isinstance(runs[3][k], float) and isinstance(runs[7][k], float)]
     assert {"f1_change", "mcc_macro", "loss"} <= set(keys)
     for key in keys:

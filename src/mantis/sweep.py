@@ -122,6 +122,7 @@ def sweep(fit_args: Sequence[str], seeds: Sequence[int], out: Path) -> dict[str,
         "runs": {str(s): str(out / f"seed_{s}") for s in seeds},
         "fit_args": list(fit_args),
         "metrics": summarise(runs),
+        "per_seed": {str(s): runs[s] for s in seeds},  # the values behind each mean, for tables and tests
     }
 
 
