@@ -178,3 +178,15 @@ def test_cli_summarises_a_saved_model(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["summary", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nothing: no such checkpoint" in err
+
+
+def test_input_shape_sets_bands_and_dimensions(capsys: pytest.CaptureFixture[str]) -> None:
+    tiny = '{"nf": 8, "depth": 3, "psp_depth": 2}'
+    args = ["summary", "--model", "fractal_resunet", "--model_kwargs", tiny, "--no-receptive-field", "--depth", "0"]
+    assert main([*args, "--input", "2x32x32x32"]) == 0
+    out = capsys.readouterr().out
+    assert "input 1x2x32x32x32 x 1" in out and "segmentation 1x2x32x32x32" in out
+    assert main([*args, "--input", "1x64", "--spatial-dims", "3"]) == 2
+    assert "--input has 1 sizes but --spatial-dims is 3" in capsys.readouterr().err
+    assert main(["summary", "--model", "cnn", "--model_kwargs", '{"in_channels": 3}', "--input", "2x64x64"]) == 2
+    assert "--model_kwargs sets in_channels=3 but the input asks for 2" in capsys.readouterr().err

@@ -193,6 +193,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--size", type=int, nargs="+", default=[256], help="input size: one value for every spatial axis, or one each"
     )
+    parser.add_argument(
+        "--input",
+        type=_input_shape,
+        help="bands and spatial sizes of the probe, e.g. 3x256x256 (2D), 1x512 (1D), 2x64x64x64 (3D); "
+        "sets the model's in_channels and spatial_dims where --model_kwargs does not (instead of --size)",
+    )
+    parser.add_argument("--spatial-dims", type=int, choices=(1, 2, 3), help="build --model in 1, 2 or 3 dimensions")
     parser.add_argument("--batch", type=int, default=1, help="batch size of the probe input")
     parser.add_argument("--depth", type=int, default=2, help="levels of sub-modules to list")
     parser.add_argument(
@@ -202,6 +209,33 @@ def _parser() -> argparse.ArgumentParser:
         help="skip the receptive field measurement (one or two float64 forward and backward passes)",
     )
     return parser
+
+
+def _input_shape(text: str) -> list[int]:
+    """``"3x256x256"`` -> ``[3, 256, 256]``: bands, then one size per spatial axis (1 to 3 of them)."""
+    try:
+        values = [int(part) for part in text.lower().split("x")]
+    except ValueError:
+        values = []
+    if not 2 <= len(values) <= 4 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give bands and 1-3 sizes joined by x, e.g. 3x256x256")
+    return values
+
+
+def _apply_input_options(args: argparse.Namespace, kwargs: dict[str, Any]) -> None:
+    """``--input`` and ``--spatial-dims`` into the model arguments (those given in ``--model_kwargs`` win only
+    when they agree; a disagreement is named)."""
+    wanted: dict[str, int] = {}
+    if args.input is not None:
+        wanted = {"in_channels": args.input[0], "spatial_dims": len(args.input) - 1}
+    if args.spatial_dims is not None:
+        if wanted and wanted["spatial_dims"] != args.spatial_dims:
+            raise ValueError(f"--input has {wanted['spatial_dims']} sizes but --spatial-dims is {args.spatial_dims}")
+        wanted["spatial_dims"] = args.spatial_dims
+    for key, value in wanted.items():
+        if key in kwargs and kwargs[key] != value:
+            raise ValueError(f"--model_kwargs sets {key}={kwargs[key]} but the input asks for {value}")
+        kwargs[key] = value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -222,6 +256,10 @@ def _model(args: argparse.Namespace) -> tuple[str, dict[str, Any], nn.Module]:
         model, meta = load_model(args.checkpoint)
         if meta.model is None:
             raise ValueError(f"{args.checkpoint}: the model's registry name is not recorded")
+        recorded = dict(meta.model_kwargs)
+        recorded.setdefault("in_channels", getattr(model, "in_channels", 3))
+        recorded.setdefault("spatial_dims", getattr(model, "spatial_dims", 2))
+        _apply_input_options(args, dict(recorded))  # the checkpoint's model is fixed: only agreement is checked
         return meta.model, dict(meta.model_kwargs), model
     try:
         kwargs = json.loads(args.model_kwargs)
@@ -229,6 +267,7 @@ def _model(args: argparse.Namespace) -> tuple[str, dict[str, Any], nn.Module]:
         raise ValueError(f"--model_kwargs {args.model_kwargs!r}: not JSON ({error})") from None
     if not isinstance(kwargs, dict):
         raise ValueError("--model_kwargs must be a JSON object")
+    _apply_input_options(args, kwargs)
     return args.model, kwargs, create_model(args.model, **kwargs)
 
 
@@ -238,8 +277,8 @@ def _summary(args: argparse.Namespace) -> int:
     if not model_info(name).spatial_dims:  # feature vectors (tables)
         probe = torch.zeros(args.batch, int(kwargs.get("in_channels", 16)))
     else:
-        dims = int(kwargs.get("spatial_dims", 2))
-        size = args.size * dims if len(args.size) == 1 else args.size
+        dims = int(kwargs.get("spatial_dims", getattr(model, "spatial_dims", 2)))
+        size = args.input[1:] if args.input is not None else args.size * dims if len(args.size) == 1 else args.size
         if len(size) != dims:
             raise ValueError(f"--size needs 1 or {dims} values for spatial_dims={dims}, got {len(size)}")
         channels = int(kwargs.get("in_channels", getattr(model, "in_channels", 3)))
