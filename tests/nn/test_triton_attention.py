@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 pytest.importorskip("triton", reason="Triton is not installed (pip install 'mantis-cd[gpu]')")
 
@@ -49,6 +50,33 @@ def test_the_kernels_compile_for_sm90_with_the_real_compiler() -> None:
         pytest.skip("this Triton build has no CUDA compiler tools (ptxas)")
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("cubin") == 15
+
+
+def test_cuda_tensors_go_to_the_triton_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake CUDA tensors (shapes, dtypes, devices, no data): the dispatch and the op's fake implementation."""
+    calls: list[torch.dtype] = []
+    real = triton_attention.fractal_attention
+
+    def spy(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, depth: int, smooth: float) -> torch.Tensor:
+        calls.append(q.dtype)
+        return real(q, k, v, depth, smooth)
+
+    monkeypatch.setattr(triton_attention, "fractal_attention", spy)
+    with FakeTensorMode():
+        for dtype in (torch.float32, torch.bfloat16):
+            q, k, v = (torch.empty(2, 4, 5, 6, device="cuda", dtype=dtype) for _ in range(3))
+            y = attend(q, k, v, 5)
+            assert y.shape == q.shape and y.dtype == dtype and y.is_cuda
+            # The backward op directly: the autograd engine needs a real CUDA device for CUDA tensors.
+            _, sp, ch = torch.ops.mantis.fractal_attention(q, k, v, 5, 1e-5)
+            assert sp.shape == (2, 4, 30) and ch.shape == (2, 4, 4) and sp.dtype == ch.dtype == torch.float32
+            grads = torch.ops.mantis.fractal_attention_backward(y, q, k, v, sp, ch)
+            assert all(g.shape == q.shape and g.dtype == dtype and g.is_cuda for g in grads)
+        cl = torch.empty(2, 5, 6, 4, device="cuda").permute(0, 3, 1, 2)  # channels-last, made without a copy
+        assert attend(cl, cl, cl, 5).is_contiguous(memory_format=torch.channels_last)
+        assert calls == [torch.float32, torch.bfloat16, torch.float32]
+        wide = torch.empty(2, 4, 5, 6, device="cuda", dtype=torch.float64)  # float64 stays on the PyTorch path
+        assert attend(wide, wide, wide, 5).dtype == torch.float64 and len(calls) == 3
 
 
 def test_cpu_tensors_stay_on_the_pytorch_path(monkeypatch: pytest.MonkeyPatch) -> None:

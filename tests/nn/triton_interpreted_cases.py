@@ -122,3 +122,19 @@ def test_op_registration_passes_opcheck() -> None:
     q, k, v, _ = _inputs((1, 3, 2, 3), torch.float32, seed=4)
     args = (q.requires_grad_(), k.requires_grad_(), v.requires_grad_(), 3, 1e-5)
     torch.library.opcheck(torch.ops.mantis.fractal_attention.default, args)
+
+
+def test_the_op_compiles_whole_with_its_backward() -> None:
+    """torch.compile sees the op (fullgraph: no break) and AOT autograd its backward: same values as eager."""
+    q, k, v, grad = _inputs((1, 3, 4, 5), torch.float32, seed=6)
+
+    def layer(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return 2.0 * triton_attention.fractal_attention(a, b, c, 3, 1e-5)
+
+    results = []
+    for fn in (layer, torch.compile(layer, fullgraph=True, backend="aot_eager")):
+        inputs = tuple(t.clone().requires_grad_() for t in (q, k, v))
+        y = fn(*inputs)
+        results.append((y, *torch.autograd.grad(y, inputs, grad)))
+    for got, want in zip(*results):
+        assert torch.equal(got, want)
