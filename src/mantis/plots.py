@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,19 +89,30 @@ def plot_training_curves(csv_path: PathLike, png_path: PathLike, scores: Sequenc
 
 
 def _save(fig: object, png_path: PathLike, dpi: int) -> Path:
-    """Lay out ``fig``, write it to ``png_path`` (creating its folder) and close it; returns the path."""
+    """Lay out ``fig``, then :func:`save_figure` it."""
+    fig.tight_layout()  # type: ignore[attr-defined]
+    return save_figure(fig, Path(png_path), dpi)
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 90) -> Path:
+    """Write ``fig`` to ``path`` atomically (a temporary file in the same folder, renamed; its folder created),
+    then close it: a reader never finds half a PNG."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()  # type: ignore[attr-defined]
-    out = Path(png_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)  # type: ignore[attr-defined]
-    plt.close(fig)  # type: ignore[arg-type]
-    return out
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    try:
+        fig.savefig(temporary, dpi=dpi)
+        os.replace(temporary, path)
+    finally:
+        plt.close(fig)
+        temporary.unlink(missing_ok=True)
+    return path
 
 
-def _display(image: np.ndarray) -> np.ndarray:
-    """C x H x W image -> H x W x 3 (or H x W) in [0, 1] for display, stretched per band (2-98 %)."""
+def display_image(image: Any) -> np.ndarray:
+    """C x H x W image (array or CPU tensor) -> H x W x 3 (three or more bands: the first three) or H x W, in
+    [0, 1], stretched per band to its 2-98 % range (so that any normalisation displays)."""
     img = np.asarray(image, dtype=np.float64)
     img = img[:3] if img.shape[0] >= 3 else img[:1]
     lo = np.percentile(img, 2, axis=(1, 2), keepdims=True)
@@ -139,7 +151,7 @@ def plot_prediction_grid(
     titles = [*image_titles[:n_inputs], f"true {label}", f"predicted {label}"]
     vmax = max(1, *(int(np.max(p)) for p in prediction))
     for row in range(n):
-        panels = [_display(img) for img in images[row]]
+        panels = [display_image(img) for img in images[row]]
         true = np.ma.masked_where(truth[row] > vmax, truth[row])
         panels += [true, prediction[row]]
         for col, panel in enumerate(panels):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import torch
 
 from mantis.inspect.visualize import AttentionMaps, FeatureMap, Maximised
 from mantis.nn.activations import create_activation, list_activations
+from mantis.plots import display_image, save_figure
 
 __all__ = [
     "display_image",
@@ -41,31 +41,6 @@ def _subplots(rows: int, cols: int, size: tuple[float, float]) -> tuple[Any, Any
     """A figure with a rows x cols array of axes, laid out by matplotlib's constrained layout (room for the
     title, labels and colour bars)."""
     return _pyplot().subplots(rows, cols, figsize=size, squeeze=False, layout="constrained")
-
-
-def save_figure(fig: Any, path: Path, dpi: int = 90) -> Path:
-    """Write ``fig`` to ``path`` atomically (a temporary file renamed), then close it."""
-    plt = _pyplot()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    try:
-        fig.savefig(temporary, dpi=dpi)
-        os.replace(temporary, path)
-    finally:
-        plt.close(fig)
-        temporary.unlink(missing_ok=True)
-    return path
-
-
-def display_image(image: torch.Tensor | np.ndarray) -> np.ndarray:
-    """C x H x W -> H x W x 3 (three or more bands: the first three) or H x W, stretched per band to the
-    2-98 % range (so that any normalisation displays)."""
-    array = np.asarray(image, dtype=np.float64)
-    array = array[:3] if array.shape[0] >= 3 else array[:1]
-    lo = np.percentile(array, 2, axis=(1, 2), keepdims=True)
-    hi = np.percentile(array, 98, axis=(1, 2), keepdims=True)
-    array = np.clip((array - lo) / np.maximum(hi - lo, 1e-12), 0, 1)
-    return array.transpose(1, 2, 0) if array.shape[0] == 3 else array[0]
 
 
 def _show(ax: Any, image: np.ndarray, title: str) -> None:
