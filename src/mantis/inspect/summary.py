@@ -12,8 +12,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from mantis.inspect.model_source import load_model_source
 from mantis.inspect.receptive_field import ReceptiveField, receptive_field
-from mantis.models.registry import count_inputs, create_model, list_models, model_info
+from mantis.models.registry import count_inputs, list_models, model_info
 from mantis.nn.pooling import PSPPooling
 
 __all__ = ["ModuleRow", "format_table", "layer_macs", "main", "summarize"]
@@ -248,27 +249,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _model(args: argparse.Namespace) -> tuple[str, dict[str, Any], nn.Module]:
     """The registry name, arguments and model of ``--model``/``--model_kwargs`` or of the checkpoint."""
-    if (args.checkpoint is None) == (args.model is None):
-        raise ValueError("give a checkpoint or --model NAME (one of them)")
-    if args.checkpoint is not None:
-        from mantis.inference.checkpoint import load_model
-
-        model, meta = load_model(args.checkpoint)
-        if meta.model is None:
-            raise ValueError(f"{args.checkpoint}: the model's registry name is not recorded")
-        recorded = dict(meta.model_kwargs)
-        recorded.setdefault("in_channels", getattr(model, "in_channels", 3))
-        recorded.setdefault("spatial_dims", getattr(model, "spatial_dims", 2))
-        _apply_input_options(args, dict(recorded))  # the checkpoint's model is fixed: only agreement is checked
-        return meta.model, dict(meta.model_kwargs), model
-    try:
-        kwargs = json.loads(args.model_kwargs)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"--model_kwargs {args.model_kwargs!r}: not JSON ({error})") from None
-    if not isinstance(kwargs, dict):
-        raise ValueError("--model_kwargs must be a JSON object")
-    _apply_input_options(args, kwargs)
-    return args.model, kwargs, create_model(args.model, **kwargs)
+    source = load_model_source(
+        args.checkpoint, args.model, args.model_kwargs, lambda kw: _apply_input_options(args, kw)
+    )
+    if args.checkpoint is not None:  # the checkpoint's model is fixed: only agreement with --input is checked
+        recorded = dict(source.kwargs)
+        recorded.setdefault("in_channels", getattr(source.model, "in_channels", 3))
+        recorded.setdefault("spatial_dims", getattr(source.model, "spatial_dims", 2))
+        _apply_input_options(args, recorded)
+    return source.name, source.kwargs, source.model
 
 
 def _summary(args: argparse.Namespace) -> int:

@@ -11,7 +11,6 @@ mantis visualize --curves runs/demo --out pictures  # training curves of a run (
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from mantis.commands import CommandError, run_command
+from mantis.inspect.model_source import load_model_source
 
 PROG = "mantis visualize"
 #: What ``--show`` can draw, each to ``<name>.png`` in the output folder.
@@ -75,26 +75,14 @@ class Subject:
 
 
 def _load_subject(args: argparse.Namespace) -> Subject:
-    from mantis.models.registry import count_inputs, create_model
+    from mantis.models.registry import count_inputs
 
-    if (args.checkpoint is None) == (args.model is None):
-        raise CommandError("give a checkpoint or --model NAME (one of them)")
-    mean = std = None
-    if args.checkpoint is not None:
-        from mantis.inference.checkpoint import load_model
-
-        model, meta = load_model(args.checkpoint)
-        name, kwargs = meta.model, meta.model_kwargs
-        mean, std = meta.band_mean, meta.band_std
-    else:
-        try:
-            kwargs = json.loads(args.model_kwargs)
-        except json.JSONDecodeError as error:
-            raise CommandError(f"--model_kwargs {args.model_kwargs!r}: not JSON ({error})") from None
-        if not isinstance(kwargs, dict):
-            raise CommandError("--model_kwargs must be a JSON object, e.g. '{\"nf\": 16}'")
-        name = args.model
-        model = create_model(name, **kwargs)
+    try:
+        built = load_model_source(args.checkpoint, args.model, args.model_kwargs)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    name, kwargs, model = built.name, built.kwargs, built.model
+    mean, std = built.band_mean, built.band_std
     model.eval()
     from mantis.models.registry import model_info
 
