@@ -172,6 +172,13 @@ class BaseTask(lightning.LightningModule):
         """Run the network on a batch: returns (loss, class scores B x K x ..., true ids B x ...)."""
         raise NotImplementedError
 
+    def _unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of a batch: a dict's ``"image"`` and :attr:`target` entries, or a pair."""
+        if isinstance(batch, Mapping):
+            return batch["image"], batch[self.target]
+        inputs, targets = batch
+        return inputs, targets
+
     # -- Lightning hooks ------------------------------------------------------------------------
 
     def use_channels_last(self) -> None:
@@ -259,6 +266,11 @@ class BaseTask(lightning.LightningModule):
         if stage == "val" and not self.trainer.sanity_checking:
             self._watch_collapse(metric.confmat)
         metric.reset()
+        return self._publish_scores(stage, scores)
+
+    def _publish_scores(self, stage: Stage, scores: dict[str, torch.Tensor]) -> dict[str, float | None]:
+        """Log ``stage``'s scores (but per-class supports) and mean loss, the monitored value in the progress
+        bar; returns them as JSON values."""
         logged = {f"{stage}/{k}": v.float() for k, v in scores.items() if not k.startswith("support_")}
         if stage != "train" and self.scores_loss(stage):
             mean = self._loss_mean(stage)

@@ -39,13 +39,6 @@ class ClassificationTask(BaseTask):
         super().__init__(model, model_kwargs, ignore_index=ignore_index, **kwargs)
         self.label_smoothing = label_smoothing
 
-    @staticmethod
-    def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(batch, Mapping):
-            return batch["image"], batch["label"]
-        inputs, labels = batch
-        return inputs, labels
-
     def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cross-entropy; returns (loss, logits B x K, labels B)."""
         inputs, labels = self._unpack(batch)

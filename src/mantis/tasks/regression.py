@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
 
-from mantis.metrics import scores_to_json
 from mantis.tasks.base import BaseTask, Stage
 
 __all__ = ["RegressionScores", "RegressionTask"]
@@ -164,13 +163,6 @@ class RegressionTask(BaseTask):
         """Predictions B x N in the target's units."""
         return self.predict_values(batch["image"] if isinstance(batch, Mapping) else batch[0])
 
-    @staticmethod
-    def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(batch, Mapping):
-            return batch["image"], batch["target"]
-        inputs, targets = batch
-        return inputs, targets
-
     def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """MSE on the standardised target; returns (loss, predictions B x N and targets B x N, target units)."""
         inputs, targets = self._unpack(batch)
@@ -183,15 +175,4 @@ class RegressionTask(BaseTask):
         metric = self._scores(stage)
         scores = metric.compute() if metric.update_count else {}
         metric.reset()
-        logged = {f"{stage}/{k}": v.float() for k, v in scores.items()}
-        if stage != "train":
-            mean = self._loss_mean(stage)
-            loss = mean.compute()
-            mean.reset()
-            logged[f"{stage}/loss"] = loss.float()
-            scores = {"loss": loss, **scores}
-        monitored = logged.pop(self.monitor, None)
-        self.log_dict(logged, sync_dist=True)
-        if monitored is not None:
-            self.log(self.monitor, monitored, prog_bar=True, sync_dist=True)
-        return scores_to_json(scores)
+        return self._publish_scores(stage, scores)  # no confusion matrix to watch for collapse
