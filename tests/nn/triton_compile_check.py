@@ -21,9 +21,9 @@ KERNELS = ["_reduce_kernel", "_channel_kernel", "_apply_kernel", "_grad_v_kernel
 FLOAT32_POINTERS = {"sp_ptr", "ch_ptr", "part_ptr", "gsp_ptr", "gch_ptr"}  # stats and partial sums
 # The tiles the launcher uses on large maps (32 x 64 with 4 warps, 32 x 128 with 8) and its smallest (1 x 2).
 SETTINGS = {
-    "fp32": ({"DEPTH": 5, "BLOCK_C": 32, "BLOCK_S": 64}, 4),
-    "bf16": ({"DEPTH": 5, "BLOCK_C": 32, "BLOCK_S": 128}, 8),
-    "fp16": ({"DEPTH": 1, "BLOCK_C": 1, "BLOCK_S": 2}, 4),
+    "fp32": ({"DEPTH": 5, "BLOCK_C": 32, "BLOCK_S": 64, "BLOCK_T": 64}, 4),
+    "bf16": ({"DEPTH": 5, "BLOCK_C": 32, "BLOCK_S": 128, "BLOCK_T": 64}, 8),
+    "fp16": ({"DEPTH": 1, "BLOCK_C": 1, "BLOCK_S": 2, "BLOCK_T": 1}, 4),
 }
 
 

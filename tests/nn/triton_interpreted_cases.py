@@ -64,6 +64,7 @@ CASES = [
     ((3, 7, 4, 9), None, 5),  # 2D with the heuristic tile
     ((1, 2, 2, 3, 2), (4, 4), 10),  # 3D smaller than one tile in both axes, deep
     ((2, 1, 3), None, 2),  # one channel, three positions: the heuristic's smallest tile (1 x 4)
+    ((1, 1, 129), (1, 2), 2),  # 65 tiles: the channel sums add 64 tiles a step, the second step ragged
 ]
 
 

@@ -139,8 +139,9 @@ def launch_forward(
     part = torch.empty((g.n, g.tiles, 3, g.c), dtype=torch.float32, device=q.device)
     with _on_device(q):
         kern._reduce_kernel[(g.tiles, g.n)](q, k, sp, part, g.c, g.s, *stride, smooth, DEPTH=depth, **tile)
+        block_t = min(64, triton_next_pow2(g.tiles))  # tiles summed a step: a few steps, not one per tile
         kern._channel_kernel[(-(-g.c // g.block_c), g.n)](
-            part, ch, g.c, g.s, g.tiles, smooth, DEPTH=depth, BLOCK_C=g.block_c
+            part, ch, g.c, g.s, g.tiles, smooth, DEPTH=depth, BLOCK_C=g.block_c, BLOCK_T=block_t
         )
         kern._apply_kernel[(g.tiles, g.n)](v, y, sp, ch, g.c, g.s, *stride, **tile)
     return y, sp, ch

@@ -96,20 +96,22 @@ def _reduce_kernel(
 @triton.jit
 def _channel_kernel(
     part_ptr, ch_ptr, C, S, tiles, smooth,
-    DEPTH: tl.constexpr, BLOCK_C: tl.constexpr,
+    DEPTH: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
 ):  # fmt: skip
-    """Adds the per-tile channel sums up and writes the channel stats (N x 4 x C)."""
+    """Adds the per-tile channel sums up (BLOCK_T tiles a step) and writes the channel stats (N x 4 x C)."""
     n = tl.program_id(1)
     offs_c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_c = offs_c < C
     pl = tl.zeros([BLOCK_C], dtype=tl.float32)
     dd = tl.zeros([BLOCK_C], dtype=tl.float32)
     tot = tl.zeros([BLOCK_C], dtype=tl.float32)
-    for t in range(0, tiles):
-        part = part_ptr + (n * tiles + t) * 3 * C
-        pl += tl.load(part + offs_c, mask=mask_c, other=0.0)
-        dd += tl.load(part + C + offs_c, mask=mask_c, other=0.0)
-        tot += tl.load(part + 2 * C + offs_c, mask=mask_c, other=0.0)
+    for t0 in range(0, tiles, BLOCK_T):
+        offs_t = t0 + tl.arange(0, BLOCK_T)
+        mask = (offs_t < tiles)[:, None] & mask_c[None, :]
+        part = part_ptr + ((n * tiles + offs_t) * 3 * C)[:, None] + offs_c[None, :]
+        pl += tl.sum(tl.load(part, mask=mask, other=0.0), axis=0)
+        dd += tl.sum(tl.load(part + C, mask=mask, other=0.0), axis=0)
+        tot += tl.sum(tl.load(part + 2 * C, mask=mask, other=0.0), axis=0)
     _store_weights(ch_ptr + n * 4 * C, offs_c, mask_c, C, pl, dd, tot, S * 1.0, smooth, DEPTH)
 
 
