@@ -35,3 +35,27 @@ def test_mantis_debug_shows_the_traceback(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("MANTIS_DEBUG", "1")
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         main(["summary", "--model", "nope"])
+
+
+ABBREVIATED = {
+    "stats": ["{tmp}", "--recur"],
+    "summary": ["--model", "cnn", "--bat", "2"],
+    "evaluate": ["{tmp}", "{tmp}", "--num-cl", "3"],
+    "conv": ["32", "k3", "--pn", "x.png"],
+    "report": ["{tmp}", "-o", "r.html", "--predict", "{tmp}"],
+    "export": ["a.ckpt", "{tmp}", "--form", "onnx"],
+    "convert": ["w.params", "--model", "fractal_resunet", "-o", "x", "--over"],
+    "visualize": ["--mod", "cnn"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(ABBREVIATED))
+def test_no_command_takes_an_abbreviated_option(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mantis.cli import main
+
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in ABBREVIATED[command]]
+    assert main([command, *args]) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" in err, err  # not taken for the longer option it starts

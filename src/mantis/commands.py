@@ -9,9 +9,11 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from mantis.io.errors import DataError
 
@@ -22,6 +24,21 @@ class CommandError(Exception):
 
 # What a user's mistake raises: bad data, bad values, missing or unreadable files, wrong argument types.
 USER_ERRORS: tuple[type[BaseException], ...] = (CommandError, DataError, ValueError, OSError, TypeError)
+
+
+def command_parser(
+    prog: str, description: str | None, epilog: str | None = None, **kwargs: Any
+) -> argparse.ArgumentParser:
+    """The argument parser of a command: no abbreviated options (a misspelt ``--out`` must not pass for
+    ``--output``), description and epilog printed as written (examples keep their lines)."""
+    return argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+        **kwargs,
+    )
 
 
 def debugging() -> bool:

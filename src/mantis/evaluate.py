@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from mantis.commands import command_parser
 from mantis.io.errors import DataError
 
 PROG = "mantis evaluate"
@@ -164,9 +165,7 @@ def _table(record: dict[str, Any]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__.split("\n\n")[0] if __doc__ else None, allow_abbrev=False
-    )
+    parser = command_parser(PROG, __doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("pred_dir", type=Path, help="folder of class maps (mantis predict's *_class files)")
     parser.add_argument("label_dir", type=Path, help="folder of reference masks of the same stems")
     parser.add_argument("-o", "--output", type=Path, help="JSON file to write (default PRED_DIR/evaluation.json)")

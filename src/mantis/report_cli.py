@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from mantis.commands import command_parser
+
 PROG = "mantis report"
 
 DESCRIPTION = """\
@@ -27,13 +29,7 @@ examples:
 
 def build_parser() -> argparse.ArgumentParser:
     """The options of ``mantis report``."""
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
+    p = command_parser(PROG, DESCRIPTION, EPILOG)
     p.add_argument(
         "source", type=Path, metavar="SOURCE", help="a run folder (mantis fit) or a prediction folder (mantis predict)"
     )

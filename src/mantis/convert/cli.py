@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from mantis.commands import command_parser
+
 PROG = "mantis convert"
 
 DESCRIPTION = """\
@@ -26,9 +28,7 @@ is --model ceecnet_v1 (its defaults), and their decode FracTAL_ResUNet_cmtsk is 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mantis convert``."""
-    p = argparse.ArgumentParser(
-        prog=PROG, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
-    )
+    p = command_parser(PROG, DESCRIPTION)
     p.add_argument("weights", help="the authors' .params file (MXNet 1.x, or the .npz-based MXNet 2 format)")
     p.add_argument("--model", required=True, help="Mantis model name (mantis.list_models())")
     p.add_argument(

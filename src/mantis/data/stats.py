@@ -7,7 +7,6 @@ read in strips of rows, so memory stays bounded.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from mantis.commands import run_command
+from mantis.commands import command_parser, run_command
 from mantis.data.folders import list_images
 from mantis.io.errors import DataError
 from mantis.io.raster import GDAL_SUFFIXES, Window, is_image_file, raster_info, read_image
@@ -136,9 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         0 on success, 2 with one line on stderr for bad input or usage (:mod:`mantis.commands`).
     """
-    parser = argparse.ArgumentParser(
-        prog="mantis stats",
-        description="Per-band mean and std of images (stored units), to paste into a data config. "
+    parser = command_parser(
+        "mantis stats",
+        "Per-band mean and std of images (stored units), to paste into a data config. "
         "Pass every folder of images that training uses, e.g. both date folders A and B.",
     )
     parser.add_argument("paths", nargs="+", help="image files or folders of images")

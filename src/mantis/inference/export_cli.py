@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from mantis.commands import command_parser
 from mantis.inference.export import FORMATS
 
 PROG = "mantis export"
@@ -21,9 +22,7 @@ x1, x2 for change detection); their outputs are the model's fields (segmentation
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mantis export``."""
-    p = argparse.ArgumentParser(
-        prog=PROG, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = command_parser(PROG, DESCRIPTION)
     p.add_argument("checkpoint", help="a .ckpt from training, or an export folder")
     p.add_argument("output", help="folder to write into (created if needed)")
     p.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS), help="what to write (default: all)")

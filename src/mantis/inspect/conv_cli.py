@@ -16,18 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
+from mantis.commands import command_parser
 from mantis.inspect.conv_arithmetic import ConvError, ConvLayer, Stack, StackRow, parse_layer, same_padding
 
 PROG = "mantis conv"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog="Layers: k kernel, s stride, p padding ('psame' keeps the size), d dilation; a leading t makes "
+    parser = command_parser(
+        PROG,
+        __doc__.split("\n\n")[0] if __doc__ else None,
+        "Layers: k kernel, s stride, p padding ('psame' keeps the size), d dilation; a leading t makes "
         "the layer a transposed convolution, o its output padding. Defaults: k3 s1 p0 d1.",
-        allow_abbrev=False,
     )
     parser.add_argument("size", help="input size per axis: 256, 256x256 or 32x64x64")
     parser.add_argument("layers", nargs="+", help="layers in order, e.g. k3s2p1 k3d2p2 tk4s2p1")

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from mantis.commands import command_parser
 from mantis.inspect.model_source import load_model_source
 from mantis.inspect.receptive_field import ReceptiveField, receptive_field
 from mantis.models.registry import count_inputs, list_models, model_info
@@ -187,7 +188,7 @@ def format_table(rows: Sequence[ModuleRow], totals: Totals, output: Any, batch: 
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mantis summary", description=__doc__)
+    parser = command_parser("mantis summary", __doc__)
     parser.add_argument("checkpoint", nargs="?", help="a .ckpt or an export folder (or give --model)")
     parser.add_argument("--model", help=f"registry name: {', '.join(list_models())}")
     parser.add_argument("--model_kwargs", default="{}", help="JSON object of model arguments, e.g. '{\"nf\": 16}'")

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from mantis.commands import CommandError, run_command
+from mantis.commands import CommandError, command_parser, run_command
 from mantis.inspect.model_source import load_model_source
 
 PROG = "mantis visualize"
@@ -30,14 +30,12 @@ PICTURES = ("features", "attention", "gates", "outputs", "filters", "saliency", 
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="PNG pictures of what a network computes: feature maps per level, FracTAL attention maps, "
+    parser = command_parser(
+        PROG,
+        "PNG pictures of what a network computes: feature maps per level, FracTAL attention maps, "
         "learned gates, outputs, first-layer filters, saliency, activation maximisation; also every activation "
         "of the library and a run's training curves.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  " + "\n  ".join((__doc__ or "").split("\n\n")[1].splitlines()),
-        allow_abbrev=False,
+        "examples:\n  " + "\n  ".join((__doc__ or "").split("\n\n")[1].splitlines()),
     )
     parser.add_argument("checkpoint", nargs="?", type=Path, help="a .ckpt or an export folder (or use --model)")
     parser.add_argument("--model", help="build a fresh model by registry name instead of a checkpoint")
