@@ -56,4 +56,5 @@ def _allow_recompiles(versions: int) -> None:
     modes and the one recompilation with dynamic sizes that a second input size brings.
     """
     config = torch._dynamo.config
-    config.recompile_limit = max(config.recompile_limit, versions)
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # before torch 2.6
+    setattr(config, name, max(getattr(config, name), versions))
