@@ -21,18 +21,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from mantis.data.augment import d4_transform
-from mantis.data.loaders import ClassificationDataModule, Stage
+from mantis.data.loaders import ClassificationDataModule, OrderedLoaders, Stage
 from mantis.data.sampling import SampleKey, split_key
 from mantis.data.series import stratified_split
-from mantis.data.series_order import TrainingOrder
 from mantis.data.stats import compute_band_stats
 from mantis.io.errors import DataError
 from mantis.io.folders import list_images
@@ -61,7 +60,7 @@ def class_folders(root: Path) -> dict[str, list[Path]]:
     return found
 
 
-class ImageClassesDataModule(ClassificationDataModule):
+class ImageClassesDataModule(OrderedLoaders, ClassificationDataModule):
     """Images of class sub-folders as whole-image classification samples (see the module docstring).
 
     Args:
@@ -112,7 +111,6 @@ class ImageClassesDataModule(ClassificationDataModule):
         self.image_size = image_size
         self.size_policy: SizePolicy = size_policy
         self.d4 = d4
-        self.order = TrainingOrder()
         self.files, self._labels = self._split(val_fraction, test_fraction, seed)
         self.bands = self._check_bands()
         if mean is not None and std is not None:
@@ -200,27 +198,6 @@ class ImageClassesDataModule(ClassificationDataModule):
                 d4=self.d4 and train,
                 random_crop=train,
             )
-
-    def _loader(self, stage: Stage) -> Any:
-        if not self.splits:
-            self.setup()
-        data = self.splits[stage]
-        if len(data) == 0:
-            return []
-        train = stage == "train"
-        drop_last = train and len(data) > self.batch_size  # no batch of one for BatchNorm
-        sampler = self.order.sampler_for(len(data), self.batch_size, drop_last) if train else None
-        return DataLoader(
-            data, batch_size=self.batch_size, sampler=sampler, drop_last=drop_last, num_workers=self.num_workers
-        )
-
-    def state_dict(self) -> dict[str, Any]:
-        """Where training is in its order (a resumed run continues at the next batch)."""
-        return self.order.state_dict(self.trainer)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Continue the training order of a checkpoint."""
-        self.order.load_state_dict(state_dict)
 
 
 def _crop_or_pad(image: torch.Tensor, size: int, rng: np.random.Generator | None) -> torch.Tensor:

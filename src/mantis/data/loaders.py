@@ -1,10 +1,15 @@
-"""What every Mantis data module shares: batch settings and Lightning's three loader hooks."""
+"""What every Mantis data module shares: batch settings and Lightning's three loader hooks; the resumable
+loaders of the in-memory data modules; the label and statistics contract the tasks read."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping, Sized
+from typing import Any, Literal, cast
 
 import lightning
+from torch.utils.data import DataLoader, Dataset
+
+from mantis.data.series_order import TrainingOrder
 
 Stage = Literal["train", "val", "test"]
 
@@ -43,32 +48,73 @@ class StageDataModule(lightning.LightningDataModule):
         return self._loader("test")
 
 
-class ClassificationDataModule(StageDataModule):
-    """A data module of whole samples with one class each (table rows, time series), for ``ClassificationTask``.
+class OrderedLoaders(StageDataModule):
+    """Loaders of splits held in memory, training in a resumable :class:`TrainingOrder`.
 
-    Subclasses set ``_class_names`` (class-id order), ``_mean`` and ``_std`` (``None`` without
-    standardisation) and define ``in_channels``; this class gives the task the rest.
+    Subclasses set ``splits`` (``{}`` until :meth:`setup`, which fills every stage with a map-style dataset).
+    Training batches follow ``order`` and drop a last batch of one (BatchNorm cannot take it); validation and
+    test batches are in the datasets' order. The order travels in checkpoints (:meth:`state_dict`).
     """
 
-    target = "label"  # batches hold one class per sample
+    splits: Mapping[Stage, Dataset[Any]]
+
+    def __init__(self, batch_size: int, num_workers: int) -> None:
+        super().__init__(batch_size, num_workers)
+        self.order = TrainingOrder()
+
+    def setup(self, stage: str | None = None) -> None:
+        """Fill ``splits`` with the (prepared) datasets of every stage."""
+        raise NotImplementedError
+
+    def _loader(self, stage: Stage) -> Any:
+        if not self.splits:
+            self.setup()
+        data = self.splits[stage]
+        size = len(cast(Sized, data))  # torch's Dataset declares no __len__; these map-style ones have one
+        if size == 0:
+            return []
+        train = stage == "train"
+        drop_last = train and size > self.batch_size  # no batch of one for BatchNorm
+        sampler = self.order.sampler_for(size, self.batch_size, drop_last) if train else None
+        return DataLoader(
+            data, batch_size=self.batch_size, sampler=sampler, drop_last=drop_last, num_workers=self.num_workers
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where training is in its order (saved in checkpoints: a resumed run continues at the next batch)."""
+        return self.order.state_dict(self.trainer)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the training order of a checkpoint."""
+        self.order.load_state_dict(state_dict)
+
+
+class LabelledDataModule(StageDataModule):
+    """A data module that names its classes and standardises its inputs: what a task reads of it.
+
+    Subclasses set ``_class_names`` (class-id order), ``_mean`` and ``_std`` (``None`` without
+    standardisation), ``_ignore_index`` where some targets are unlabelled, and define ``in_channels``.
+    """
+
     _class_names: list[str]
     _mean: list[float] | None
     _std: list[float] | None
+    _ignore_index: int | None = None  # every target labelled
 
     @property
     def num_classes(self) -> int:
-        """Number of distinct labels."""
+        """K: number of classes."""
         return len(self._class_names)
 
     @property
     def class_names(self) -> list[str]:
-        """The labels, in class-id order (numeric order when all are numbers)."""
+        """The class names, in class-id order."""
         return list(self._class_names)
 
     @property
-    def ignore_index(self) -> None:
-        """Every sample has a label."""
-        return None
+    def ignore_index(self) -> int | None:
+        """Label of unlabelled targets (not scored), or ``None`` when every target has a class."""
+        return self._ignore_index
 
     @property
     def mean(self) -> list[float] | None:
@@ -79,3 +125,13 @@ class ClassificationDataModule(StageDataModule):
     def std(self) -> list[float] | None:
         """Per-channel (per-feature) standard deviations of the training samples."""
         return self._std
+
+
+class ClassificationDataModule(LabelledDataModule):
+    """A data module of whole samples with one class each (table rows, time series), for ``ClassificationTask``.
+
+    Subclasses set ``_class_names`` (numeric order when all labels are numbers), ``_mean`` and ``_std`` and
+    define ``in_channels`` (see :class:`LabelledDataModule`); every sample has a label.
+    """
+
+    target = "label"  # batches hold one class per sample

@@ -21,19 +21,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from mantis.data.loaders import ClassificationDataModule, Stage
+from mantis.data.loaders import ClassificationDataModule, OrderedLoaders, Stage
 from mantis.data.pixel_series_synthetic import PIXEL_SERIES_CLASSES, synthetic_pixel_stack
 from mantis.data.sampling import SampleKey, split_key
 from mantis.data.series import stratified_split
 from mantis.data.series_augment import SeriesAugment, fill_missing
-from mantis.data.series_order import TrainingOrder
 from mantis.io.errors import DataError
 from mantis.io.raster import read_image, read_mask
 
@@ -127,7 +126,7 @@ def _split(
     return {stage: np.flatnonzero(np.isin(members, chosen)) for stage, chosen in parts.items()}
 
 
-class PixelSeriesDataModule(ClassificationDataModule):
+class PixelSeriesDataModule(OrderedLoaders, ClassificationDataModule):
     """Labelled pixels of a stack of dates as series of C bands x T dates (see the module docstring).
 
     Args:
@@ -188,7 +187,6 @@ class PixelSeriesDataModule(ClassificationDataModule):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
         self.augment = SeriesAugment(scale, jitter, window_slice, time_warp)
-        self.order = TrainingOrder()
         if stack_path is None:
             if labels_path is not None:
                 raise ValueError("labels_path needs stack_path")
@@ -266,27 +264,6 @@ class PixelSeriesDataModule(ClassificationDataModule):
             self.splits[name] = _PixelSeries(
                 prepare_series(self._raw[name], self._mean, self._std), self._labels[name], augment
             )
-
-    def _loader(self, stage: Stage) -> Any:
-        if not self.splits:
-            self.setup()
-        data = self.splits[stage]
-        if len(data) == 0:
-            return []
-        train = stage == "train"
-        drop_last = train and len(data) > self.batch_size  # no batch of one for BatchNorm
-        sampler = self.order.sampler_for(len(data), self.batch_size, drop_last) if train else None
-        return DataLoader(
-            data, batch_size=self.batch_size, sampler=sampler, drop_last=drop_last, num_workers=self.num_workers
-        )
-
-    def state_dict(self) -> dict[str, Any]:
-        """Where training is in its order (a resumed run continues at the next batch)."""
-        return self.order.state_dict(self.trainer)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Continue the training order of a checkpoint."""
-        self.order.load_state_dict(state_dict)
 
 
 def prepare_series(series: np.ndarray, mean: Sequence[float] | None, std: Sequence[float] | None) -> np.ndarray:

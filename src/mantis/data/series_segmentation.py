@@ -17,17 +17,15 @@ Batches: ``{"image": B x C x P float32, "mask": B x P int64}``, plus ``segmentat
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from mantis.data.labels import make_multitask_labels
-from mantis.data.loaders import Stage, StageDataModule
+from mantis.data.loaders import LabelledDataModule, OrderedLoaders, Stage
 from mantis.data.sampling import SampleKey, split_key
 from mantis.data.series_augment import SeriesAugment
-from mantis.data.series_order import TrainingOrder
 from mantis.data.splits import random_split
 from mantis.io.errors import DataError
 
@@ -68,7 +66,7 @@ def synthetic_series_segmentation(
     return series, labels
 
 
-class SeriesSegmentationDataModule(StageDataModule):
+class SeriesSegmentationDataModule(OrderedLoaders, LabelledDataModule):
     """Series with a class per step (see the module docstring).
 
     Args:
@@ -145,11 +143,10 @@ class SeriesSegmentationDataModule(StageDataModule):
         self._labels = {stage: labels[index[stage]] for stage in _STAGES}
         train = self._values["train"]
         if standardize:
-            self._mean: list[float] | None = [float(v) for v in train.mean(axis=(0, 2))]
-            self._std: list[float] | None = [float(v) if v > 0 else 1.0 for v in train.std(axis=(0, 2))]
+            self._mean = [float(v) for v in train.mean(axis=(0, 2))]
+            self._std = [float(v) if v > 0 else 1.0 for v in train.std(axis=(0, 2))]
         else:
             self._mean = self._std = None
-        self.order = TrainingOrder()
         self.splits: dict[Stage, _Windows] = {}
 
     # -- what the task is given (linked by the CLI) --------------------------------------------------------
@@ -158,31 +155,6 @@ class SeriesSegmentationDataModule(StageDataModule):
     def in_channels(self) -> int:
         """C: channels per series."""
         return int(self._values["train"].shape[1])
-
-    @property
-    def num_classes(self) -> int:
-        """K."""
-        return len(self._class_names)
-
-    @property
-    def class_names(self) -> list[str]:
-        """Class names in id order."""
-        return list(self._class_names)
-
-    @property
-    def ignore_index(self) -> int | None:
-        """Label of unlabelled steps."""
-        return self._ignore_index
-
-    @property
-    def mean(self) -> list[float] | None:
-        """Per-channel means of the training series."""
-        return self._mean
-
-    @property
-    def std(self) -> list[float] | None:
-        """Per-channel standard deviations of the training series."""
-        return self._std
 
     # -- Lightning ----------------------------------------------------------------------------------------
 
@@ -200,31 +172,6 @@ class SeriesSegmentationDataModule(StageDataModule):
                 augment=self.augment if name == "train" else SeriesAugment(),
                 targets=(self.num_classes, self._ignore_index) if self.multitask else None,
             )
-
-    def _loader(self, stage: Stage) -> Any:
-        if not self.splits:
-            self.setup()
-        data = self.splits[stage]
-        if len(data) == 0:
-            return []
-        train = stage == "train"
-        drop_last = train and len(data) > self.batch_size  # no batch of one for BatchNorm
-        sampler = self.order.sampler_for(len(data), self.batch_size, drop_last) if train else None
-        return DataLoader(
-            data,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            drop_last=drop_last,
-            num_workers=self.num_workers,
-        )
-
-    def state_dict(self) -> dict[str, Any]:
-        """Where training is in its order (saved in checkpoints: a resumed run continues at the next batch)."""
-        return self.order.state_dict(self.trainer)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Continue the training order of a checkpoint."""
-        self.order.load_state_dict(state_dict)
 
 
 def _read_pair(series_path: Path, labels_path: Path, ignore_index: int | None) -> tuple[np.ndarray, np.ndarray]:

@@ -30,16 +30,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from mantis.data.labels import make_multitask_labels
-from mantis.data.loaders import Stage, StageDataModule
+from mantis.data.loaders import LabelledDataModule, OrderedLoaders, Stage
 from mantis.data.sampling import SampleKey, split_key
-from mantis.data.series_order import TrainingOrder
 from mantis.data.splits import random_split
 from mantis.data.volumes_augment import VolumeAugment
 from mantis.data.volumes_io import VolumeHeader, pair_volumes, read_header, read_label_names, read_labels, read_volume
@@ -55,7 +54,7 @@ _FOREGROUND_KEPT = 4096  # labelled voxels remembered per volume for foreground-
 _SPACING_TOLERANCE = 0.01  # relative difference of two axes' spacing still called equal
 
 
-class VolumeSegmentationDataModule(StageDataModule):
+class VolumeSegmentationDataModule(OrderedLoaders, LabelledDataModule):
     """Volumes with a class per voxel (see the module docstring).
 
     Args:
@@ -174,8 +173,8 @@ class VolumeSegmentationDataModule(StageDataModule):
             raise ValueError(f"{len(self._class_names)} class names for {k} classes")
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std, or neither")
-        self._mean: list[float] | None = None if mean is None else [float(v) for v in mean]
-        self._std: list[float] | None = None if std is None else [float(v) if v > 0 else 1.0 for v in std]
+        self._mean = None if mean is None else [float(v) for v in mean]
+        self._std = None if std is None else [float(v) if v > 0 else 1.0 for v in std]
         if self._mean is None and auto_stats:
             self._mean, self._std = _channel_stats(self._volumes["train"])
         if self._mean is not None and self._std is not None:
@@ -189,7 +188,6 @@ class VolumeSegmentationDataModule(StageDataModule):
                 for v in held:  # in place: the volumes are held once
                     v -= shift
                     v /= scale
-        self.order = TrainingOrder()
         self.splits: dict[Stage, _VolumePatches] = {}
 
     # -- checks --------------------------------------------------------------------------------------------
@@ -222,31 +220,6 @@ class VolumeSegmentationDataModule(StageDataModule):
         """C: channels per volume."""
         return int(self._volumes["train"][0].shape[0])
 
-    @property
-    def num_classes(self) -> int:
-        """K."""
-        return len(self._class_names)
-
-    @property
-    def class_names(self) -> list[str]:
-        """Class names in id order."""
-        return list(self._class_names)
-
-    @property
-    def ignore_index(self) -> int | None:
-        """Label of unlabelled voxels."""
-        return self._ignore_index
-
-    @property
-    def mean(self) -> list[float] | None:
-        """Per-channel means of the training volumes."""
-        return self._mean
-
-    @property
-    def std(self) -> list[float] | None:
-        """Per-channel standard deviations of the training volumes."""
-        return self._std
-
     # -- Lightning ----------------------------------------------------------------------------------------
 
     def setup(self, stage: str | None = None) -> None:
@@ -263,27 +236,6 @@ class VolumeSegmentationDataModule(StageDataModule):
                 augment=self.augment if train else VolumeAugment(),
                 targets=(self.num_classes, self._ignore_index) if self.multitask else None,
             )
-
-    def _loader(self, stage: Stage) -> Any:
-        if not self.splits:
-            self.setup()
-        data = self.splits[stage]
-        if len(data) == 0:
-            return []
-        train = stage == "train"
-        drop_last = train and len(data) > self.batch_size  # no batch of one for BatchNorm
-        sampler = self.order.sampler_for(len(data), self.batch_size, drop_last) if train else None
-        return DataLoader(
-            data, batch_size=self.batch_size, sampler=sampler, drop_last=drop_last, num_workers=self.num_workers
-        )
-
-    def state_dict(self) -> dict[str, Any]:
-        """Where training is in its order (saved in checkpoints: a resumed run continues at the next batch)."""
-        return self.order.state_dict(self.trainer)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Continue the training order of a checkpoint."""
-        self.order.load_state_dict(state_dict)
 
 
 class _VolumePatches(Dataset[dict[str, torch.Tensor]]):
