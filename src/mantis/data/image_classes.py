@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 from mantis.data.augment import d4_transform
 from mantis.data.loaders import ClassificationDataModule, OrderedLoaders, Stage
 from mantis.data.sampling import SampleKey, split_key
-from mantis.data.series import stratified_split
+from mantis.data.series import stratified_parts
 from mantis.data.stats import compute_band_stats
 from mantis.io.errors import DataError
 from mantis.io.folders import list_images
@@ -147,12 +147,7 @@ class ImageClassesDataModule(OrderedLoaders, ClassificationDataModule):
         self._class_names = self._classes(found)
         every = [f for name in self._class_names for f in found[name]]
         ids = np.array([k for k, name in enumerate(self._class_names) for _ in found[name]], dtype=np.int64)
-        keep, held_val = stratified_split(ids, val, seed)
-        held_test = np.zeros(0, dtype=np.int64)
-        if test > 0:
-            kept, held = stratified_split(ids[keep], test / (1.0 - val), seed + 1)
-            keep, held_test = keep[kept], keep[held]
-        index = {"train": keep, "val": held_val, "test": held_test}
+        index = stratified_parts(ids, val, test, seed)
         return {s: [every[i] for i in index[s]] for s in _STAGES}, {s: ids[index[s]] for s in _STAGES}
 
     def _classes(self, found: dict[str, list[Path]]) -> list[str]:

@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 from mantis.data.loaders import ClassificationDataModule, OrderedLoaders, Stage
 from mantis.data.pixel_series_synthetic import PIXEL_SERIES_CLASSES, synthetic_pixel_stack
 from mantis.data.sampling import SampleKey, split_key
-from mantis.data.series import stratified_split
+from mantis.data.series import channel_statistics, stratified_parts
 from mantis.data.series_augment import SeriesAugment, fill_missing
 from mantis.io.errors import DataError
 from mantis.io.raster import read_image, read_mask
@@ -101,28 +101,18 @@ def _check_shapes(stack: np.ndarray, labels: np.ndarray, stack_file: str, labels
     )
 
 
-def _stratified_parts(labels: np.ndarray, val: float, test: float, seed: int) -> dict[Stage, np.ndarray]:
-    """Indices of ``labels`` per split: ``val`` and ``test`` of each class held out (seeded, as for series)."""
-    keep, held_val = stratified_split(labels, val, seed)
-    held_test = np.zeros(0, dtype=np.int64)
-    if test > 0:
-        kept, held = stratified_split(labels[keep], test / (1.0 - val), seed + 1)
-        keep, held_test = keep[kept], keep[held]
-    return {"train": keep, "val": held_val, "test": held_test}
-
-
 def _split(
     rows: np.ndarray, cols: np.ndarray, ids: np.ndarray, block: int, val: float, test: float, seed: int
 ) -> dict[Stage, np.ndarray]:
     """Pixel indices per split: pixels by class, or ``block`` x ``block`` squares by their most common class."""
     if block == 1:
-        return _stratified_parts(ids, val, test, seed)
+        return stratified_parts(ids, val, test, seed)
     width = int(cols.max()) // block + 1
     blocks = (rows // block) * width + cols // block
     names, members = np.unique(blocks, return_inverse=True)
     counts = np.zeros((len(names), int(ids.max()) + 1), dtype=np.int64)
     np.add.at(counts, (members, ids), 1)
-    parts = _stratified_parts(counts.argmax(1), val, test, seed)
+    parts = stratified_parts(counts.argmax(1), val, test, seed)
     return {stage: np.flatnonzero(np.isin(members, chosen)) for stage, chosen in parts.items()}
 
 
@@ -240,12 +230,7 @@ class PixelSeriesDataModule(OrderedLoaders, ClassificationDataModule):
     def _statistics(self) -> tuple[list[float], list[float]]:
         """Per-band mean and standard deviation of the training pixels over all dates (missing values ignored)."""
         train = self._raw["train"]
-        values = train.transpose(1, 0, 2).reshape(train.shape[1], -1)
-        with np.errstate(invalid="ignore"):
-            mean, std = np.nanmean(values, axis=1), np.nanstd(values, axis=1)
-        mean = np.where(np.isfinite(mean), mean, 0.0)
-        std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
-        return [float(v) for v in mean], [float(v) for v in std]
+        return channel_statistics(train.transpose(1, 0, 2).reshape(train.shape[1], -1))
 
     @property
     def in_channels(self) -> int:

@@ -20,20 +20,19 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from mantis.data.loaders import ClassificationDataModule, Stage
+from mantis.data.loaders import ClassificationDataModule, OrderedLoaders, Stage
 from mantis.data.sampling import SampleKey, split_key
 from mantis.data.series_augment import SeriesAugment, fill_missing, resample
 from mantis.data.series_io import LabelledSeries, class_order, read_series
-from mantis.data.series_order import TrainingOrder
 from mantis.io.errors import DataError
 
-__all__ = ["SeriesDataModule", "aeon_dataset_files", "stratified_split"]
+__all__ = ["SeriesDataModule", "aeon_dataset_files", "channel_statistics", "stratified_parts", "stratified_split"]
 
 UnequalLength = Literal["resample", "pad", "error"]
 _STAGES: tuple[Stage, ...] = ("train", "val", "test")
@@ -73,7 +72,28 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.flatnonzero(~out), np.flatnonzero(out)
 
 
-class SeriesDataModule(ClassificationDataModule):
+def stratified_parts(labels: np.ndarray, val: float, test: float, seed: int) -> dict[Stage, np.ndarray]:
+    """Sorted indices of ``labels`` per split: ``val`` of each class held out for validation (``seed``), then
+    ``test`` of each class (as a share of all) for testing (``seed + 1``); the rest trains."""
+    keep, held_val = stratified_split(labels, val, seed)
+    held_test = np.zeros(0, dtype=np.int64)
+    if test > 0:
+        kept, held = stratified_split(labels[keep], test / (1.0 - val), seed + 1)
+        keep, held_test = keep[kept], keep[held]
+    return {"train": keep, "val": held_val, "test": held_test}
+
+
+def channel_statistics(values: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of C x M values, missing ones (NaN) ignored; a channel never
+    observed gets 0 and 1, a constant one standard deviation 1 (so it stays 0)."""
+    with np.errstate(invalid="ignore"):
+        mean, std = np.nanmean(values, axis=1), np.nanstd(values, axis=1)
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
+class SeriesDataModule(OrderedLoaders, ClassificationDataModule):
     """Labelled time series from ``.ts`` or CSV files (see the module docstring).
 
     Args:
@@ -138,13 +158,9 @@ class SeriesDataModule(ClassificationDataModule):
         train = read_series(train_path, label_column)
         test = read_series(test_path, label_column) if test_path is not None else None
         self._class_names = self._classes(train, test)
-        self.order = TrainingOrder()
         cases, labels = train.series, self._ids(train)
-        keep, val = stratified_split(labels, val_fraction, seed)
-        test_index = np.zeros(0, dtype=np.int64)
-        if test is None and test_fraction > 0:
-            kept, held = stratified_split(labels[keep], test_fraction / (1.0 - val_fraction), seed + 1)
-            keep, test_index = keep[kept], keep[held]
+        index = stratified_parts(labels, val_fraction, test_fraction if test is None else 0.0, seed)
+        keep, val, test_index = index["train"], index["val"], index["test"]
         if not len(keep):
             raise DataError(train.path, "no training cases left (lower val_fraction and test_fraction)")
         self._raw: dict[Stage, list[np.ndarray]] = {
@@ -214,12 +230,7 @@ class SeriesDataModule(ClassificationDataModule):
         """Per-channel mean and standard deviation of the training cases' values (missing ones ignored)."""
         if not standardize:
             return None, None
-        values = np.concatenate(self._raw["train"], axis=1)
-        with np.errstate(invalid="ignore"):
-            mean, std = np.nanmean(values, axis=1), np.nanstd(values, axis=1)
-        mean = np.where(np.isfinite(mean), mean, 0.0)
-        std = np.where(np.isfinite(std) & (std > 0), std, 1.0)  # constant channels stay 0
-        return [float(v) for v in mean], [float(v) for v in std]
+        return channel_statistics(np.concatenate(self._raw["train"], axis=1))
 
     # -- what the task is given (linked by the CLI) --------------------------------------------------------
 
@@ -242,31 +253,6 @@ class SeriesDataModule(ClassificationDataModule):
             x = (x - np.asarray(self._mean)[:, None]) / np.asarray(self._std)[:, None]
         x = fill_missing(x)
         return np.nan_to_num(x, nan=0.0).astype(np.float32)  # a channel never observed: the mean
-
-    def _loader(self, stage: Stage) -> Any:
-        if not self.splits:
-            self.setup()
-        data = self.splits[stage]
-        if len(data) == 0:
-            return []
-        train = stage == "train"
-        drop_last = train and len(data) > self.batch_size  # no batch of one for BatchNorm
-        sampler = self.order.sampler_for(len(data), self.batch_size, drop_last) if train else None
-        return DataLoader(
-            data,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            drop_last=drop_last,
-            num_workers=self.num_workers,
-        )
-
-    def state_dict(self) -> dict[str, Any]:
-        """Where training is in its order (saved in checkpoints: a resumed run continues at the next batch)."""
-        return self.order.state_dict(self.trainer)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Continue the training order of a checkpoint."""
-        self.order.load_state_dict(state_dict)
 
 
 class _SeriesCases(Dataset[dict[str, torch.Tensor]]):
