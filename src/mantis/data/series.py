@@ -181,6 +181,11 @@ class SeriesDataModule(OrderedLoaders, ClassificationDataModule):
         self.length = self._length(series_length, files)
         self._mean, self._std = self._statistics(standardize)
         self.splits: dict[Stage, _SeriesCases] = {}
+        # what mantis predict needs to bring new series to the training length (kept in checkpoints)
+        self.save_hyperparameters(
+            {"series_length": self.length, "unequal_length": unequal_length, "label_column": label_column},
+            logger=False,
+        )
 
     # -- reading ------------------------------------------------------------------------------------------
 

@@ -113,6 +113,8 @@ class TabularDataModule(ClassificationDataModule):
         self.target_std: list[float] | None = None
         if task == "regression" and standardize_target:
             self.target_mean, self.target_std = _spread(self._targets["train"])
+        # what mantis predict needs to read new rows: the feature columns in their order (kept in checkpoints)
+        self.save_hyperparameters({"feature_names": list(self.feature_names), "target_column": target}, logger=False)
 
     def _source(self, path: str | None, sklearn_dataset: str | None) -> Table:
         if sklearn_dataset is None:

@@ -27,7 +27,10 @@ PNG/JPEG inputs, under a temporary name renamed when complete. With --vector, th
 (every class but 0 by default) are also written as polygons with attributes, <input stem>_polygons.gpkg
 or .geojson, in the raster's CRS (pixel coordinates for PNG/JPEG). A .nii, .nii.gz or .npy input is a
 volume for a 3D checkpoint: --window takes one side or three, outputs are NIfTI with the input's affine and
-spacing (or .npy), <output>/<input stem>_<product>.nii.gz (docs/volumes.md).
+spacing (or .npy), <output>/<input stem>_<product>.nii.gz (docs/volumes.md). A .ts, .csv, .parquet or .pq
+input (or a folder of them) with a series or table checkpoint gives <output>/<input stem>_predictions.csv, one
+row per series or row; a .npy of series with a 1D segmentation checkpoint gives <input stem>_classes.npy
+(docs/inference.md, "Series and tables").
 """
 
 EPILOG = """\
@@ -212,6 +215,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     from mantis.inference.checkpoint import load_models
     from mantis.inference.distributed import launched_by_torchrun
     from mantis.inference.predict import predict_folder, predict_raster
+    from mantis.inference.records import is_record_input, predict_records_cli
+    from mantis.inference.series_steps import is_series_steps_input, predict_series_steps_cli
     from mantis.inference.volume import is_volume_input, predict_volume_cli
     from mantis.io.folders import writable_folder
 
@@ -234,6 +239,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     writable_folder(args.output)  # a read-only or impossible output folder: one line now, not after the work
     vector = _vector_options(args)
     device = _device(args.device)
+    if is_record_input(inputs[0]):  # series and table rows for whole-sample checkpoints: mantis.inference.records
+        return predict_records_cli(inputs, args, device)
     if args.devices != 1 or args.num_nodes != 1 or launched_by_torchrun():
         return _on_ranks(args, inputs, all(folders), vector, device)
     model, meta = load_models(args.checkpoint, device)
@@ -244,6 +251,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     spec = WindowSpec.from_mapping(
         {**vars(args), "window": _window(args.window, "window"), "stride": _window(args.stride, "stride")}
     )
+    if is_series_steps_input(inputs[0], meta):  # .npy series for a 1D network: mantis.inference.series_steps
+        return predict_series_steps_cli(model, inputs, args, meta, spec, device)
     if is_volume_input(inputs[0]):  # NIfTI/.npy volumes or folders of them: mantis.inference.volume
         return predict_volume_cli(model, inputs, args, meta, spec, device)
     options: dict[str, Any] = {
