@@ -3,12 +3,15 @@ loaders of the in-memory data modules; the label and statistics contract the tas
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sized
+from collections.abc import Mapping, Sequence, Sized
 from typing import Any, Literal, cast
 
 import lightning
+import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset
 
+from mantis.data.labels import make_multitask_labels
 from mantis.data.series_order import TrainingOrder
 
 Stage = Literal["train", "val", "test"]
@@ -135,3 +138,35 @@ class ClassificationDataModule(LabelledDataModule):
     """
 
     target = "label"  # batches hold one class per sample
+
+
+class DenseLabelsDataModule(OrderedLoaders, LabelledDataModule):
+    """Samples with a class per element (step, voxel), for ``SegmentationTask``, held in memory.
+
+    Subclasses set ``multitask`` (also give the ``segmentation``, ``boundary`` and ``distance`` targets; the
+    CLI sets it from the network) and ``_ignore_index``, and name their classes with :meth:`_name_classes`.
+    """
+
+    target = "mask"  # a class per element
+    multitask: bool
+
+    def _name_classes(self, names: Sequence[str], k: int) -> None:
+        """Name the K classes ``names``, else ``"0"``, ``"1"``, ...; a ValueError when there are not K names."""
+        self._class_names = list(names) or [str(i) for i in range(k)]
+        if len(self._class_names) != k:
+            raise ValueError(f"{len(self._class_names)} class names for {k} classes")
+
+    def _mask_targets(self) -> tuple[int, int | None] | None:
+        """What a dataset needs to add the multitask targets to a mask (K, ignore_index); ``None`` without."""
+        return (self.num_classes, self._ignore_index) if self.multitask else None
+
+
+def add_mask_targets(
+    sample: dict[str, torch.Tensor], mask: np.ndarray, targets: tuple[int, int | None] | None
+) -> dict[str, torch.Tensor]:
+    """``sample`` with the multitask targets of ``mask`` (K x S float32 each) when ``targets`` (K, ignore_index)
+    asks for them (see :meth:`DenseLabelsDataModule._mask_targets`)."""
+    if targets is not None:
+        for name, target in make_multitask_labels(mask, *targets).items():
+            sample[name] = torch.from_numpy(target)
+    return sample

@@ -22,8 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mantis.data.labels import make_multitask_labels
-from mantis.data.loaders import LabelledDataModule, OrderedLoaders, Stage
+from mantis.data.loaders import DenseLabelsDataModule, Stage, add_mask_targets
 from mantis.data.sampling import SampleKey, split_key
 from mantis.data.series_augment import SeriesAugment
 from mantis.data.splits import random_split
@@ -66,7 +65,7 @@ def synthetic_series_segmentation(
     return series, labels
 
 
-class SeriesSegmentationDataModule(OrderedLoaders, LabelledDataModule):
+class SeriesSegmentationDataModule(DenseLabelsDataModule):
     """Series with a class per step (see the module docstring).
 
     Args:
@@ -89,7 +88,6 @@ class SeriesSegmentationDataModule(OrderedLoaders, LabelledDataModule):
         seed: seed of the split (and of the synthetic series).
     """
 
-    target = "mask"  # a class per step
     spatial_dims = 1
 
     def __init__(
@@ -132,9 +130,7 @@ class SeriesSegmentationDataModule(OrderedLoaders, LabelledDataModule):
         k = num_classes or max(int(known.max(initial=0)) + 1, len(names), 2)
         if known.size and int(known.max()) >= k:
             raise DataError(labels_path, f"holds class {int(known.max())}, but num_classes is {k}")
-        self._class_names = names or [str(i) for i in range(k)]
-        if len(self._class_names) != k:
-            raise ValueError(f"{len(self._class_names)} class names for {k} classes")
+        self._name_classes(names, k)
         if patch_size is not None and patch_size > values.shape[-1]:
             raise DataError(series_path, f"series of {values.shape[-1]} steps are shorter than patch_size {patch_size}")
         parts = random_split([f"{i:09d}" for i in range(len(values))], val_fraction, test_fraction, seed)
@@ -170,7 +166,7 @@ class SeriesSegmentationDataModule(OrderedLoaders, LabelledDataModule):
                 self.patch_size,
                 random=name == "train",
                 augment=self.augment if name == "train" else SeriesAugment(),
-                targets=(self.num_classes, self._ignore_index) if self.multitask else None,
+                targets=self._mask_targets(),
             )
 
 
@@ -243,8 +239,4 @@ class _Windows(Dataset[dict[str, torch.Tensor]]):
             "image": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
             "mask": torch.from_numpy(mask.copy()),
         }
-        if self.targets is not None:
-            k, ignore = self.targets
-            for name, target in make_multitask_labels(mask, k, ignore).items():
-                sample[name] = torch.from_numpy(target)
-        return sample
+        return add_mask_targets(sample, mask, self.targets)

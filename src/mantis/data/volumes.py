@@ -36,8 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mantis.data.labels import make_multitask_labels
-from mantis.data.loaders import LabelledDataModule, OrderedLoaders, Stage
+from mantis.data.loaders import DenseLabelsDataModule, Stage, add_mask_targets
 from mantis.data.sampling import SampleKey, split_key
 from mantis.data.splits import random_split
 from mantis.data.volumes_augment import VolumeAugment
@@ -54,7 +53,7 @@ _FOREGROUND_KEPT = 4096  # labelled voxels remembered per volume for foreground-
 _SPACING_TOLERANCE = 0.01  # relative difference of two axes' spacing still called equal
 
 
-class VolumeSegmentationDataModule(OrderedLoaders, LabelledDataModule):
+class VolumeSegmentationDataModule(DenseLabelsDataModule):
     """Volumes with a class per voxel (see the module docstring).
 
     Args:
@@ -89,7 +88,6 @@ class VolumeSegmentationDataModule(OrderedLoaders, LabelledDataModule):
         seed: seed of the split (and of the synthetic volumes).
     """
 
-    target = "mask"  # a class per voxel
     spatial_dims = 3
 
     def __init__(
@@ -168,9 +166,7 @@ class VolumeSegmentationDataModule(OrderedLoaders, LabelledDataModule):
         largest = max((_largest_label(m, ignore_index) for ms in self._labels.values() for m in ms), default=0)
         k = num_classes or len(found_names) or max(largest + 1, 2)  # named classes say how many there are
         self._check_labels(k)
-        self._class_names = list(found_names) or [str(i) for i in range(k)]
-        if len(self._class_names) != k:
-            raise ValueError(f"{len(self._class_names)} class names for {k} classes")
+        self._name_classes(found_names, k)
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std, or neither")
         self._mean = None if mean is None else [float(v) for v in mean]
@@ -234,7 +230,7 @@ class VolumeSegmentationDataModule(OrderedLoaders, LabelledDataModule):
                 foreground_p=self.foreground_p if train else 0.0,
                 ignore_index=self._ignore_index,
                 augment=self.augment if train else VolumeAugment(),
-                targets=(self.num_classes, self._ignore_index) if self.multitask else None,
+                targets=self._mask_targets(),
             )
 
 
@@ -290,11 +286,7 @@ class _VolumePatches(Dataset[dict[str, torch.Tensor]]):
             "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
             "mask": torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)),
         }
-        if self.targets is not None:
-            k, ignore = self.targets
-            for name, target in make_multitask_labels(labels, k, ignore).items():
-                sample[name] = torch.from_numpy(target)
-        return sample
+        return add_mask_targets(sample, labels, self.targets)
 
 
 def _three(value: int | Sequence[int], name: str) -> tuple[int, int, int]:
