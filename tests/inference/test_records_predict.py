@@ -182,6 +182,22 @@ def test_a_table_classifier_reads_its_features_by_name(tmp_path: Path, capsys: p
     np.testing.assert_allclose([[float(v) for v in r[2:]] for r in got], expected, rtol=1e-5, atol=1e-6)
     assert [r[1] for r in got] == [["big", "small"][k] for k in expected.argmax(1)]
 
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    _write_table(folder / "p.csv", ["a", "b", "c"], new[:3])
+    _write_table(folder / "q.csv", ["a", "b", "c"], new[3:])
+    assert main(["predict", "-c", str(checkpoint), "-i", str(folder), "-o", str(tmp_path / "f"), "--no-progress"]) == 0
+    both = [_read_csv(tmp_path / "f" / f"{stem}_predictions.csv")[1] for stem in ("p", "q")]
+    assert [r[0] for r in both[0] + both[1]] == ["0", "1", "2", "0", "1", "2", "3"]  # positions in each file
+    np.testing.assert_allclose([[float(v) for v in r[2:]] for r in both[0] + both[1]], expected, rtol=1e-5, atol=1e-6)
+    capsys.readouterr()
+    assert main(["predict", "-c", str(checkpoint), "-i", str(folder), "-o", str(tmp_path / "f")]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(f"{tmp_path / 'f' / 'p_predictions.csv'}: already exists (pass --overwrite to replace it)")
+    )
+
     lacking = _write_table(tmp_path / "lacking.csv", ["a", "c"], new[:, [0, 2]])
     message = _refused(["-c", str(checkpoint), "-i", str(lacking)], capsys, tmp_path / "refused")
     assert message.endswith(f"{lacking}: has no column 'b', a feature of the model (a, b, c)")
