@@ -39,6 +39,7 @@ examples:
   mantis predict -c a.ckpt b.ckpt -i 2019.tif 2021.tif -o out/ --stride 64 --tta --outputs class prob
   mantis predict --config configs/predict.yaml --input A/ B/
   mantis predict -c best.ckpt -i 2019.tif 2021.tif -o out/ --vector gpkg --vector-min-area 20 --vector-simplify 1
+  mantis predict -c series.ckpt -i GunPoint_TEST.ts -o out/      # out/GunPoint_TEST_predictions.csv
 """
 
 
