@@ -46,6 +46,8 @@ ABBREVIATED = {
     "export": ["a.ckpt", "{tmp}", "--form", "onnx"],
     "convert": ["w.params", "--model", "fractal_resunet", "-o", "x", "--over"],
     "visualize": ["--mod", "cnn"],
+    "predict": ["-c", "a.ckpt", "-i", "{tmp}", "-o", "{tmp}", "--overw"],
+    "sweep": ["--seeds", "1", "--ou", "x", "--", "fit"],
 }
 
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mantis.commands import CommandError
+from mantis.commands import CommandError, command_parser
 
 PROG = "mantis sweep"
 METRICS_FILE = "test_metrics.json"
@@ -145,12 +145,11 @@ def _write_json(path: Path, record: Mapping[str, Any]) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
+    parser = command_parser(
+        PROG,
+        "Train and test once per seed; report mean ± std (min, max) of every test metric.",
+        "example: mantis sweep --num-seeds 3 --out runs/sweep -- fit --config configs/demo.yaml",
         usage=f"{PROG} (--seeds S [S ...] | --num-seeds N) [--out DIR] -- fit ARGS...",
-        description="Train and test once per seed; report mean ± std (min, max) of every test metric.",
-        epilog="example: mantis sweep --num-seeds 3 --out runs/sweep -- fit --config configs/demo.yaml",
-        allow_abbrev=False,
     )
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--seeds", type=int, nargs="+", metavar="S", help="the seeds (seed_everything) to train")

@@ -16,12 +16,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mantis.commands import CommandError
 from mantis.inference.checkpoint import ModelMeta, load_models
 from mantis.inference.errors import InputError
 from mantis.inference.predict import PredictJob, check_window, plan_folder, run_prediction
@@ -109,8 +110,6 @@ def predict_folder_distributed(
     """
     from lightning.fabric import Fabric
 
-    from mantis.commands import CommandError
-
     def plan(device: str) -> tuple[Any, ModelMeta, list[PredictJob]]:
         model, meta = load_models(list(checkpoints), device)
         check_window(model, spec)
@@ -135,6 +134,25 @@ def predict_folder_distributed(
     _messages_to_stdout()
     fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy="ddp")
     fabric.launch()
+    try:
+        return _predict_on_rank(fabric, accelerator, devices, threads, plan, spec, options)
+    finally:
+        # Gloo's threads must stop before the interpreter does, or a rank may abort at exit
+        # ("terminate called without an active exception").
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _predict_on_rank(
+    fabric: Any,
+    accelerator: str,
+    devices: int,
+    threads: int | None,
+    plan: Callable[[str], tuple[Any, ModelMeta, list[PredictJob]]],
+    spec: WindowSpec,
+    options: Mapping[str, Any],
+) -> list[dict[str, Path]]:
+    """This rank's share of the folder, after every rank has agreed that the inputs are sound."""
     device = str(fabric.device)
     if accelerator == "cpu":  # N processes on one machine: share its cores instead of oversubscribing them
         torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // devices))

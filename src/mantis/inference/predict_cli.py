@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mantis.commands import command_parser
 from mantis.inference.errors import InputError
 from mantis.inference.predict import FORMATS, PROB_DTYPES, PRODUCTS
 from mantis.inference.spec import PRECISIONS, WindowSpec
@@ -45,12 +46,7 @@ examples:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mantis predict`` (every option may also come from ``--config``)."""
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(PROG, DESCRIPTION, EPILOG)
     p.add_argument("--config", metavar="FILE", help="YAML file of options (keys as below, - or _); flags override it")
     p.add_argument(
         "-c",
@@ -319,14 +315,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = run(parser.parse_args(args_in))
         for result in results:
             for path in result.values():
-                print(f"wrote {path}")
+                # One write call a line (print writes the newline apart): ranks share stdout without cut lines.
+                sys.stdout.write(f"wrote {path}\n")
+                sys.stdout.flush()
         return 0
 
     return run_command(PROG, body)
 
 
 def _peek_config(argv: Sequence[str]) -> str | None:
-    peek = argparse.ArgumentParser(add_help=False)
+    peek = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     peek.add_argument("--config")
     known, _ = peek.parse_known_args(argv)
     return known.config
