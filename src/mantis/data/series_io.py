@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mantis.data.table_io import PARQUET_SUFFIXES, read_table
+from mantis.data.table_io import PARQUET_SUFFIXES, finite_number, read_table
 from mantis.io.errors import DataError
 
 __all__ = ["LabelledSeries", "class_order", "read_series", "read_series_csv", "read_ts"]
@@ -70,7 +70,7 @@ class LabelledSeries:
 def class_order(labels: Sequence[str]) -> list[str]:
     """Distinct labels in class-id order: numeric order when every label is a number, else text order."""
     distinct = set(labels)
-    numeric = all(_finite(label) is not None for label in distinct)
+    numeric = all(finite_number(label) is not None for label in distinct)
     return sorted(distinct, key=(lambda v: float(v)) if numeric else None)
 
 
@@ -260,8 +260,3 @@ def _number(cell: str) -> float | None:
         return float(cell)
     except ValueError:
         return None
-
-
-def _finite(cell: str) -> float | None:
-    value = _number(cell)
-    return value if value is not None and math.isfinite(value) else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,15 @@ SKLEARN_DATASETS = {
 }
 
 Table = tuple[list[str], list[list[str]]]
+
+
+def finite_number(cell: str) -> float | None:
+    """A table cell as a finite float, or None (empty, text, NaN or infinite): one rule for every table."""
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def read_table(path: str | os.PathLike[str]) -> Table:

@@ -18,7 +18,6 @@ Batches: ``{"image": B x F float32, "label": B int64}`` (what ``ClassificationTa
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -29,21 +28,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from mantis.data.loaders import ClassificationDataModule, Stage
 from mantis.data.splits import random_split
-from mantis.data.table_io import Table, read_table, sklearn_table
+from mantis.data.table_io import Table, finite_number, read_table, sklearn_table
 from mantis.io.errors import DataError
 
 __all__ = ["TabularDataModule", "read_table"]
 
 TableTask = Literal["classification", "regression"]
 _STAGES = ("train", "val", "test")
-
-
-def _number(cell: str) -> float | None:
-    try:
-        value = float(cell)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _spread(values: np.ndarray) -> tuple[list[float], list[float]]:
@@ -142,7 +133,7 @@ class TabularDataModule(ClassificationDataModule):
         if features is None:
             skip = {target_at, split_at}
             features = [
-                h for i, h in enumerate(header) if i not in skip and all(_number(r[i]) is not None for r in rows)
+                h for i, h in enumerate(header) if i not in skip and all(finite_number(r[i]) is not None for r in rows)
             ]
             if not features:
                 raise DataError(self.path, f"has no numeric column besides {self.target_column!r}")
@@ -150,7 +141,7 @@ class TabularDataModule(ClassificationDataModule):
         values = np.zeros((len(rows), len(columns)), dtype=np.float32)
         for r, row in enumerate(rows):
             for c, at in enumerate(columns):
-                value = _number(row[at])
+                value = finite_number(row[at])
                 if value is None:
                     raise DataError(self.path, f"row {r + 2}, column {header[at]!r}: {row[at]!r} is not a number")
                 values[r, c] = value
@@ -175,7 +166,7 @@ class TabularDataModule(ClassificationDataModule):
 
     def _classes(self, cells: list[str]) -> np.ndarray:
         """Class ids (N int64) of the target cells; the sorted labels become the class names."""
-        numeric = all(_number(cell) is not None for cell in cells)
+        numeric = all(finite_number(cell) is not None for cell in cells)
         names = sorted(set(cells), key=(lambda v: float(v)) if numeric else None)
         if len(names) < 2:
             raise DataError(self.path, f"column {self.target_column!r} holds one class only ({names[0]!r})")
@@ -185,7 +176,7 @@ class TabularDataModule(ClassificationDataModule):
 
     def _values(self, cells: list[str]) -> np.ndarray:
         """Target values (N x 1 float32); the one output is named after the column."""
-        values = [_number(cell) for cell in cells]
+        values = [finite_number(cell) for cell in cells]
         for r, value in enumerate(values):
             if value is None:
                 raise DataError(

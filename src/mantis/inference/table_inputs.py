@@ -6,27 +6,18 @@ Ids: a column named ``id`` that is not a feature gives each row's id; without on
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from mantis.data.table_io import PARQUET_SUFFIXES, read_table
+from mantis.data.table_io import PARQUET_SUFFIXES, finite_number, read_table
 from mantis.inference.errors import InputError
 
 __all__ = ["ID_COLUMN", "TABLE_SUFFIXES", "read_table_inputs"]
 
 TABLE_SUFFIXES = (".csv", *PARQUET_SUFFIXES)
 ID_COLUMN = "id"
-
-
-def _number(cell: str) -> float | None:
-    try:
-        value = float(cell)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def read_table_inputs(
@@ -46,7 +37,7 @@ def read_table_inputs(
     values = np.zeros((len(rows), len(columns)), dtype=np.float32)
     for r, row in enumerate(rows):
         for c, at in enumerate(columns):
-            value = _number(row[at])
+            value = finite_number(row[at])
             if value is None:
                 raise InputError(f"{path}: row {r + 2}, column {header[at]!r}: {row[at]!r} is not a number")
             values[r, c] = value
