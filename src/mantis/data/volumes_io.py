@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from mantis.io.errors import DataError
+from mantis.io.folders import files_by_stem, list_files
 
 __all__ = [
     "VOLUME_SUFFIXES",
@@ -66,20 +67,11 @@ def list_volumes(folder: str | os.PathLike[str]) -> list[Path]:
     Raises:
         DataError: the folder does not exist.
     """
-    path = Path(folder)
-    if not path.is_dir():
-        raise DataError(path, "folder not found")
-    return sorted(p for p in path.iterdir() if p.is_file() and is_volume_file(p) and not p.name.startswith("."))
+    return list_files(folder, is_volume_file)
 
 
 def _by_stem(files: list[Path]) -> dict[str, Path]:
-    stems: dict[str, Path] = {}
-    for file in files:
-        stem = volume_stem(file)
-        if stem in stems:
-            raise DataError(file, f"ambiguous: {stems[stem].name} in the same folder has the same stem")
-        stems[stem] = file
-    return stems
+    return files_by_stem(files, volume_stem)
 
 
 def pair_volumes(images: Path, labels: Path) -> list[tuple[Path, Path]]:

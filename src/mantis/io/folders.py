@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from mantis.io.errors import DataError
 from mantis.io.raster import IMAGE_SUFFIXES, is_image_file
 
-__all__ = ["files_by_stem", "list_images", "match_file", "writable_folder"]
+__all__ = ["files_by_stem", "list_files", "list_images", "match_file", "writable_folder"]
 
 
-def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files (by suffix, see :data:`~mantis.io.raster.IMAGE_SUFFIXES`) directly in ``folder``, sorted.
-
-    Hidden files (names starting with ``.``) are left out.
+def list_files(folder: str | os.PathLike[str], keep: Callable[[Path], bool]) -> list[Path]:
+    """The files directly in ``folder`` that ``keep`` accepts, sorted; hidden files (names starting with ``.``,
+    macOS ``._name`` included) are left out.
 
     Raises:
         DataError: The folder does not exist.
@@ -28,16 +28,25 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     path = Path(folder)
     if not path.is_dir():
         raise DataError(path, "folder not found")
-    return sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p) and not p.name.startswith("."))
+    return sorted(p for p in path.iterdir() if p.is_file() and keep(p) and not p.name.startswith("."))
 
 
-def files_by_stem(files: list[Path]) -> dict[str, Path]:
-    """``{stem: file}`` of one folder's files; DataError when two files share a stem (ambiguous)."""
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """Image files (by suffix, see :data:`~mantis.io.raster.IMAGE_SUFFIXES`) directly in ``folder``, sorted."""
+    return list_files(folder, is_image_file)
+
+
+def files_by_stem(files: list[Path], stem: Callable[[Path], str] = lambda p: p.stem) -> dict[str, Path]:
+    """``{stem: file}`` of one folder's files; DataError when two files share a stem (ambiguous).
+
+    ``stem`` names a file without its ending (for ``scan.nii.gz`` the volume readers give ``scan``).
+    """
     stems: dict[str, Path] = {}
     for file in files:
-        if file.stem in stems:
-            raise DataError(file, f"ambiguous: {stems[file.stem].name} in the same folder has the same stem")
-        stems[file.stem] = file
+        key = stem(file)
+        if key in stems:
+            raise DataError(file, f"ambiguous: {stems[key].name} in the same folder has the same stem")
+        stems[key] = file
     return stems
 
 
