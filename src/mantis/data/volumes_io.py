@@ -70,10 +70,6 @@ def list_volumes(folder: str | os.PathLike[str]) -> list[Path]:
     return list_files(folder, is_volume_file)
 
 
-def _by_stem(files: list[Path]) -> dict[str, Path]:
-    return files_by_stem(files, volume_stem)
-
-
 def pair_volumes(images: Path, labels: Path) -> list[tuple[Path, Path]]:
     """``(image, label)`` files of two folders, paired by the same name, else the same stem.
 
@@ -83,7 +79,8 @@ def pair_volumes(images: Path, labels: Path) -> list[tuple[Path, Path]]:
     image_files, label_files = list_volumes(images), list_volumes(labels)
     if not image_files:
         raise DataError(images, f"no volumes found (looked for {', '.join(VOLUME_SUFFIXES)})")
-    label_stems, image_stems = _by_stem(label_files), _by_stem(image_files)
+    label_stems = files_by_stem(label_files, volume_stem)
+    image_stems = files_by_stem(image_files, volume_stem)
     pairs = []
     for image in image_files:
         exact = labels / image.name
