@@ -23,8 +23,9 @@ from mantis.nn.attention import attend, fractal_similarity_maps  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _child(args: list[str], interpret: bool) -> subprocess.CompletedProcess[str]:
-    env = {key: val for key, val in os.environ.items() if key != "TRITON_INTERPRET"}
+def _child(args: list[str], interpret: bool, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    env = {key: val for key, val in os.environ.items() if key not in ("TRITON_INTERPRET", "MANTIS_TRITON")}
+    env.update(extra_env)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
     env["OMP_NUM_THREADS"] = "1"
     if interpret:
@@ -77,6 +78,12 @@ def test_cuda_tensors_go_to_the_triton_op(monkeypatch: pytest.MonkeyPatch) -> No
         assert calls == [torch.float32, torch.bfloat16, torch.float32]
         wide = torch.empty(2, 4, 5, 6, device="cuda", dtype=torch.float64)  # float64 stays on the PyTorch path
         assert attend(wide, wide, wide, 5).dtype == torch.float64 and len(calls) == 3
+
+
+def test_mantis_triton_0_keeps_cuda_on_the_pytorch_core() -> None:
+    check = "from mantis.nn import triton_attention as t; print(t.TRITON_AVAILABLE)"
+    runs = {flag: _child(["-c", check], interpret=False, MANTIS_TRITON=flag) for flag in ("0", "1")}
+    assert [runs[f].stdout.strip() for f in ("0", "1")] == ["False", "True"], runs["0"].stderr[-2000:]
 
 
 def test_cpu_tensors_stay_on_the_pytorch_path(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,13 +5,14 @@
 of g, v, q and k (kernels in :mod:`mantis.nn.triton_kernels`). The op has an autograd formula and a fake
 (meta) implementation, so autograd and ``torch.compile`` both see it; the kernels are imported only when the
 op runs, and Triton is needed only then. :func:`supports` says when :func:`~mantis.nn.attention.attend`
-dispatches here (CUDA tensors, Triton importable).
+dispatches here (CUDA tensors, Triton importable, and the environment variable MANTIS_TRITON not ``0``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 from types import ModuleType
 from typing import Any, NamedTuple
 
@@ -22,7 +23,8 @@ KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 # Looked up once, without importing Triton; a constant, so torch.compile traces the dispatch without a break.
-TRITON_AVAILABLE = importlib.util.find_spec("triton") is not None
+# MANTIS_TRITON=0 keeps CUDA tensors on the PyTorch core (a way around a Triton build that fails on a machine).
+TRITON_AVAILABLE = importlib.util.find_spec("triton") is not None and os.environ.get("MANTIS_TRITON", "1") != "0"
 
 
 def supports(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
