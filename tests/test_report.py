@@ -240,6 +240,20 @@ def test_run_folder_samples_from_its_checkpoint(tmp_path: Path, all_change_model
         assert _caption_counts(page, f"test_{index}") == (changed, unchanged, 0)
 
 
+def test_run_folder_whose_config_this_version_refuses_gets_a_note(tmp_path: Path) -> None:
+    """A data module option the parser no longer accepts: a note on the page, not a traceback."""
+    run = tmp_path / "run"
+    _write_run_folder(run)
+    config = {"data": {"class_path": "mantis.data.ChangeDetectionDataModule", "init_args": {"no_such_option": 3}}}
+    (run / "config.yaml").write_text(json.dumps(config))
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    out = tmp_path / "run.html"
+    assert _report([str(run), "-o", str(out), "--samples", "2"]) == 0
+    page = html.unescape(out.read_text())
+    assert "no samples from the run's test split" in page and "no_such_option" in page
+
+
 def test_geotiffs_written_by_mantis_predict(tmp_path: Path, all_change_model: str) -> None:
     """End to end on GeoTIFFs: mantis predict writes the maps, the report reads them reduced (decimated reads)
     while its counts stay those of the full-resolution rasters."""

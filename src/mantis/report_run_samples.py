@@ -8,6 +8,7 @@ are drawn; anything that cannot be rebuilt here is reported as a note, never as 
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,8 @@ def run_test_samples(
     try:
         module, dataset = _test_dataset(run_dir)
         model, _ = load_model(checkpoint)
-    except (ValueError, OSError, ImportError, TypeError) as error:  # a moved dataset, a missing extra ...
+    # a moved dataset, a missing extra, a config this version no longer accepts (jsonargparse's ArgumentError)
+    except (ValueError, OSError, ImportError, TypeError, argparse.ArgumentError) as error:
         return [], [], [f"no samples from the run's test split ({' '.join(str(error).split())}); pass --predictions"]
     names = list(getattr(module, "class_names", None) or [])
     num_classes = int(getattr(module, "num_classes", len(names) or 2))
