@@ -7,6 +7,7 @@ import csv
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -177,3 +178,23 @@ def test_bad_sources_give_one_line(
     with pytest.raises(error) as raised:
         TabularDataModule(**{"target": "y" if "path" in kwargs else "target", **kwargs})
     assert str(raised.value) == message
+
+
+def test_a_resumed_run_trains_on_the_rows_the_uninterrupted_one_would_have(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(10)))
+    torch.manual_seed(0)
+    first = TabularDataModule(str(path), "y", val_fraction=0.0, test_fraction=0.0, batch_size=2)
+    first.setup()
+    epoch = [batch["image"][:, 0].tolist() for batch in first.train_dataloader()]
+    progress = SimpleNamespace(processed=3, completed=3)  # checkpoint taken after 3 of the 5 batches
+    first.trainer = SimpleNamespace(  # type: ignore[assignment]
+        fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=SimpleNamespace(current=progress))),
+        num_training_batches=5,
+    )
+    state = first.state_dict()
+    torch.manual_seed(1)  # another seed: the order must come from the checkpoint
+    second = TabularDataModule(str(path), "y", val_fraction=0.0, test_fraction=0.0, batch_size=2)
+    second.setup()
+    second.load_state_dict(state)
+    assert [batch["image"][:, 0].tolist() for batch in second.train_dataloader()] == epoch[3:]

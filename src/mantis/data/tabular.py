@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
-from mantis.data.loaders import ClassificationDataModule, Stage
+from mantis.data.loaders import ClassificationDataModule, OrderedLoaders, Stage
+from mantis.data.sampling import SampleKey, split_key
 from mantis.data.splits import random_split
 from mantis.data.table_io import Table, finite_number, read_table, sklearn_table
 from mantis.io.errors import DataError
@@ -34,7 +35,7 @@ from mantis.io.errors import DataError
 __all__ = ["TabularDataModule", "read_table"]
 
 TableTask = Literal["classification", "regression"]
-_STAGES = ("train", "val", "test")
+_STAGES: tuple[Stage, ...] = ("train", "val", "test")
 
 
 def _spread(values: np.ndarray) -> tuple[list[float], list[float]]:
@@ -43,7 +44,7 @@ def _spread(values: np.ndarray) -> tuple[list[float], list[float]]:
     return [float(v) for v in values.mean(axis=0)], [float(v) if v > 0 else 1.0 for v in std]
 
 
-class TabularDataModule(ClassificationDataModule):
+class TabularDataModule(OrderedLoaders, ClassificationDataModule):
     """Rows of a table as feature vectors and class labels or values (see the module docstring).
 
     For regression, ``num_classes`` is the number of outputs (1) and ``class_names`` holds the target's name.
@@ -93,7 +94,7 @@ class TabularDataModule(ClassificationDataModule):
         self.task: TableTask = task
         self.target = "target" if task == "regression" else "label"  # the batch key the task reads
         self.target_column = target
-        self.splits: dict[str, TensorDataset] = {}
+        self.splits: dict[Stage, _Rows] = {}
         table = self._source(path, sklearn_dataset)
         self._load(
             table, list(features) if features is not None else None, split_column, val_fraction, test_fraction, seed
@@ -203,21 +204,9 @@ class TabularDataModule(ClassificationDataModule):
             if self._mean is not None and self._std is not None:
                 mean, std = np.asarray(self._mean, np.float32), np.asarray(self._std, np.float32)
                 x = ((x - mean) / std).astype(np.float32)
-            self.splits[name] = TensorDataset(torch.from_numpy(x), torch.from_numpy(self._targets[name]))
-
-    def _loader(self, stage: Stage) -> DataLoader[Any] | list[Any]:
-        data = self.splits.get(stage)
-        if data is None or len(data) == 0:
-            return []
-        train = stage == "train"
-        return DataLoader(
-            _Rows(data, self.target),
-            batch_size=self.batch_size,
-            shuffle=train,
-            drop_last=train and len(data) > self.batch_size,
-            num_workers=self.num_workers,
-            generator=torch.Generator().manual_seed(0) if not train else None,
-        )
+            self.splits[name] = _Rows(
+                TensorDataset(torch.from_numpy(x), torch.from_numpy(self._targets[name])), self.target
+            )
 
 
 class _Rows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
@@ -230,6 +219,6 @@ class _Rows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        features, target = self.data[index]
+    def __getitem__(self, key: SampleKey) -> dict[str, torch.Tensor]:
+        features, target = self.data[split_key(key)[0]]
         return {"image": features, self.key: target}
