@@ -78,6 +78,23 @@ def test_bad_folder_refused_once_before_any_process_starts(tmp_path: Path, capsy
     assert "--device cuda:1: several processes take --device cpu or cuda" in capsys.readouterr().err
 
 
+def test_compile_with_devices_refused_not_ignored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = _pairs(tmp_path / "data", [(20, 20)])
+    ckpt = make_ckpt(
+        tmp_path / "m.ckpt",
+        mantis.create_model("fractal_resnet_cd", **TINY),
+        "fractal_resnet_cd",
+        "change_detection",
+        **TINY,
+    )
+    out = tmp_path / "out"
+    argv = ["predict", "-c", str(ckpt), "-i", str(a), str(b), "-o", str(out), "--device", "cpu"]
+    assert main([*argv, "--devices", "2", "--compile"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "mantis predict: error: --compile works in one process only; leave it out with --devices/--num-nodes"
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_files_dealt_largest_first_to_the_least_loaded_rank(tmp_path: Path) -> None:
     sizes = [(10, 10), (30, 30), (20, 20), (10, 10), (25, 20)]
     paths = [write_geotiff(tmp_path / f"{i}.tif", np.zeros((1, h, w), np.uint8)) for i, (h, w) in enumerate(sizes)]

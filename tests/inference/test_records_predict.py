@@ -290,3 +290,11 @@ def test_per_step_series_give_class_ids_of_every_step(tmp_path: Path, capsys: py
     np.save(tmp_path / "one.npy", series[:, :1])
     message = _refused(["-c", str(tmp_path / "unet.ckpt"), "-i", str(tmp_path / "one.npy")], capsys, tmp_path / "r")
     assert message.endswith(f"{tmp_path / 'one.npy'}: series of 1 channels, but the model takes 2")
+
+
+def test_compile_refused_for_series_not_ignored(
+    series_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = write_ts(tmp_path / "new.ts", *waves(2, seed=3))
+    message = _refused(["-c", str(series_checkpoint), "-i", str(file), "--compile"], capsys, tmp_path / "refused")
+    assert message.endswith(f"{file}: --compile does not apply to series and table rows")

@@ -275,6 +275,8 @@ def _on_ranks(args: argparse.Namespace, inputs: list[Path], folders: bool, vecto
         raise InputError("--devices/--num-nodes share the files of folders among processes; give folders")
     if args.devices < 1 or args.num_nodes < 1:
         raise InputError(f"--devices and --num-nodes must be at least 1, got {args.devices} and {args.num_nodes}")
+    if args.compile:  # the ranks load their own models uncompiled: refuse rather than ignore it
+        raise InputError("--compile works in one process only; leave it out with --devices/--num-nodes")
     spec = WindowSpec.from_mapping(
         {**vars(args), "window": _window(args.window, "window"), "stride": _window(args.stride, "stride")}
     )
