@@ -50,6 +50,11 @@ def test_two_seeds_trained_tested_and_summarised(tmp_path: Path, capsys: pytest.
     assert main(["sweep", "--seeds", "3", "7", "--out", str(out), "--", "fit", "--config", str(config)]) == 0
     assert (out / "seed_3" / "test_metrics.json").stat().st_mtime_ns == stamp
     assert json.loads((out / "summary.json").read_text())["metrics"] == summary["metrics"]
+    # a seed stopped before its test metrics continues from its own last.ckpt, in its folder
+    (out / "seed_7" / "test_metrics.json").unlink()
+    assert main(["sweep", "--seeds", "3", "7", "--out", str(out), "--", "fit", "--config", str(config)]) == 0
+    assert f"seed 7 resumed from {out / 'seed_7' / 'checkpoints' / 'last.ckpt'}" in capsys.readouterr().out
+    assert json.loads((out / "seed_7" / "test_metrics.json").read_text())["metrics"] == runs[7]
     # ... but never with the seeds of other fit arguments
     other = [
         "sweep",

@@ -3,7 +3,8 @@ own folder and tested, then every test metric summarised over the seeds (mean, s
 
 Each seed runs ``mantis fit ARGS --seed_everything S --run_dir OUT/seed_S --test_after_fit true`` in a fresh
 process, one after the other (so a DDP run launches as it would alone). A seed whose folder already holds
-``test_metrics.json`` is not trained again: an interrupted sweep resumes where it stopped. The summary goes to
+``test_metrics.json`` is not trained again, and one stopped before it continues from its own
+``checkpoints/last.ckpt`` (``--ckpt_path``): an interrupted sweep resumes where it stopped. The summary goes to
 ``OUT/summary.json`` (written atomically) and a table on stdout (``OUT/sweep_args.json`` keeps the fit
 arguments: a folder of another sweep's seeds is refused); the standard deviation is the sample one
 (n - 1 in the denominator, 0 for one seed); a metric undefined (``null``) for some seeds is summarised over the
@@ -57,8 +58,10 @@ def summarise(runs: Mapping[int, Mapping[str, Any]]) -> dict[str, dict[str, floa
     return out
 
 
-def _fit_command(fit_args: Sequence[str], seed: int, run_dir: Path) -> list[str]:
+def _fit_command(fit_args: Sequence[str], seed: int, run_dir: Path, resume: Path | None = None) -> list[str]:
     args = [*fit_args, "--seed_everything", str(seed), "--run_dir", str(run_dir), "--test_after_fit", "true"]
+    if resume is not None:  # the seed's own last checkpoint: fit continues that run in its folder
+        args += ["--ckpt_path", str(resume)]
     return [sys.executable, "-m", "mantis.cli", "fit", *args]
 
 
@@ -108,10 +111,13 @@ def sweep(fit_args: Sequence[str], seeds: Sequence[int], out: Path) -> dict[str,
     for seed in seeds:
         run_dir = out / f"seed_{seed}"
         if not (run_dir / METRICS_FILE).is_file():
-            if (run_dir / "config.yaml").exists():
+            last = run_dir / "checkpoints" / "last.ckpt"
+            resume = last if last.is_file() else None
+            if resume is None and (run_dir / "config.yaml").exists():
                 raise CommandError(f"{run_dir}: an unfinished run of seed {seed}; remove it to train that seed again")
-            print(f"{PROG}: seed {seed} -> {run_dir}", flush=True)
-            code = subprocess.run(_fit_command(fit_args, seed, run_dir)).returncode
+            verb = f"resumed from {resume}" if resume is not None else f"-> {run_dir}"
+            print(f"{PROG}: seed {seed} {verb}", flush=True)
+            code = subprocess.run(_fit_command(fit_args, seed, run_dir, resume)).returncode
             if code != 0:
                 raise CommandError(f"{run_dir}: mantis fit of seed {seed} failed with exit status {code}")
         else:
