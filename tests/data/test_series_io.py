@@ -85,6 +85,7 @@ HEADER = "@univariate true\n@classLabel true 1 2\n@data\n"
     ("content", "message"),
     [
         (HEADER + "1,2:1\n1,x:2\n", "line 5, dimension 1: 'x' is not a number"),
+        (HEADER + "1,2:1\n1,inf:2\n", "line 5, dimension 1: 'inf' is not a number"),
         (HEADER + "1,2:3\n", "line 4: class '3' is not declared by @classLabel (1 2)"),
         (HEADER + "1,2\n", "line 4: no label after the values (':' then the class)"),
         (HEADER + "1,2:3,4:1\n", "line 4: 2 dimensions, expected 1"),
@@ -137,3 +138,10 @@ def test_same_arrays_and_labels_as_aeons_loader(name: str) -> None:
     assert data.labels is not None
     assert [label.lower() for label in data.labels] == list(labels)  # aeon writes class names in lower case
     assert data.equal_length == (name != "JapaneseVowels_TEST")
+
+
+def test_an_infinite_csv_cell_is_refused_naming_row_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    path.write_text("label,t0,t1\na,1,2\nb,-inf,3\n")  # one inf would make the channel's statistics infinite
+    with pytest.raises(DataError, match="row 3, column 't0': '-inf' is not a number"):
+        read_series_csv(path)

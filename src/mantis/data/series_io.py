@@ -210,7 +210,9 @@ def _values(file: Path, number: int, dimension: int, text: str) -> np.ndarray:
     if cells == [""]:
         raise DataError(file, f"line {number}, dimension {dimension}: no values")
     try:
-        return np.asarray(cells, dtype=np.float64)  # the fast path: every cell a number
+        values = np.asarray(cells, dtype=np.float64)  # the fast path: every cell a number
+        if not np.isinf(values).any():
+            return values
     except ValueError:
         pass
     out = np.empty(len(cells))
@@ -255,8 +257,10 @@ def read_series_csv(path: str | os.PathLike[str], label_column: str = "label") -
 
 
 def _number(cell: str) -> float | None:
-    """The cell as a float (NaN allowed: a missing value), or None."""
+    """The cell as a float (NaN allowed: a missing value), or None (also for an infinite value, which would
+    make the channel's statistics infinite)."""
     try:
-        return float(cell)
+        value = float(cell)
     except ValueError:
         return None
+    return None if math.isinf(value) else value
