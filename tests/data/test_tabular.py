@@ -68,6 +68,7 @@ def test_split_column_and_explicit_features(tmp_path: Path) -> None:
     [
         ("a,y\n1,0\nx,1\n", {"features": ["a"]}, "row 3, column 'a': 'x' is not a number"),
         ("a,y\n1,0\n2,1\n", {"target": "z"}, "has no column 'z' (columns: a, y)"),
+        ("a,y\n1,0\n2,1\n", {"features": ["a", "y"]}, "feature 'y' is the target column; leave it out of features"),
         ("a,y\n1,0\n2,0\n", {}, "column 'y' holds one class only ('0')"),
         ("a,y\n1,0,5\n", {}, "row 2 has 3 cells but the header has 2"),
         ("a,y\n", {}, "needs a header row and at least one data row"),

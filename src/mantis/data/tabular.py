@@ -129,6 +129,10 @@ class TabularDataModule(OrderedLoaders, ClassificationDataModule):
         for name in [self.target_column, split_column, *(features or [])]:
             if name is not None and name not in header:
                 raise DataError(self.path, f"has no column {name!r} (columns: {', '.join(header)})")
+        for name in features or []:
+            if name in (self.target_column, split_column):
+                role = "target" if name == self.target_column else "split"
+                raise DataError(self.path, f"feature {name!r} is the {role} column; leave it out of features")
         target_at = header.index(self.target_column)
         split_at = header.index(split_column) if split_column else None
         if features is None:
