@@ -190,3 +190,14 @@ def test_input_shape_sets_bands_and_dimensions(capsys: pytest.CaptureFixture[str
     assert "--input has 1 sizes but --spatial-dims is 3" in capsys.readouterr().err
     assert main(["summary", "--model", "cnn", "--model_kwargs", '{"in_channels": 3}', "--input", "2x64x64"]) == 2
     assert "--model_kwargs sets in_channels=3 but the input asks for 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("option", "message"), [(["--batch", "0"], "--batch 0"), (["--size", "32", "0"], "--size 32 0")]
+)
+def test_empty_probe_is_one_line(capsys: pytest.CaptureFixture[str], option: list[str], message: str) -> None:
+    tiny = '{"nf": 8, "depth": 3, "psp_depth": 2}'
+    args = ["summary", "--model", "fractal_resunet", "--model_kwargs", tiny, "--no-receptive-field", *option]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mantis summary: error: {message}") and err.count("\n") == 1

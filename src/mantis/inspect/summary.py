@@ -262,6 +262,10 @@ def _model(args: argparse.Namespace) -> tuple[str, dict[str, Any], nn.Module]:
 
 
 def _summary(args: argparse.Namespace) -> int:
+    if args.batch < 1:
+        raise ValueError(f"--batch {args.batch}: give at least 1")
+    if min(args.size) < 1:
+        raise ValueError(f"--size {' '.join(map(str, args.size))}: sizes must be at least 1")
     name, kwargs, model = _model(args)
     n_inputs = count_inputs(model)
     if not model_info(name).spatial_dims:  # feature vectors (tables)
