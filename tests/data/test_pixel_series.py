@@ -90,6 +90,7 @@ def test_block_split_keeps_blocks_together_and_classes_balanced() -> None:
         ),
         ("dims", "{stack}: holds 3 dimensions (6, 5, 21); a stack has 4 (H x W x dates x bands)"),
         ("label", "{labels}: label 7 is not a class id 0..2 (set num_classes, class_names or ignore_index)"),
+        ("inf", "{stack}: holds infinite values at labelled pixels (missing values are NaN)"),
     ],
 )
 def test_bad_stacks_give_one_line(tmp_path: Path, change: str, message: str) -> None:
@@ -99,6 +100,11 @@ def test_bad_stacks_give_one_line(tmp_path: Path, change: str, message: str) -> 
         np.save(path, stack.transpose(2, 3, 0, 1))  # a TCHW file read as HWTC
     elif change == "dims":
         np.save(path, stack.reshape(H, W, T * C))
+    elif change == "inf":
+        stack[3, 3, 2, 1] = np.inf  # one infinite value made its band's statistics infinite
+        labels[3, 3] = 1
+        np.save(path, stack)
+        np.save(tmp_path / "labels.npy", labels)
     else:
         labels[2, 2] = 7
         np.save(tmp_path / "labels.npy", labels)

@@ -194,6 +194,8 @@ class PixelSeriesDataModule(OrderedLoaders, ClassificationDataModule):
         ids = labels[rows, cols].astype(np.int64)
         # N x C x T series of the labelled pixels (reads only those from a memory-mapped file)
         series = np.asarray(stack[rows, cols], dtype=np.float32).transpose(0, 2, 1)
+        if np.isinf(series).any():  # one would make its band's statistics infinite
+            raise DataError(stack_path or source, "holds infinite values at labelled pixels (missing values are NaN)")
         index = _split(rows, cols, ids, split_block, val_fraction, test_fraction, seed)
         self.pixels = {stage: (rows[index[stage]], cols[index[stage]]) for stage in _STAGES}  # where each came from
         self._raw = {stage: series[index[stage]] for stage in _STAGES}
