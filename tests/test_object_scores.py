@@ -74,3 +74,30 @@ def test_mantis_test_equals_predict_then_evaluate(tmp_path: Path, capsys: pytest
     for mine, theirs in (("precision", "precision"), ("recall", "recall"), ("f1", "f1"), ("iou", "mean_matched_iou")):
         expected = objects[theirs]
         assert metrics[f"object_{mine}_change"] == (None if expected is None else pytest.approx(expected))
+
+
+def test_evaluate_refuses_two_predictions_or_masks_of_one_stem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mantis.io.raster import write_image
+
+    pred, label = tmp_path / "pred", tmp_path / "label"
+    truth = np.zeros((8, 8), np.uint8)
+    truth[2:5, 2:5] = 1
+    write_image(label / "x.png", truth * 255)
+    write_image(pred / "x_class.png", truth)
+    write_image(pred / "x_class.tif", 1 - truth)  # a second run in another format: which one is scored?
+    capsys.readouterr()
+    assert main(["evaluate", str(pred), str(label), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mantis evaluate: error: ")
+    assert "x_class" in err[0] and "same stem" in err[0]
+    assert not (pred / "evaluation.json").exists()
+
+    (pred / "x_class.tif").unlink()
+    write_image(label / "x.tif", truth * 255)  # two masks of one stem: one prediction would count twice
+    assert main(["evaluate", str(pred), str(label), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "same stem" in err[0]
+    (label / "x.tif").unlink()
+    assert main(["evaluate", str(pred), str(label), "--no-progress"]) == 0

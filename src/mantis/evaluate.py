@@ -32,12 +32,14 @@ __all__ = ["evaluate_folders", "main"]
 
 
 def _pairs(pred_dir: Path, label_dir: Path) -> list[tuple[Path, Path]]:
-    from mantis.io.folders import list_images
+    from mantis.io.folders import files_by_stem, list_images
 
     labels = list_images(label_dir)
+    files_by_stem(labels)  # x.png and x.tif would both be scored against one prediction: refused
     predictions = list_images(pred_dir)
     maps = [p for p in predictions if p.stem.endswith("_class")] or predictions
-    by_stem = {p.stem.removesuffix("_class"): p for p in maps}
+    # x_class.png and x_class.tif (two runs of mantis predict): refused, rather than one scored at random
+    by_stem = files_by_stem(maps, lambda p: p.stem.removesuffix("_class"))
     pairs = []
     for label in labels:
         prediction = by_stem.get(label.stem)
