@@ -119,6 +119,8 @@ def test_a_raster_stack_needs_bands_per_date(tmp_path: Path) -> None:
         PixelSeriesDataModule(str(tmp_path / "stack.tif"), str(tmp_path / "labels.npy"), bands_per_date=4)
     with pytest.raises(DataError, match=r"stack.tif: a raster stack needs bands_per_date"):
         PixelSeriesDataModule(str(tmp_path / "stack.tif"), str(tmp_path / "labels.npy"))
+    with pytest.raises(ValueError, match=r"^bands_per_date must be positive, got 0$"):  # not a ZeroDivisionError
+        PixelSeriesDataModule(str(tmp_path / "stack.tif"), str(tmp_path / "labels.npy"), bands_per_date=0)
 
 
 def test_cnn_learns_the_synthetic_scene_and_maps_it(tmp_path: Path) -> None:

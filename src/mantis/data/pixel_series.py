@@ -173,6 +173,8 @@ class PixelSeriesDataModule(OrderedLoaders, ClassificationDataModule):
             raise ValueError(f"layout must be 'HWTC' or 'TCHW', got {layout!r}")
         if split_block < 1:
             raise ValueError(f"split_block must be positive, got {split_block}")
+        if bands_per_date is not None and bands_per_date < 1:
+            raise ValueError(f"bands_per_date must be positive, got {bands_per_date}")
         for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
