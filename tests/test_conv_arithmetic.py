@@ -116,6 +116,15 @@ def test_cli_prints_the_table_and_draws_the_cells(tmp_path: Path, capsys: pytest
     ]
 
 
+def test_cell_without_png_is_refused_not_ignored(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["conv", "32x32", "k3", "--cell", "7,7"]) == 2
+    captured = capsys.readouterr()
+    assert (
+        captured.err.strip() == "mantis conv: error: --cell '7,7': names the output cell of --png; give --png FILE too"
+    )
+    assert captured.out == ""
+
+
 def test_cells_lost_are_real_input_cells_no_window_reaches() -> None:
     for n, k, p, s, d in SWEEP:
         layer = ConvLayer(k, s, p, d)

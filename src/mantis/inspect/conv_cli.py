@@ -174,6 +174,8 @@ def _cell(text: str | None, out_size: list[int]) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     """Print the report; draw the PNG if asked."""
+    if args.cell is not None and args.png is None:
+        raise ConvError(f"--cell {args.cell!r}: names the output cell of --png; give --png FILE too")
     size = parse_size(args.size)
     layers = [parse_layer(text) for text in args.layers]
     print(report(size, layers))
