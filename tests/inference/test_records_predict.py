@@ -298,3 +298,22 @@ def test_compile_refused_for_series_not_ignored(
     file = write_ts(tmp_path / "new.ts", *waves(2, seed=3))
     message = _refused(["-c", str(series_checkpoint), "-i", str(file), "--compile"], capsys, tmp_path / "refused")
     assert message.endswith(f"{file}: --compile does not apply to series and table rows")
+    message = _refused(["-c", str(series_checkpoint), "-i", str(file), "--format", "tif"], capsys, tmp_path / "refused")
+    assert message.endswith(f"{file}: --format does not apply to series and table rows")
+
+
+def test_format_refused_for_per_step_series_and_volumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    series = np.random.default_rng(0).normal(size=(2, 2, 16)).astype(np.float32)
+    np.save(tmp_path / "s.npy", series)
+    _segmentation_checkpoint(tmp_path / "s.ckpt", "test_pixel_seg", {"in_channels": 2, "spatial_dims": 1}, [0.0, 0.0])
+    argv = ["-c", str(tmp_path / "s.ckpt"), "-i", str(tmp_path / "s.npy"), "--format", "png"]
+    message = _refused(argv, capsys, tmp_path / "r")
+    assert message.endswith(f"{tmp_path / 's.npy'}: --format png is for rasters; per-step series are written as .npy")
+    volume = tmp_path / "v" / "scan.npy"
+    volume.parent.mkdir()
+    np.save(volume, np.random.default_rng(1).normal(size=(8, 8, 8, 2)).astype(np.float32))
+    _segmentation_checkpoint(tmp_path / "v.ckpt", "test_pixel_seg", {"in_channels": 2, "spatial_dims": 3}, [0.0, 0.0])
+    message = _refused(["-c", str(tmp_path / "v.ckpt"), "-i", str(volume), "--format", "tif"], capsys, tmp_path / "r")
+    assert message.endswith(f"{volume}: --format tif is for rasters; volumes are written as their input")
+    assert main(["predict", "-c", str(tmp_path / "v.ckpt"), "-i", str(volume), "-o", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "scan_class.npy").exists()

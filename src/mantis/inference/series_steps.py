@@ -167,6 +167,8 @@ def predict_series_steps_cli(
     """``mantis predict`` on a ``.npy`` file of series, or a folder of them, for a 1D network."""
     if getattr(args, "vector", None):
         raise InputError(f"{inputs[0]}: --vector draws polygons of 2D class maps, not of series")
+    if getattr(args, "format", "auto") != "auto":
+        raise InputError(f"{inputs[0]}: --format {args.format} is for rasters; per-step series are written as .npy")
     if len(inputs) != 1:
         raise InputError(f"{inputs[-1]}: series are predicted from one file or folder (change detection takes images)")
     paths = _npy_files(inputs[0]) if inputs[0].is_dir() else [inputs[0]]

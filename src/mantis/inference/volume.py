@@ -388,6 +388,8 @@ def predict_volume_cli(
     """``mantis predict`` on a volume file or a folder of them: the parsed options that apply to volumes."""
     if getattr(args, "vector", None):
         raise InputError(f"{inputs[0]}: --vector draws polygons of 2D class maps, not of volumes")
+    if getattr(args, "format", "auto") != "auto":
+        raise InputError(f"{inputs[0]}: --format {args.format} is for rasters; volumes are written as their input")
     options: dict[str, Any] = {
         "spec": spec,
         "outputs": args.outputs,
