@@ -187,6 +187,21 @@ def test_run_folder_metrics_and_curves(tmp_path: Path) -> None:
     assert picture.width > 400 and np.asarray(picture.convert("L")).std() > 5
 
 
+@pytest.mark.parametrize("option", [["--labels", "masks"], ["--class-names", "a", "b"], ["--num-classes", "3"]])
+def test_run_folder_refuses_options_of_prediction_folders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str]
+) -> None:
+    run = tmp_path / "run"
+    _write_run_folder(run)
+    (tmp_path / "masks").mkdir()
+    option = [str(tmp_path / "masks") if o == "masks" else o for o in option]
+    out = tmp_path / "run.html"
+    assert _report([str(run), "-o", str(out), "--samples", "0", *option]) == 2
+    err = capsys.readouterr().err
+    assert f"{option[0]}: applies to a prediction folder" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
 class _AllChange(nn.Module):
     """Predicts change everywhere: the counts of the page are then the reference's alone."""
 

@@ -157,6 +157,15 @@ def build_report(
     page = Page(title or f"Mantis report: {folder.resolve().name}", facts=[("source", str(folder))])
     pred_dir: Path | None = Path(predictions) if predictions is not None else None
     if is_run_folder(folder):
+        for flag, value in (
+            ("--inputs", inputs),
+            ("--labels", labels),
+            ("--num-classes", num_classes),
+            ("--class-names", class_names),
+            ("--mask-mapping", mask_mapping),
+        ):
+            if value and pred_dir is None:  # the run's own samples take all of these from its config
+                raise ValueError(f"{flag}: applies to a prediction folder; with a run folder give --predictions DIR")
         page.facts += _run_facts(folder)
         page.tables += run_tables(folder)
         page.curves = _curves(folder)
