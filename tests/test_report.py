@@ -269,6 +269,39 @@ def test_run_folder_whose_config_this_version_refuses_gets_a_note(tmp_path: Path
     assert "no samples from the run's test split" in page and "no_such_option" in page
 
 
+class _OneChannelChange(nn.Module):
+    """A single-channel (sigmoid) change output: 0.9 everywhere."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 2) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((1,), 0.9))
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(x1[:, :1]) * self.scale
+
+
+def test_run_folder_samples_of_a_single_channel_output(tmp_path: Path) -> None:
+    registry.register_model("test_one_channel_change", inputs=2)(_OneChannelChange)
+    try:
+        run = tmp_path / "run"
+        _write_run_folder(run)
+        init = {"root": None, "patch_size": 32, "num_train": 2, "num_val": 2, "num_test": 2}
+        config = {"data": {"class_path": "mantis.data.ChangeDetectionDataModule", "init_args": init}}
+        (run / "config.yaml").write_text(json.dumps(config))
+        (run / "checkpoints").mkdir()
+        hparams = {"model": "test_one_channel_change", "model_kwargs": {}, "task": "change_detection"}
+        state = {f"model.{k}": v for k, v in _OneChannelChange().state_dict().items()}
+        torch.save({"state_dict": state, "hyper_parameters": hparams}, run / "checkpoints" / "last.ckpt")
+        (run / "test_metrics.json").unlink()
+        out = tmp_path / "run.html"
+        assert _report([str(run), "-o", str(out), "--samples", "1"]) == 0
+        page = out.read_text()
+        assert re.findall(r'data-name="([^"]+)" data-kind="pair"', page) == ["test_0"]
+        assert 'data-key="probability"' in page
+    finally:
+        registry.unregister_model("test_one_channel_change")
+
+
 def test_geotiffs_written_by_mantis_predict(tmp_path: Path, all_change_model: str) -> None:
     """End to end on GeoTIFFs: mantis predict writes the maps, the report reads them reduced (decimated reads)
     while its counts stay those of the full-resolution rasters."""

@@ -131,7 +131,7 @@ def run_test_samples(
                 truth=_reduce(truth, shape),
                 ignore_index=ignore_index,
                 pictures=display_images([_reduce(x.numpy(), shape) for x in inputs]),
-                probability=_reduce(probabilities[1], shape) if num_classes == 2 else None,
+                probability=_reduce(probabilities[-1], shape) if num_classes == 2 else None,  # one channel: sigmoid
                 counts=counts,
                 files={"checkpoint": str(checkpoint), "sample": f"test split #{index} of {run_dir / 'config.yaml'}"},
             )
