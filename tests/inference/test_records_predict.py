@@ -317,3 +317,17 @@ def test_format_refused_for_per_step_series_and_volumes(tmp_path: Path, capsys: 
     assert message.endswith(f"{volume}: --format tif is for rasters; volumes are written as their input")
     assert main(["predict", "-c", str(tmp_path / "v.ckpt"), "-i", str(volume), "-o", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "scan_class.npy").exists()
+
+
+def test_an_infinite_series_cell_is_refused_as_in_training(tmp_path: Path) -> None:
+    from mantis.inference.errors import InputError
+    from mantis.inference.series_inputs import read_series_inputs
+
+    table = tmp_path / "s.csv"
+    table.write_text("label,t0,t1,t2\na,1.0,?,3.0\nb,1.0,inf,3.0\n")
+    settings = {"series_length": 3, "unequal_length": "resample", "label_column": "label"}
+    with pytest.raises(InputError, match=r"s\.csv: row 3, column 't1': 'inf' is not a number$"):
+        read_series_inputs(table, settings, 1, None, None)
+    table.write_text("label,t0,t1,t2\na,1.0,?,3.0\n")  # '?' is a gap, filled along time
+    _, x = read_series_inputs(table, settings, 1, None, None)
+    np.testing.assert_allclose(x, [[[1.0, 2.0, 3.0]]])

@@ -39,11 +39,12 @@ def _csv_series(file: Path, label_column: str) -> list[np.ndarray]:
         values = np.empty(len(cells))
         for j, cell in enumerate(cells):
             try:
-                values[j] = math.nan if cell in ("", MISSING) else float(cell)
+                value = math.nan if cell in ("", MISSING) else float(cell)
             except ValueError:
-                raise InputError(
-                    f"{file}: row {number}, column {header[steps[j]]!r}: {cell!r} is not a number"
-                ) from None
+                value = math.inf  # refused below
+            if math.isinf(value):  # as training refuses it: the network would give NaN probabilities
+                raise InputError(f"{file}: row {number}, column {header[steps[j]]!r}: {cell!r} is not a number")
+            values[j] = value
         series.append(values[None])
     return series
 
