@@ -218,6 +218,17 @@ def test_folder_of_pairs_checked_first(tmp_path: Path, rng: np.random.Generator,
     assert model.calls == 0 and not (tmp_path / "out3").exists()
 
 
+def test_two_files_of_one_stem_are_refused_not_overwritten(tmp_path: Path, rng: np.random.Generator) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    write_geotiff(folder / "a.tif", rng.integers(0, 255, (3, 16, 16), dtype=np.uint8))
+    Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / "a.png")
+    # both would write out/a_class.*: the second must not silently replace the first
+    with pytest.raises(Exception, match=r"ambiguous: a\.\w+ in the same folder has the same stem"):
+        predict_folder(PixelSeg(), folder, tmp_path / "out", window=16, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_class_map_is_argmax_with_first_on_ties_and_threshold_for_one_class() -> None:
     from mantis.inference.predict import _argmax
 

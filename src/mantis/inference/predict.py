@@ -603,6 +603,7 @@ def pair_folders(folders: Sequence[Path]) -> list[tuple[Path, ...]]:
     if not first:
         raise InputError(f"{folders[0]}: no PNG, JPEG or TIFF files")
     if len(folders) == 1:
+        files_by_stem(first)  # a.tif and a.png would both write a_class.*: refused, as in training
         return [(p,) for p in first]
     # The training rule (mantis.io.folders): the same name, else the same stem.
     others = list_images(folders[1])
