@@ -292,3 +292,20 @@ def test_bad_inputs_give_one_line_and_status_2(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("mantis visualize: error: ") and message in err, err
     assert not out.exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--pixel", "3,3"], "--pixel 3,3: chooses what saliency draws, but --show leaves saliency out"),
+        (["--layer", "stem"], "--layer stem: chooses what maximise draws, but --show leaves maximise out"),
+    ],
+)
+def test_options_of_pictures_not_shown_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str], message: str
+) -> None:
+    kwargs = json.dumps(dict(model_info("fractal_resunet").tiny))
+    args = ["visualize", "--model", "fractal_resunet", "--model_kwargs", kwargs, "--scene", "0", "--size", "32"]
+    assert main([*args, "--show", "outputs", *option, "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == f"mantis visualize: error: {message}"
+    assert not (tmp_path / "out").exists()

@@ -308,6 +308,9 @@ def run(args: argparse.Namespace) -> int:
     subject = _load_subject(args)
     available = _pictures(subject, args)
     wanted = args.show or [name for name in PICTURES if name in available]
+    for option, value, picture in (("--pixel", args.pixel, "saliency"), ("--layer", args.layer, "maximise")):
+        if value is not None and picture not in wanted:
+            raise CommandError(f"{option} {value}: chooses what {picture} draws, but --show leaves {picture} out")
     missing = [name for name in wanted if name not in available]
     if missing:
         raise CommandError(
