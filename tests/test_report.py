@@ -335,6 +335,10 @@ def test_geotiffs_written_by_mantis_predict(tmp_path: Path, all_change_model: st
         (lambda r: [str(r / "A"), "-o", str(r / "x.html")], "A: holds no class maps"),
         (lambda r: [str(r / "pred"), "--samples", "nope", "-o", str(r / "x.html")], "no prediction of sample 'nope'"),
         (lambda r: [str(r / "pred"), "-o", str(r / "A")], "A: is a folder"),
+        (
+            lambda r: [str(r / "pred"), "--num-classes", "0", "-o", str(r / "x.html")],
+            "--num-classes 0: give at least 1",
+        ),
         (lambda r: [str(r / "pred"), "--inputs", str(r / "label"), "-o", str(r / "x.html")], None),
     ],
 )

@@ -86,7 +86,9 @@ def _classes(
     if not names and (pred_dir / EVALUATION_FILE).is_file():
         names = [str(n) for n in read_json(pred_dir / EVALUATION_FILE).get("class_names") or []]
     names = names or class_names_of(tables)
-    count = num_classes or len(names) or 2
+    count = num_classes if num_classes is not None else len(names) or 2  # 0 is refused, not taken for 'unset'
+    if count < 1:
+        raise ValueError(f"--num-classes {count}: give at least 1")
     if names and len(names) != count:
         raise ValueError(f"{len(names)} class names for {count} classes")
     return count, names or [f"class_{k}" for k in range(count)]
