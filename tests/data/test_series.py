@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from mantis.cli import main
-from mantis.data.series import SeriesDataModule, aeon_dataset_files, stratified_split
+from mantis.data.series import SeriesDataModule, aeon_dataset_files, stratified_parts, stratified_split
 from mantis.data.series_order import TrainingOrder
 from mantis.io.errors import DataError
 
@@ -89,6 +89,15 @@ def test_stratified_split_is_seeded_and_keeps_every_class() -> None:
     assert np.bincount(labels[held]).tolist() == [2, 1, 1]
     assert np.array_equal(held, stratified_split(labels, 0.2, seed=7)[1])
     assert not np.array_equal(held, stratified_split(labels, 0.2, seed=8)[1])
+
+
+def test_fractions_that_leave_nothing_to_train_are_refused() -> None:
+    labels = np.repeat(np.arange(3), 10)
+    parts = stratified_parts(labels, 0.2, 0.3, seed=0)
+    assert sum(len(v) for v in parts.values()) == 30 and len(parts["train"]) > 0
+    for val, test in ((0.6, 0.6), (0.5, 0.5), (1.0, 0.0), (-0.1, 0.2)):
+        with pytest.raises(ValueError, match="must be in \\[0, 1\\) and sum to less than 1"):
+            stratified_parts(labels, val, test, seed=0)
 
 
 def test_unequal_lengths_are_resampled_padded_or_refused(tmp_path: Path) -> None:

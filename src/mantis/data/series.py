@@ -74,7 +74,13 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 
 def stratified_parts(labels: np.ndarray, val: float, test: float, seed: int) -> dict[Stage, np.ndarray]:
     """Sorted indices of ``labels`` per split: ``val`` of each class held out for validation (``seed``), then
-    ``test`` of each class (as a share of all) for testing (``seed + 1``); the rest trains."""
+    ``test`` of each class (as a share of all) for testing (``seed + 1``); the rest trains.
+
+    Raises:
+        ValueError: a fraction outside [0, 1), or the two leave nothing to train on (they sum to 1 or more).
+    """
+    if not (0.0 <= val < 1.0 and 0.0 <= test < 1.0 and val + test < 1.0):
+        raise ValueError(f"val_fraction {val} and test_fraction {test} must be in [0, 1) and sum to less than 1")
     keep, held_val = stratified_split(labels, val, seed)
     held_test = np.zeros(0, dtype=np.int64)
     if test > 0:
