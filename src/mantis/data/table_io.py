@@ -13,9 +13,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mantis.io.errors import DataError
 
-__all__ = ["PARQUET_SUFFIXES", "SKLEARN_DATASETS", "read_table", "sklearn_table"]
+__all__ = ["PARQUET_SUFFIXES", "SKLEARN_DATASETS", "feature_matrix", "finite_number", "read_table", "sklearn_table"]
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 #: scikit-learn loaders of the tables that ship inside the package (no download) and their kind.
@@ -36,6 +38,24 @@ def finite_number(cell: str) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
+
+
+def feature_matrix(path: str | os.PathLike[str], table: Table, features: list[str]) -> np.ndarray:
+    """N x F float32 values of the named columns, for training and prediction alike.
+
+    Raises:
+        DataError: a cell that is empty or not a finite number (naming the file, the row and the column).
+    """
+    header, rows = table
+    columns = [header.index(name) for name in features]
+    values = np.zeros((len(rows), len(columns)), dtype=np.float32)
+    for r, row in enumerate(rows):
+        for c, at in enumerate(columns):
+            value = finite_number(row[at])
+            if value is None:
+                raise DataError(path, f"row {r + 2}, column {header[at]!r}: {row[at]!r} is not a number")
+            values[r, c] = value
+    return values
 
 
 def read_table(path: str | os.PathLike[str]) -> Table:

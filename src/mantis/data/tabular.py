@@ -29,7 +29,7 @@ from torch.utils.data import TensorDataset
 from mantis.data.loaders import ClassificationDataModule, OrderedLoaders, Stage
 from mantis.data.sampling import SampleKey, split_key
 from mantis.data.splits import random_split
-from mantis.data.table_io import Table, finite_number, read_table, sklearn_table
+from mantis.data.table_io import Table, feature_matrix, finite_number, read_table, sklearn_table
 from mantis.io.errors import DataError
 
 __all__ = ["TabularDataModule", "read_table"]
@@ -142,14 +142,7 @@ class TabularDataModule(OrderedLoaders, ClassificationDataModule):
             ]
             if not features:
                 raise DataError(self.path, f"has no numeric column besides {self.target_column!r}")
-        columns = [header.index(name) for name in features]
-        values = np.zeros((len(rows), len(columns)), dtype=np.float32)
-        for r, row in enumerate(rows):
-            for c, at in enumerate(columns):
-                value = finite_number(row[at])
-                if value is None:
-                    raise DataError(self.path, f"row {r + 2}, column {header[at]!r}: {row[at]!r} is not a number")
-                values[r, c] = value
+        values = feature_matrix(self.path, (header, rows), features)
         cells = [row[target_at].strip() for row in rows]
         if any(not cell for cell in cells):
             raise DataError(self.path, f"row {cells.index('') + 2}: empty {self.target_column!r}")

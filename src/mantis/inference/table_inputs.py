@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mantis.data.table_io import PARQUET_SUFFIXES, finite_number, read_table
+from mantis.data.table_io import PARQUET_SUFFIXES, feature_matrix, read_table
 from mantis.inference.errors import InputError
 
 __all__ = ["ID_COLUMN", "TABLE_SUFFIXES", "read_table_inputs"]
@@ -33,14 +33,7 @@ def read_table_inputs(
     missing = [name for name in features if name not in header]
     if missing:
         raise InputError(f"{path}: has no column {missing[0]!r}, a feature of the model ({', '.join(features)})")
-    columns = [header.index(name) for name in features]
-    values = np.zeros((len(rows), len(columns)), dtype=np.float32)
-    for r, row in enumerate(rows):
-        for c, at in enumerate(columns):
-            value = finite_number(row[at])
-            if value is None:
-                raise InputError(f"{path}: row {r + 2}, column {header[at]!r}: {row[at]!r} is not a number")
-            values[r, c] = value
+    values = feature_matrix(path, (header, rows), list(features))
     if mean is not None and std is not None:
         values = ((values - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).astype(np.float32)
     if ID_COLUMN in header and ID_COLUMN not in features:
