@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ from mantis.inference import (
     InputError,
     ModelEnsemble,
     export_model,
+    export_onnx,
+    export_program,
     load_model,
     load_models,
     load_pretrained,
@@ -134,6 +137,17 @@ def test_onnx_and_pt2_match_pytorch(tmp_path: Path) -> None:
     assert json.loads(extra["fields.json"]) == ["segmentation"]
     torch.testing.assert_close(program.module()(x1, x2)[0], want, atol=1e-6, rtol=0)
     torch.testing.assert_close(load_pretrained(tmp_path)(x1, x2), want, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("export", [export_onnx, export_program])
+def test_exporters_check_every_field_and_refuse_a_difference(tmp_path: Path, export: Callable[..., float]) -> None:
+    # Both exporters share the example inputs, the fields and the check loop against PyTorch on fresh inputs.
+    model = _seg(6)
+    meta = ModelMeta("test_pixel_seg", {"in_channels": 3, "num_classes": 3})
+    worst = export(model, meta, tmp_path / "checked", 8, 2)
+    assert 0.0 <= worst <= 1e-4
+    with pytest.raises(InputError, match=r"fixed: output 'segmentation' differs from PyTorch by .* \(> -1\)"):
+        export(model, meta, tmp_path / "fixed", window=8, atol=-1.0)
 
 
 def test_real_registry_model_from_ckpt(tmp_path: Path) -> None:

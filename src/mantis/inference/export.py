@@ -6,7 +6,7 @@ import contextlib
 import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,35 @@ def _check_inputs(inputs: tuple[torch.Tensor, ...], dynamic_batch: bool) -> list
     return checks
 
 
+def _prepare(
+    model: nn.Module, meta: ModelMeta, window: int | Sequence[int], batch_size: int
+) -> tuple[tuple[torch.Tensor, ...], list[str], TupleOutput]:
+    """What both exporters start from: the example inputs, the model's output fields and the tuple wrapper."""
+    inputs = example_inputs(meta, window, batch_size)
+    fields, _ = _fields(model, inputs)
+    return inputs, fields, TupleOutput(model, fields).eval()
+
+
+def _check_against_pytorch(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    run: Callable[[tuple[torch.Tensor, ...]], Sequence[np.ndarray]],
+    path: str | os.PathLike[str],
+    dynamic_batch: bool,
+    atol: float,
+) -> float:
+    """Runs the export (``run(check_inputs) -> outputs``) and the model on fresh inputs; the worst difference.
+
+    Raises:
+        InputError: an output differs from PyTorch by more than ``atol``.
+    """
+    worst = 0.0
+    for check in _check_inputs(inputs, dynamic_batch):
+        _, want = _fields(model, check)
+        worst = max(worst, _compare(str(path), run(check), want, atol))
+    return worst
+
+
 def export_onnx(
     model: nn.Module,
     meta: ModelMeta,
@@ -114,10 +143,8 @@ def export_onnx(
     import onnxruntime as ort
 
     model = model.eval()
-    inputs = example_inputs(meta, window, batch_size)
-    fields, _ = _fields(model, inputs)
+    inputs, fields, wrapped = _prepare(model, meta, window, batch_size)
     names = _input_names(len(inputs))
-    wrapped = TupleOutput(model, fields).eval()
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its steps on stdout
             torch.onnx.export(
@@ -135,12 +162,11 @@ def export_onnx(
     except Exception as error:
         raise InputError(f"{path}: ONNX export failed ({_first_line(error)})") from None
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    worst = 0.0
-    for check in _check_inputs(inputs, dynamic_batch):
-        _, want = _fields(model, check)
-        got = session.run(None, {n: t.numpy() for n, t in zip(names, check)})
-        worst = max(worst, _compare(str(path), got, want, atol))
-    return worst
+
+    def run(check: tuple[torch.Tensor, ...]) -> Sequence[np.ndarray]:
+        return session.run(None, {n: t.numpy() for n, t in zip(names, check)})
+
+    return _check_against_pytorch(model, inputs, run, path, dynamic_batch, atol)
 
 
 def export_program(
@@ -161,9 +187,7 @@ def export_program(
         The largest absolute difference between the reloaded program and the model.
     """
     model = model.eval()
-    inputs = example_inputs(meta, window, batch_size)
-    fields, _ = _fields(model, inputs)
-    wrapped = TupleOutput(model, fields).eval()
+    inputs, fields, wrapped = _prepare(model, meta, window, batch_size)
     try:
         program = torch.export.export(wrapped, inputs, dynamic_shapes=_dynamic_shapes(inputs, dynamic_batch))
         extra = {"fields.json": json.dumps(fields), "config.json": json.dumps(meta.to_config())}
@@ -171,13 +195,12 @@ def export_program(
     except Exception as error:
         raise InputError(f"{path}: torch.export failed ({_first_line(error)})") from None
     loaded = torch.export.load(str(path)).module()
-    worst = 0.0
-    for check in _check_inputs(inputs, dynamic_batch):
-        _, want = _fields(model, check)
+
+    def run(check: tuple[torch.Tensor, ...]) -> Sequence[np.ndarray]:
         with torch.inference_mode():
-            got = [t.numpy() for t in loaded(*check)]
-        worst = max(worst, _compare(str(path), got, want, atol))
-    return worst
+            return [t.numpy() for t in loaded(*check)]
+
+    return _check_against_pytorch(model, inputs, run, path, dynamic_batch, atol)
 
 
 def _first_line(error: BaseException) -> str:
