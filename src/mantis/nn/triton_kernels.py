@@ -58,25 +58,35 @@ def _tile_offsets(n, offs_c, offs_s, stride_n, stride_c, stride_s):
 
 
 @triton.jit
+def _spatial_tile(S, BLOCK_S: tl.constexpr):
+    """This program's sample ``n``, its tile index, the number of tiles, and the tile's positions and mask."""
+    tile = tl.program_id(0)
+    offs_s = tile * BLOCK_S + tl.arange(0, BLOCK_S)
+    return tl.program_id(1), tile, tl.num_programs(0), offs_s, offs_s < S
+
+
+@triton.jit
+def _channel_block(n, c0, offs_s, mask_s, C, stride_n, stride_c, stride_s, BLOCK_C: tl.constexpr):
+    """Channels ``c0 ..`` of the tile: their offsets and mask, and the tile's element offsets and mask."""
+    offs_c = c0 + tl.arange(0, BLOCK_C)
+    mask_c = offs_c < C
+    offs = _tile_offsets(n, offs_c, offs_s, stride_n, stride_c, stride_s)
+    return offs_c, mask_c, offs, mask_c[:, None] & mask_s[None, :]
+
+
+@triton.jit
 def _reduce_kernel(
     q_ptr, k_ptr, sp_ptr, part_ptr, C, S, stride_n, stride_c, stride_s, smooth,
     DEPTH: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
 ):  # fmt: skip
     """One read of q and k: spatial stats (N x 4 x S) and partial channel sums (N x tiles x 3 x C)."""
-    tile = tl.program_id(0)
-    n = tl.program_id(1)
-    tiles = tl.num_programs(0)
-    offs_s = tile * BLOCK_S + tl.arange(0, BLOCK_S)
-    mask_s = offs_s < S
+    n, tile, tiles, offs_s, mask_s = _spatial_tile(S, BLOCK_S)
     pl_s = tl.zeros([BLOCK_S], dtype=tl.float32)
     dd_s = tl.zeros([BLOCK_S], dtype=tl.float32)
     tot_s = tl.zeros([BLOCK_S], dtype=tl.float32)
     part = part_ptr + (n * tiles + tile) * 3 * C
     for c0 in range(0, C, BLOCK_C):
-        offs_c = c0 + tl.arange(0, BLOCK_C)
-        mask_c = offs_c < C
-        offs = _tile_offsets(n, offs_c, offs_s, stride_n, stride_c, stride_s)
-        mask = mask_c[:, None] & mask_s[None, :]
+        offs_c, mask_c, offs, mask = _channel_block(n, c0, offs_s, mask_s, C, stride_n, stride_c, stride_s, BLOCK_C)
         # Masked entries load as 0 and add nothing to any of the three sums.
         q = tl.load(q_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         k = tl.load(k_ptr + offs, mask=mask, other=0.0).to(tl.float32)
@@ -121,16 +131,11 @@ def _apply_kernel(
     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
 ):  # fmt: skip
     """``y = v * (w_sp + w_ch)``, rounded once to y's dtype."""
-    n = tl.program_id(1)
-    offs_s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
-    mask_s = offs_s < S
+    n, _, _, offs_s, mask_s = _spatial_tile(S, BLOCK_S)
     w_sp = tl.load(sp_ptr + n * 4 * S + offs_s, mask=mask_s, other=0.0)
     for c0 in range(0, C, BLOCK_C):
-        offs_c = c0 + tl.arange(0, BLOCK_C)
-        mask_c = offs_c < C
+        offs_c, mask_c, offs, mask = _channel_block(n, c0, offs_s, mask_s, C, stride_n, stride_c, stride_s, BLOCK_C)
         w_ch = tl.load(ch_ptr + n * 4 * C + offs_c, mask=mask_c, other=0.0)
-        offs = _tile_offsets(n, offs_c, offs_s, stride_n, stride_c, stride_s)
-        mask = mask_c[:, None] & mask_s[None, :]
         v = tl.load(v_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         y = v * (w_sp[None, :] + w_ch[:, None])
         tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
@@ -142,20 +147,13 @@ def _grad_v_kernel(
     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
 ):  # fmt: skip
     """One read of g and v: grad of v, ``sum_c g v`` (N x S) and per-tile partial ``sum_s g v`` (N x tiles x C)."""
-    tile = tl.program_id(0)
-    n = tl.program_id(1)
-    tiles = tl.num_programs(0)
-    offs_s = tile * BLOCK_S + tl.arange(0, BLOCK_S)
-    mask_s = offs_s < S
+    n, tile, tiles, offs_s, mask_s = _spatial_tile(S, BLOCK_S)
     w_sp = tl.load(sp_ptr + n * 4 * S + offs_s, mask=mask_s, other=0.0)
     g_sp = tl.zeros([BLOCK_S], dtype=tl.float32)
     part = part_ptr + (n * tiles + tile) * C
     for c0 in range(0, C, BLOCK_C):
-        offs_c = c0 + tl.arange(0, BLOCK_C)
-        mask_c = offs_c < C
+        offs_c, mask_c, offs, mask = _channel_block(n, c0, offs_s, mask_s, C, stride_n, stride_c, stride_s, BLOCK_C)
         w_ch = tl.load(ch_ptr + n * 4 * C + offs_c, mask=mask_c, other=0.0)
-        offs = _tile_offsets(n, offs_c, offs_s, stride_n, stride_c, stride_s)
-        mask = mask_c[:, None] & mask_s[None, :]
         g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         v = tl.load(v_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         grad_v = g * (w_sp[None, :] + w_ch[:, None])
@@ -176,24 +174,19 @@ def _grad_qk_kernel(
     ``dL/dq = sum over both axes of G (W_pl k + 2 W_dd (q - k) + W_tot)``, and the same for k with q for k
     and the sign of the distance term flipped; G is ``sum g v`` over the other axis.
     """
-    n = tl.program_id(1)
-    offs_s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
-    mask_s = offs_s < S
+    n, _, _, offs_s, mask_s = _spatial_tile(S, BLOCK_S)
     sp = sp_ptr + n * 4 * S + offs_s
     g_sp = tl.load(gsp_ptr + n * S + offs_s, mask=mask_s, other=0.0)
     sp_pl = g_sp * tl.load(sp + S, mask=mask_s, other=0.0)
     sp_dd = 2.0 * g_sp * tl.load(sp + 2 * S, mask=mask_s, other=0.0)
     sp_tot = g_sp * tl.load(sp + 3 * S, mask=mask_s, other=0.0)
     for c0 in range(0, C, BLOCK_C):
-        offs_c = c0 + tl.arange(0, BLOCK_C)
-        mask_c = offs_c < C
+        offs_c, mask_c, offs, mask = _channel_block(n, c0, offs_s, mask_s, C, stride_n, stride_c, stride_s, BLOCK_C)
         ch = ch_ptr + n * 4 * C + offs_c
         g_ch = tl.load(gch_ptr + n * C + offs_c, mask=mask_c, other=0.0)
         coef_pl = sp_pl[None, :] + (g_ch * tl.load(ch + C, mask=mask_c, other=0.0))[:, None]
         coef_dd = sp_dd[None, :] + (2.0 * g_ch * tl.load(ch + 2 * C, mask=mask_c, other=0.0))[:, None]
         coef_tot = sp_tot[None, :] + (g_ch * tl.load(ch + 3 * C, mask=mask_c, other=0.0))[:, None]
-        offs = _tile_offsets(n, offs_c, offs_s, stride_n, stride_c, stride_s)
-        mask = mask_c[:, None] & mask_s[None, :]
         q = tl.load(q_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         k = tl.load(k_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         dist = coef_dd * (q - k)
