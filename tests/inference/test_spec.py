@@ -107,3 +107,59 @@ def test_a_window_the_network_cannot_take_is_refused_before_reading(tmp_path: Pa
     with pytest.raises(InputError, match="window 4 does not suit"):
         predict_folder(seg_model, tmp_path, tmp_path / "o", window=(16, 4))
     assert not (tmp_path / "o").exists()
+
+
+def test_fitted_cuts_the_window_to_a_small_input_and_keeps_it_for_a_large_one() -> None:
+    spec = WindowSpec(window=64, stride=32)
+    # a 20 x 100 input: the first side is one window of 24 (20 rounded up to 8), the second keeps 64
+    assert spec.fitted((20, 100), 8) == WindowSpec(window=(24, 64), stride=(24, 32))
+    assert spec.fitted((64, 100), 8) is spec
+    # without a stride the default overlap applies to the cut window
+    assert WindowSpec(window=64).fitted((16, 16), 8).geometry(2)[:2] == ((16, 16), (8, 8))
+    with pytest.raises(InputError, match="window 64 does not suit the network: .* multiples of 24"):
+        spec.fitted((100, 100), 24)
+
+
+def test_prediction_options_are_built_from_the_keywords_of_every_entry_point() -> None:
+    from mantis.inference.options import OutputSpec, PredictOptions
+    from mantis.inference.vector import VectorOptions
+
+    options = PredictOptions.build(window=32, tta=True, outputs=["prob"], vector="geojson", progress=False)
+    assert options.window == WindowSpec(window=32, tta=True)
+    assert options.output == OutputSpec(outputs=("prob",), vector=VectorOptions(format="geojson"))
+    assert (options.device, options.progress) == (None, False)
+    # keywords change the fields of the given objects; keywords() gives back what build() takes
+    base = OutputSpec(outputs=("class", "prob"), prob_dtype="float32")
+    changed = PredictOptions.build(output=base, overwrite=True, spec=WindowSpec(window=16), stride=4)
+    assert changed.output == OutputSpec(outputs=("class", "prob"), prob_dtype="float32", overwrite=True)
+    assert changed.window == WindowSpec(window=16, stride=4)
+    assert PredictOptions.build(**changed.keywords()) == changed
+    with pytest.raises(TypeError, match="unknown prediction option 'output_dtype'"):
+        PredictOptions.build(output_dtype="float32")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"outputs": ("class", "edges")}, "unknown output ['edges']"),
+        ({"outputs": ()}, "unknown output []"),
+        ({"prob_dtype": "float16"}, "unknown probability dtype 'float16'; choose from uint8, float32"),
+        ({"output_format": "jpg"}, "unknown output format 'jpg'; choose from auto, tif, png"),
+    ],
+)
+def test_output_spec_refuses_unknown_values_in_words(fields: dict, message: str) -> None:
+    from mantis.inference.options import OutputSpec
+
+    with pytest.raises(InputError) as caught:
+        OutputSpec(**fields).check()
+    assert message in str(caught.value)
+
+
+def test_skip_existing_leaves_a_finished_raster_alone(tmp_path: Path, seg_model: PixelSeg) -> None:
+    write_geotiff(tmp_path / "t.tif", np.random.default_rng(1).integers(1, 255, (3, 24, 24), dtype=np.uint8))
+    first = predict_raster(seg_model, tmp_path / "t.tif", tmp_path / "o", window=16, progress=False)
+    stamp = first["class"].stat().st_mtime_ns
+    again = predict_raster(seg_model, tmp_path / "t.tif", tmp_path / "o", window=16, progress=False, skip_existing=True)
+    assert again == first and first["class"].stat().st_mtime_ns == stamp
+    with pytest.raises(InputError, match="exists"):
+        predict_raster(seg_model, tmp_path / "t.tif", tmp_path / "o", window=16, progress=False)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,3 +262,27 @@ def save_pretrained(model: nn.Module, meta: ModelMeta, directory: str | os.PathL
     (out / WEIGHTS_FILE).chmod(0o666 & ~_umask())  # safetensors writes 0600; give the usual permissions
     (out / CONFIG_FILE).write_text(json.dumps(meta.to_config(), indent=2, sort_keys=True) + "\n")
     return out
+
+
+#: A model, or the checkpoint paths to load it from (several: an ensemble).
+ModelSource = nn.Module | Callable[..., Any] | str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+
+def resolve_model(
+    model: ModelSource, meta: ModelMeta | None, device: torch.device | str | None, n_inputs: int = 1
+) -> tuple[Callable[..., Any], ModelMeta]:
+    """``model`` ready to predict with its description: checkpoint paths are loaded (:func:`load_models`) on
+    ``device`` (default CPU); a module or callable is taken as it is, with ``meta`` or, without it, the task
+    its number of inputs implies (two: change detection).
+
+    Raises:
+        TypeError: ``model`` is none of these.
+    """
+    if isinstance(model, (str, os.PathLike)) or (
+        isinstance(model, Sequence) and all(isinstance(m, (str, os.PathLike)) for m in model)
+    ):
+        paths = [model] if isinstance(model, (str, os.PathLike)) else list(model)
+        return load_models(paths, device or "cpu")
+    if not callable(model):
+        raise TypeError(f"model must be a module, a callable or checkpoint paths, got {type(model).__name__}")
+    return model, meta or ModelMeta(task="change_detection" if n_inputs == 2 else "segmentation")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,8 @@ import torch
 from mantis.commands import CommandError
 from mantis.inference.checkpoint import ModelMeta, load_models
 from mantis.inference.errors import InputError
+from mantis.inference.options import PredictOptions
 from mantis.inference.predict import PredictJob, check_window, plan_folder, run_prediction
-from mantis.inference.spec import WindowSpec
 
 __all__ = ["accelerator_of", "deal_jobs", "launched_by_torchrun", "predict_folder_distributed"]
 
@@ -80,8 +80,7 @@ def predict_folder_distributed(
     checkpoints: Sequence[str],
     folders: Sequence[Path],
     output_dir: Path,
-    spec: WindowSpec,
-    options: Mapping[str, Any],
+    options: PredictOptions,
     accelerator: str,
     devices: int,
     num_nodes: int = 1,
@@ -93,9 +92,8 @@ def predict_folder_distributed(
         checkpoints: checkpoint paths (several: an ensemble), loaded on each rank's device.
         folders: one folder, or two (change detection).
         output_dir: folder of every output.
-        spec: window settings.
-        options: ``outputs``, ``prob_dtype``, ``output_format``, ``overwrite``, ``skip_existing``, ``vector``,
-            ``progress`` as for :func:`~mantis.inference.predict.predict_folder`.
+        options: windows, outputs and progress bar (:class:`~mantis.inference.options.PredictOptions`; its
+            device is each rank's own).
         accelerator: ``"cpu"`` or ``"gpu"`` (:func:`accelerator_of`).
         devices: processes per node (GPUs per node on GPUs); under torchrun, its ``--nproc-per-node``.
         num_nodes: machines taking part; under torchrun, its ``--nnodes``.
@@ -112,18 +110,8 @@ def predict_folder_distributed(
 
     def plan(device: str) -> tuple[Any, ModelMeta, list[PredictJob]]:
         model, meta = load_models(list(checkpoints), device)
-        check_window(model, spec)
-        planned = plan_folder(
-            folders,
-            output_dir,
-            meta,
-            options["outputs"],
-            options["prob_dtype"],
-            options["output_format"],
-            options["overwrite"],
-            options["skip_existing"],
-            options["vector"],
-        )
+        check_window(model, options.window)
+        planned = plan_folder(folders, output_dir, meta, options.output)
         return model, meta, planned
 
     if launched_by_torchrun():  # torchrun already made the ranks: their layout is its, whatever the flags say
@@ -135,7 +123,7 @@ def predict_folder_distributed(
     fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy="ddp")
     fabric.launch()
     try:
-        return _predict_on_rank(fabric, accelerator, devices, threads, plan, spec, options)
+        return _predict_on_rank(fabric, accelerator, devices, threads, plan, options)
     finally:
         # Gloo's threads must stop before the interpreter does, or a rank may abort at exit
         # ("terminate called without an active exception").
@@ -149,8 +137,7 @@ def _predict_on_rank(
     devices: int,
     threads: int | None,
     plan: Callable[[str], tuple[Any, ModelMeta, list[PredictJob]]],
-    spec: WindowSpec,
-    options: Mapping[str, Any],
+    options: PredictOptions,
 ) -> list[dict[str, Path]]:
     """This rank's share of the folder, after every rank has agreed that the inputs are sound."""
     device = str(fabric.device)
@@ -166,11 +153,11 @@ def _predict_on_rank(
             raise error
         raise CommandError(f"rank {fabric.global_rank}: stopped, another process refused the inputs")
     mine = deal_jobs(jobs, fabric.world_size)[fabric.global_rank]
-    show = bool(options["progress"]) and fabric.global_rank == 0
+    on_rank = options.replace(device=device, progress=options.progress and fabric.global_rank == 0)
     results: list[dict[str, Path]] = []
     try:
         for i in mine:
-            results.append(run_prediction(jobs[i], model, meta, spec, options["prob_dtype"], device, show))
+            results.append(run_prediction(jobs[i], model, meta, on_rank))
     except Exception as problem:  # as above: the others must not wait for this rank forever
         error = problem
     failed = _agree(fabric, error is not None)

@@ -16,14 +16,14 @@ from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import torch
-from torch import nn
 
-from mantis.inference.checkpoint import ModelMeta, load_models
+from mantis.inference.checkpoint import ModelMeta, ModelSource, resolve_model
 from mantis.inference.errors import InputError
+from mantis.inference.options import DEFAULT_OUTPUT, PRODUCTS, OutputSpec, PredictArgs, PredictOptions
 from mantis.inference.raster import (
     AtomicFiles,
     BandSpec,
@@ -36,7 +36,7 @@ from mantis.inference.raster import (
     read_header,
 )
 from mantis.inference.sliding import WindowForward, _progress, accumulate_windows
-from mantis.inference.spec import WindowSpec
+from mantis.inference.spec import WindowSpec, check_sides, size_multiple
 from mantis.inference.tiling import blend_weights, padded_extent, reflect_indices, window_starts
 from mantis.inference.vector import (
     VECTOR_SUFFIXES,
@@ -48,19 +48,9 @@ from mantis.inference.vector import (
 )
 from mantis.io.folders import files_by_stem, list_images, match_file
 from mantis.io.normalize import missing_pixels
-from mantis.models.common import nearest_sizes
 
 PathLike = str | os.PathLike[str]
 
-#: Products ``predict_raster`` can write, and the model output field each comes from.
-PRODUCTS: dict[str, str] = {
-    "class": "segmentation",
-    "prob": "segmentation",
-    "boundary": "boundary",
-    "distance": "distance",
-}
-PROB_DTYPES = ("uint8", "float32")
-FORMATS = ("auto", "tif", "png")
 #: uint8 probabilities are ``round(p * 254)``; 255 is nodata.
 UINT8_SCALE = 254
 UINT8_NODATA = 255
@@ -83,6 +73,11 @@ class PredictJob:
     def files(self) -> list[Path]:
         """Every file the job writes: the rasters, then the polygons."""
         return [*self.outputs.values(), *([self.vector] if self.vector is not None else [])]
+
+    @property
+    def done(self) -> bool:
+        """Every file of the job exists already (``skip_existing`` leaves the job out)."""
+        return all(p.exists() for p in self.files)
 
 
 def _as_paths(inputs: PathLike | Sequence[PathLike]) -> tuple[Path, ...]:
@@ -158,20 +153,14 @@ def plan_inputs(inputs: PathLike | Sequence[PathLike], meta: ModelMeta) -> Predi
 
 
 def plan_prediction(
-    inputs: PathLike | Sequence[PathLike],
-    output_dir: PathLike,
-    meta: ModelMeta,
-    outputs: Sequence[str] = ("class",),
-    prob_dtype: str = "uint8",
-    output_format: str = "auto",
-    overwrite: bool = False,
-    vector: VectorOptions | None = None,
+    inputs: PathLike | Sequence[PathLike], output_dir: PathLike, meta: ModelMeta, output: OutputSpec = DEFAULT_OUTPUT
 ) -> PredictJob:
     """Check one prediction before any work: the inputs' headers, the pair's grid, bands, output names.
 
     Returns:
         The :class:`PredictJob`; outputs are ``<output_dir>/<stem of the first input>_<product>.<tif|png>``,
-        polygons (with ``vector``) ``<output_dir>/<stem>_polygons.<gpkg|geojson>``.
+        polygons (with ``vector``) ``<output_dir>/<stem>_polygons.<gpkg|geojson>``. With ``overwrite`` or
+        ``skip_existing`` existing outputs are not refused (:attr:`PredictJob.done` says whether all exist).
 
     Raises:
         InputError: one line naming the file and the problem.
@@ -181,13 +170,8 @@ def plan_prediction(
         raise InputError(f"{paths[0]}: the change-detection model needs two images (a pair), got {len(paths)}")
     if not meta.pair and len(paths) != 1:
         raise InputError(f"{paths[-1]}: the segmentation model takes one image, got {len(paths)}")
-    unknown = [o for o in outputs if o not in PRODUCTS]
-    if unknown or not outputs:
-        raise InputError(f"unknown output {unknown!r}; choose from {', '.join(PRODUCTS)}")
-    if prob_dtype not in PROB_DTYPES:
-        raise InputError(f"unknown probability dtype {prob_dtype!r}; choose from {', '.join(PROB_DTYPES)}")
-    if output_format not in FORMATS:
-        raise InputError(f"unknown output format {output_format!r}; choose from {', '.join(FORMATS)}")
+    output.check()
+    outputs, prob_dtype, output_format, vector = output.outputs, output.prob_dtype, output.output_format, output.vector
     if vector is not None:
         _check_vector(vector, meta)
     headers = _check_inputs(paths, meta)
@@ -203,7 +187,7 @@ def plan_prediction(
     files = {o: out_dir / f"{paths[0].stem}_{o}{ext}" for o in dict.fromkeys(outputs)}
     polygons = None if vector is None else vector_path(out_dir, paths[0].stem, vector)
     job = PredictJob(paths, headers[0], tuple(h.nodata for h in headers), files, polygons, vector)
-    if not overwrite:
+    if not (output.overwrite or output.skip_existing):
         for f in job.files:
             if f.exists():
                 raise InputError(f"{f}: already exists (pass --overwrite to replace it)")
@@ -389,18 +373,13 @@ def blended_rows(
 
 
 def run_prediction(
-    job: PredictJob,
-    model: Callable[..., Any],
-    meta: ModelMeta,
-    spec: WindowSpec,
-    prob_dtype: str = "uint8",
-    device: torch.device | str | None = None,
-    progress: bool = True,
+    job: PredictJob, model: Callable[..., Any], meta: ModelMeta, options: PredictOptions
 ) -> dict[str, Path]:
     """Run a planned prediction strip by strip; the outputs appear only once complete.
 
-    Arguments are those of :func:`predict_raster`.
+    Arguments are those of :func:`predict_raster` (``options`` built from its keywords).
     """
+    prob_dtype = options.output.prob_dtype
     fields = list(dict.fromkeys([PRODUCTS[p] for p in job.outputs] + (["segmentation"] if job.vector else [])))
     need_classes = job.vector is not None or "class" in job.outputs
     products = list(job.outputs)
@@ -408,7 +387,7 @@ def run_prediction(
         temps = stack.enter_context(AtomicFiles(job.files, keep_suffix=VECTOR_SUFFIXES))
         writers: list[RowWriter] = []
         polygons = _polygon_writer(job, meta, temps[-1]) if job.vector is not None else None
-        rows = blended_rows(job, model, meta, spec, fields, need_classes, device, progress)
+        rows = blended_rows(job, model, meta, options.window, fields, need_classes, options.device, options.progress)
         stack.callback(rows.close)  # readers and the progress bar close even when a writer fails
         try:
             for done in rows:
@@ -489,61 +468,21 @@ def _shift(sums: dict[str, torch.Tensor], weight_sum: torch.Tensor, n: int) -> N
         acc.narrow(axis, max(height - n, 0), min(n, height)).zero_()
 
 
-def _load(
-    model: nn.Module | Callable[..., Any] | PathLike | Sequence[PathLike],
-    meta: ModelMeta | None,
-    n_inputs: int,
-    device: torch.device | str | None,
-) -> tuple[Callable[..., Any], ModelMeta]:
-    if isinstance(model, (str, os.PathLike)) or (
-        isinstance(model, Sequence) and all(isinstance(m, (str, os.PathLike)) for m in model)
-    ):
-        paths = [model] if isinstance(model, (str, os.PathLike)) else list(model)
-        return load_models(paths, device or "cpu")
-    if not callable(model):
-        raise TypeError(f"model must be a module, a callable or checkpoint paths, got {type(model).__name__}")
-    return model, meta or ModelMeta(task="change_detection" if n_inputs == 2 else "segmentation")
-
-
-def _size_multiple(model: Any) -> int:
-    """The multiple every window side must be for ``model`` (an ensemble: the largest of its members')."""
-    members = getattr(model, "members", None)
-    if members is not None:
-        return max((_size_multiple(m) for m in members), default=1)
-    multiple = getattr(model, "size_multiple", 1)
-    return multiple if isinstance(multiple, int) and multiple > 0 else 1
-
-
 def check_window(model: Any, spec: WindowSpec) -> None:
     """Refuse, before any file is read, a window whose sides the network cannot take.
 
     Raises:
         InputError: naming the window, the multiple it needs and the nearest valid sizes.
     """
-    multiple = _size_multiple(model)
-    for side in spec.geometry(2)[0]:
-        if side % multiple:
-            raise InputError(
-                f"window {side} does not suit the network: its sides must be multiples of {multiple} "
-                f"(nearest: {nearest_sizes(side, multiple)}; --window)"
-            )
+    check_sides(spec.geometry(2)[0], size_multiple(model))
 
 
 def predict_raster(
-    model: nn.Module | Callable[..., Any] | PathLike | Sequence[PathLike],
+    model: ModelSource,
     inputs: PathLike | Sequence[PathLike],
     output_dir: PathLike,
     meta: ModelMeta | None = None,
-    *,
-    spec: WindowSpec | None = None,
-    outputs: Sequence[str] = ("class",),
-    prob_dtype: str = "uint8",
-    device: torch.device | str | None = None,
-    output_format: str = "auto",
-    overwrite: bool = False,
-    progress: bool = True,
-    vector: VectorOptions | str | None = None,
-    **window_options: Any,
+    **options: Unpack[PredictArgs],
 ) -> dict[str, Path]:
     """Predict one raster (segmentation) or one pair (change detection) of any size, in bounded memory.
 
@@ -554,40 +493,30 @@ def predict_raster(
         output_dir: folder for the outputs (created if needed).
         meta: task, bands and normalisation of ``model`` (read from checkpoints; default: task from the
             number of inputs, no band check, uint8 images divided by 255).
-        spec: the window settings (:class:`~mantis.inference.spec.WindowSpec`: window (default 256; must suit
-            the model), stride or overlap (default overlap 0.5; the paper: 256 windows, stride 64), pad,
-            blend, sigma_scale, batch_size, tta, precision); default ``WindowSpec()``.
-        outputs: any of ``class`` (uint8 class map), ``prob`` (class probabilities, K bands),
-            ``boundary``, ``distance`` (the multitask outputs, K bands).
-        prob_dtype: ``uint8`` (``round(p * 254)``, 255 nodata, scale stored in the GeoTIFF) or ``float32``
-            (NaN nodata), for ``prob``/``boundary``/``distance``.
-        device: where the model runs (default: the model's device).
-        output_format: ``auto`` (PNG for PNG/JPEG inputs, else GeoTIFF), ``tif`` or ``png``.
-        overwrite: replace existing outputs instead of refusing.
-        progress: show a tqdm progress bar.
-        vector: also write the regions of the class map as polygons (:class:`~mantis.inference.vector.
-            VectorOptions`, or its format ``"gpkg"``/``"geojson"``), under the product name ``polygons``.
-        **window_options: fields of ``spec`` to change, e.g. ``window=512, stride=64, precision="bf16"``.
+        **options: the keywords of :class:`~mantis.inference.options.PredictArgs`:
+            ``spec`` (:class:`~mantis.inference.spec.WindowSpec`: window (default 256; must suit the model),
+            stride or overlap (default overlap 0.5; the paper: 256 windows, stride 64), pad, blend,
+            sigma_scale, batch_size, tta, precision) or any of its fields, e.g. ``window=512, stride=64``;
+            ``output`` (:class:`~mantis.inference.options.OutputSpec`: outputs (default ``("class",)``),
+            prob_dtype, output_format, overwrite, skip_existing, vector) or any of its fields, e.g.
+            ``outputs=("class", "prob")``; ``device`` (default: the model's); ``progress`` (default True).
 
     Returns:
-        Product name -> path of the written file.
+        Product name -> path of the written file (with ``skip_existing``, of the existing files when all exist).
 
     Raises:
         InputError: before any work, if the inputs disagree (size, bands, CRS, transform), do not fit the
             model, or the outputs exist.
+        TypeError: an unknown keyword.
     """
-    spec = WindowSpec.build(spec, **window_options)
+    settings = PredictOptions.build(**options)
     paths = _as_paths(inputs)
-    fn, meta = _load(model, meta, len(paths), device)
-    check_window(fn, spec)
-    job = plan_prediction(paths, output_dir, meta, outputs, prob_dtype, output_format, overwrite, _vector(vector))
-    return run_prediction(job, fn, meta, spec, prob_dtype, device, progress)
-
-
-def _vector(vector: VectorOptions | str | None) -> VectorOptions | None:
-    if isinstance(vector, str):
-        return VectorOptions(format=vector)  # type: ignore[arg-type]
-    return vector
+    fn, meta = resolve_model(model, meta, settings.device, len(paths))
+    check_window(fn, settings.window)
+    job = plan_prediction(paths, output_dir, meta, settings.output)
+    if settings.output.skip_existing and job.done:
+        return {**job.outputs, **({"polygons": job.vector} if job.vector is not None else {})}
+    return run_prediction(job, fn, meta, settings)
 
 
 def pair_folders(folders: Sequence[Path]) -> list[tuple[Path, ...]]:
@@ -619,54 +548,35 @@ def pair_folders(folders: Sequence[Path]) -> list[tuple[Path, ...]]:
 
 
 def predict_folder(
-    model: nn.Module | Callable[..., Any] | PathLike | Sequence[PathLike],
+    model: ModelSource,
     inputs: PathLike | Sequence[PathLike],
     output_dir: PathLike,
     meta: ModelMeta | None = None,
-    *,
-    spec: WindowSpec | None = None,
-    outputs: Sequence[str] = ("class",),
-    prob_dtype: str = "uint8",
-    output_format: str = "auto",
-    overwrite: bool = False,
-    skip_existing: bool = False,
-    device: torch.device | str | None = None,
-    progress: bool = True,
-    vector: VectorOptions | str | None = None,
-    **window_options: Any,
+    **options: Unpack[PredictArgs],
 ) -> list[dict[str, Path]]:
     """Predict every image of a folder, or every same-named pair of two folders (change detection).
 
     Every file is checked (headers, pairs, bands, outputs) before the first prediction starts.
 
     Args:
-        model, meta, spec, outputs, prob_dtype, output_format, overwrite, device, progress, vector,
-            **window_options: as in :func:`predict_raster`.
+        model, meta, **options: as in :func:`predict_raster` (``skip_existing`` leaves out inputs whose
+            outputs all exist already: resume an interrupted run).
         inputs: one folder, or two folders (date 1, date 2) holding files of the same names.
         output_dir: folder for all outputs.
-        skip_existing: leave out inputs whose outputs all exist already (resume an interrupted run).
 
     Returns:
         For each input predicted, product name -> path written.
     """
-    spec = WindowSpec.build(spec, **window_options)
+    settings = PredictOptions.build(**options)
     folders = _as_paths(inputs)
-    fn, meta = _load(model, meta, len(folders), device)
-    check_window(fn, spec)
-    jobs = plan_folder(folders, output_dir, meta, outputs, prob_dtype, output_format, overwrite, skip_existing, vector)
-    return [run_prediction(job, fn, meta, spec, prob_dtype, device, progress) for job in jobs]
+    fn, meta = resolve_model(model, meta, settings.device, len(folders))
+    check_window(fn, settings.window)
+    jobs = plan_folder(folders, output_dir, meta, settings.output)
+    return [run_prediction(job, fn, meta, settings) for job in jobs]
 
 
 def plan_folder(
-    inputs: PathLike | Sequence[PathLike],
-    output_dir: PathLike,
-    meta: ModelMeta,
-    outputs: Sequence[str] = ("class",),
-    prob_dtype: str = "uint8",
-    output_format: str = "auto",
-    overwrite: bool = False,
-    skip_existing: bool = False,
-    vector: VectorOptions | str | None = None,
+    inputs: PathLike | Sequence[PathLike], output_dir: PathLike, meta: ModelMeta, output: OutputSpec = DEFAULT_OUTPUT
 ) -> list[PredictJob]:
     """Check every file of one folder (or a pair of folders) and plan its predictions, in name order.
 
@@ -676,16 +586,5 @@ def plan_folder(
     Raises:
         InputError: one line naming the first file at fault.
     """
-    jobs = []
-    polygons = _vector(vector)
-    for group in pair_folders(_as_paths(inputs)):
-        if skip_existing:
-            job = plan_prediction(group, output_dir, meta, outputs, prob_dtype, output_format, True, polygons)
-            if all(p.exists() for p in job.files):
-                continue
-        jobs.append(
-            plan_prediction(
-                group, output_dir, meta, outputs, prob_dtype, output_format, overwrite or skip_existing, polygons
-            )
-        )
-    return jobs
+    jobs = [plan_prediction(group, output_dir, meta, output) for group in pair_folders(_as_paths(inputs))]
+    return [job for job in jobs if not (output.skip_existing and job.done)]

@@ -10,7 +10,7 @@ from typing import Any
 
 from mantis.commands import command_parser
 from mantis.inference.errors import InputError
-from mantis.inference.predict import FORMATS, PROB_DTYPES, PRODUCTS
+from mantis.inference.options import FORMATS, PROB_DTYPES, PRODUCTS, PredictOptions
 from mantis.inference.spec import PRECISIONS, WindowSpec
 from mantis.inference.tiling import BLEND_MODES
 from mantis.inference.vector import AREA_UNITS, VECTOR_FORMATS
@@ -238,36 +238,28 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     device = _device(args.device)
     if is_record_input(inputs[0]):  # series and table rows for whole-sample checkpoints: mantis.inference.records
         return predict_records_cli(inputs, args, device)
+    window = WindowSpec.from_mapping(
+        {**vars(args), "window": _window(args.window, "window"), "stride": _window(args.stride, "stride")}
+    )
+    options = PredictOptions.from_args(args, window, vector, device)
     if args.devices != 1 or args.num_nodes != 1 or launched_by_torchrun():
-        return _on_ranks(args, inputs, all(folders), vector, device)
+        return _on_ranks(args, inputs, all(folders), options)
     model, meta = load_models(args.checkpoint, device)
     if args.compile:
         from mantis.nn.regional_compile import compile_regions
 
         compile_regions(model)
-    spec = WindowSpec.from_mapping(
-        {**vars(args), "window": _window(args.window, "window"), "stride": _window(args.stride, "stride")}
-    )
+    output_dir = Path(args.output)
     if is_series_steps_input(inputs[0], meta):  # .npy series for a 1D network: mantis.inference.series_steps
-        return predict_series_steps_cli(model, inputs, args, meta, spec, device)
+        return predict_series_steps_cli(model, inputs, meta, options, output_dir)
     if is_volume_input(inputs[0]):  # NIfTI/.npy volumes or folders of them: mantis.inference.volume
-        return predict_volume_cli(model, inputs, args, meta, spec, device)
-    options: dict[str, Any] = {
-        "spec": spec,
-        "outputs": args.outputs,
-        "prob_dtype": args.prob_dtype,
-        "device": device,
-        "output_format": args.format,
-        "overwrite": args.overwrite,
-        "progress": not args.no_progress,
-        "vector": vector,
-    }
+        return predict_volume_cli(model, inputs, meta, options, output_dir)
     if all(folders):
-        return predict_folder(model, inputs, args.output, meta, skip_existing=args.skip_existing, **options)
-    return [predict_raster(model, inputs, args.output, meta, **options)]
+        return predict_folder(model, inputs, output_dir, meta, **options.keywords())
+    return [predict_raster(model, inputs, output_dir, meta, **options.keywords())]
 
 
-def _on_ranks(args: argparse.Namespace, inputs: list[Path], folders: bool, vector: Any, device: str) -> Any:
+def _on_ranks(args: argparse.Namespace, inputs: list[Path], folders: bool, options: PredictOptions) -> Any:
     """A folder shared among processes (``--devices``, ``--num-nodes``, torchrun): docs/inference.md."""
     from mantis.inference.distributed import accelerator_of, predict_folder_distributed
 
@@ -277,29 +269,9 @@ def _on_ranks(args: argparse.Namespace, inputs: list[Path], folders: bool, vecto
         raise InputError(f"--devices and --num-nodes must be at least 1, got {args.devices} and {args.num_nodes}")
     if args.compile:  # the ranks load their own models uncompiled: refuse rather than ignore it
         raise InputError("--compile works in one process only; leave it out with --devices/--num-nodes")
-    spec = WindowSpec.from_mapping(
-        {**vars(args), "window": _window(args.window, "window"), "stride": _window(args.stride, "stride")}
-    )
-    options = {
-        "outputs": args.outputs,
-        "prob_dtype": args.prob_dtype,
-        "output_format": args.format,
-        "overwrite": args.overwrite,
-        "skip_existing": args.skip_existing,
-        "vector": vector,
-        "progress": not args.no_progress,
-    }
-    accelerator = accelerator_of(device)
+    accelerator = accelerator_of(str(options.device))
     return predict_folder_distributed(
-        args.checkpoint,
-        inputs,
-        Path(args.output),
-        spec,
-        options,
-        accelerator,
-        args.devices,
-        args.num_nodes,
-        args.threads,
+        args.checkpoint, inputs, Path(args.output), options, accelerator, args.devices, args.num_nodes, args.threads
     )
 
 

@@ -10,26 +10,26 @@ Outputs: ``<output>/<input stem>_classes.npy`` (N x T uint8 class ids) and, with
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import torch
 
 from mantis.inference.checkpoint import ModelMeta
 from mantis.inference.errors import InputError
+from mantis.inference.options import OutputSpec, PredictArgs, PredictOptions
 from mantis.inference.outputs import TENSOR_FIELD, output_fields
 from mantis.inference.raster import AtomicFiles
 from mantis.inference.sliding import _progress, sliding_window_predict
-from mantis.inference.spec import WindowSpec
-from mantis.inference.volume import _size_multiple
-from mantis.models.common import nearest_sizes
+from mantis.inference.spec import size_multiple
 
 __all__ = ["is_series_steps_input", "predict_series_steps", "predict_series_steps_cli"]
 
 OUTPUT_NAMES = {"class": "classes", "prob": "prob"}
+#: One file planned: its path, its standardised series and the files it will write.
+SeriesJob = tuple[Path, np.ndarray, dict[str, Path]]
 
 
 def is_series_steps_input(path: Path, meta: ModelMeta) -> bool:
@@ -68,29 +68,8 @@ def _read(path: Path, meta: ModelMeta) -> np.ndarray:
     return x
 
 
-def _series_spec(spec: WindowSpec, length: int, multiple: int) -> WindowSpec:
-    """``spec`` with its window cut to ``length`` rounded up to ``multiple`` (a short series is one window)."""
-    (window,), (stride,), _ = spec.geometry(1)
-    if window % multiple:
-        sizes = nearest_sizes(window, multiple)
-        raise InputError(f"window {window} does not suit the network: use a multiple of {multiple} ({sizes}; --window)")
-    cut = min(window, math.ceil(length / multiple) * multiple)
-    if cut == window:
-        return spec
-    return WindowSpec.build(spec, window=cut, stride=None if spec.stride is None else min(stride, cut), pad=None)
-
-
 def predict_series_steps(
-    model: Callable[..., Any],
-    path: Path,
-    output_dir: Path,
-    meta: ModelMeta,
-    *,
-    spec: WindowSpec | None = None,
-    outputs: Sequence[str] = ("class",),
-    device: torch.device | str | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
+    model: Callable[..., Any], path: Path, output_dir: Path, meta: ModelMeta, **options: Unpack[PredictArgs]
 ) -> dict[str, Path]:
     """Predict a class for every step of every series of a ``.npy`` file.
 
@@ -100,45 +79,47 @@ def predict_series_steps(
         path: the ``.npy`` file of N x C x T (or N x T) values.
         output_dir: where the outputs go (created if needed).
         meta: channels, statistics and task of ``model`` (read from its checkpoint).
-        spec: window settings (window cut to the series' length); default ``WindowSpec()``.
-        outputs: ``class`` (``<stem>_classes.npy``) and/or ``prob`` (``<stem>_prob.npy``).
-        device: where the model runs (default: the model's device).
-        overwrite: replace existing outputs instead of refusing.
-        progress: show a progress bar (series done).
+        **options: as in :func:`~mantis.inference.predict.predict_raster`, but the window is cut to the series'
+            length, ``outputs`` are ``class`` (``<stem>_classes.npy``) and/or ``prob`` (``<stem>_prob.npy``,
+            float32 whatever ``prob_dtype``), ``output_format`` and ``vector`` are for rasters (refused), and
+            the progress bar counts series.
 
     Returns:
-        Product name -> path written.
+        Product name -> path written (with ``skip_existing``, of the existing files when all exist).
 
     Raises:
         InputError: before anything is written, one line naming the file and the problem.
     """
-    return _run(_plan(path, output_dir, meta, outputs, overwrite), model, spec or WindowSpec(), device, progress)
+    settings = PredictOptions.build(**options)
+    job = _plan(path, output_dir, meta, settings.output)
+    files = job[2]
+    if settings.output.skip_existing and all(f.exists() for f in files.values()):
+        return dict(files)
+    return _run(job, model, settings)
 
 
-def _plan(
-    path: Path, output_dir: Path, meta: ModelMeta, outputs: Sequence[str], overwrite: bool
-) -> tuple[Path, np.ndarray, dict[str, Path]]:
+def _plan(path: Path, output_dir: Path, meta: ModelMeta, output: OutputSpec) -> SeriesJob:
     if meta.pair:
         raise InputError(f"{path}: the change-detection model takes two images, not series")
+    if output.vector is not None:
+        raise InputError(f"{path}: --vector draws polygons of 2D class maps, not of series")
+    if output.output_format != "auto":
+        raise InputError(f"{path}: --format {output.output_format} is for rasters; per-step series are written as .npy")
+    outputs = output.outputs
     unknown = [o for o in outputs if o not in OUTPUT_NAMES]
     if unknown or not outputs:
         raise InputError(f"{path}: per-step series give the outputs {', '.join(OUTPUT_NAMES)}, not {unknown!r}")
     files = {o: Path(output_dir) / f"{path.stem}_{OUTPUT_NAMES[o]}.npy" for o in dict.fromkeys(outputs)}
     for file in files.values():
-        if file.exists() and not overwrite:
+        if file.exists() and not (output.overwrite or output.skip_existing):
             raise InputError(f"{file}: already exists (pass --overwrite to replace it)")
     return path, _read(path, meta), files
 
 
-def _run(
-    job: tuple[Path, np.ndarray, dict[str, Path]],
-    model: Callable[..., Any],
-    spec: WindowSpec,
-    device: torch.device | str | None,
-    progress: bool,
-) -> dict[str, Path]:
+def _run(job: SeriesJob, model: Callable[..., Any], options: PredictOptions) -> dict[str, Path]:
     path, x, files = job
-    spec = _series_spec(spec, x.shape[-1], _size_multiple(model))
+    spec = options.window.fitted((x.shape[-1],), size_multiple(model))
+    device, progress = options.device, options.progress
     chunks = []
     bar = _progress(len(x), progress, "series", desc=path.name)
     try:
@@ -162,21 +143,13 @@ def _run(
 
 
 def predict_series_steps_cli(
-    model: Callable[..., Any], inputs: Sequence[Path], args: Any, meta: ModelMeta, spec: WindowSpec, device: str
+    model: Callable[..., Any], inputs: Sequence[Path], meta: ModelMeta, options: PredictOptions, output_dir: Path
 ) -> list[dict[str, Path]]:
     """``mantis predict`` on a ``.npy`` file of series, or a folder of them, for a 1D network."""
-    if getattr(args, "vector", None):
-        raise InputError(f"{inputs[0]}: --vector draws polygons of 2D class maps, not of series")
-    if getattr(args, "format", "auto") != "auto":
-        raise InputError(f"{inputs[0]}: --format {args.format} is for rasters; per-step series are written as .npy")
     if len(inputs) != 1:
         raise InputError(f"{inputs[-1]}: series are predicted from one file or folder (change detection takes images)")
     paths = _npy_files(inputs[0]) if inputs[0].is_dir() else [inputs[0]]
-    out = Path(args.output)
-    jobs = []
-    for path in paths:
-        names = [out / f"{path.stem}_{OUTPUT_NAMES.get(o, o)}.npy" for o in args.outputs]
-        if args.skip_existing and all(n.exists() for n in names):
-            continue
-        jobs.append(_plan(path, out, meta, args.outputs, args.overwrite or args.skip_existing))
-    return [_run(job, model, spec, device, not args.no_progress) for job in jobs]
+    jobs = [_plan(path, output_dir, meta, options.output) for path in paths]  # every file checked first
+    skip = options.output.skip_existing
+    jobs = [job for job in jobs if not (skip and all(f.exists() for f in job[2].values()))]
+    return [_run(job, model, options) for job in jobs]

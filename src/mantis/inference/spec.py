@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from mantis.inference.errors import InputError
 from mantis.inference.tiling import BLEND_MODES, as_tuple, resolve_pad, resolve_stride
 
 Precision = Literal["fp32", "bf16"]
@@ -78,6 +80,22 @@ class WindowSpec:
         base = spec if spec is not None else cls()
         return dataclasses.replace(base, **changes) if changes else base
 
+    def fitted(self, shape: Sequence[int], multiple: int) -> WindowSpec:
+        """This spec for an input of spatial ``shape``: each window side checked against the network's
+        ``multiple`` and cut to the input's side rounded up to it (a small input is one window, not a 256-long
+        one); strides are cut with the window.
+
+        Raises:
+            InputError: a window side that is not a multiple of ``multiple``.
+        """
+        window, stride, _ = self.geometry(len(shape))
+        check_sides(window, multiple)
+        cut = tuple(min(w, math.ceil(n / multiple) * multiple) for w, n in zip(window, shape))
+        if cut == window:
+            return self
+        steps = None if self.stride is None else tuple(min(s, w) for s, w in zip(stride, cut))
+        return WindowSpec.build(self, window=cut, stride=steps)
+
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> WindowSpec:
         """The spec from a mapping (a config section or parsed arguments); keys that are not fields are ignored."""
@@ -85,3 +103,28 @@ class WindowSpec:
 
 
 FIELDS = frozenset(f.name for f in dataclasses.fields(WindowSpec))
+
+
+def size_multiple(model: Any) -> int:
+    """The multiple every window side must be for ``model`` (an ensemble: the largest of its members')."""
+    members = getattr(model, "members", None)
+    if members is not None:
+        return max((size_multiple(m) for m in members), default=1)
+    multiple = getattr(model, "size_multiple", 1)
+    return multiple if isinstance(multiple, int) and multiple > 0 else 1
+
+
+def check_sides(window: Sequence[int], multiple: int) -> None:
+    """Refuse, before any file is read, a window whose sides the network cannot take.
+
+    Raises:
+        InputError: naming the window, the multiple it needs and the nearest valid sizes.
+    """
+    from mantis.models.common import nearest_sizes  # the models package is heavy; needed only on refusal
+
+    for side in window:
+        if side % multiple:
+            raise InputError(
+                f"window {side} does not suit the network: its sides must be multiples of {multiple} "
+                f"(nearest: {nearest_sizes(side, multiple)}; --window)"
+            )

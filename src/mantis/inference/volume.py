@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import gzip
 import itertools
-import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import torch
-from torch import nn
 
 from mantis.data.volumes_io import (
     VolumeHeader,
@@ -33,14 +31,14 @@ from mantis.data.volumes_io import (
     volume_stem,
     volume_suffix,
 )
-from mantis.inference.checkpoint import ModelMeta, load_models
+from mantis.inference.checkpoint import ModelMeta, ModelSource, resolve_model
 from mantis.inference.errors import InputError
-from mantis.inference.predict import PROB_DTYPES, PRODUCTS, UINT8_SCALE
+from mantis.inference.options import DEFAULT_OUTPUT, PRODUCTS, OutputSpec, PredictArgs, PredictOptions
+from mantis.inference.predict import UINT8_SCALE
 from mantis.inference.raster import AtomicFiles
 from mantis.inference.sliding import WindowForward, _progress, accumulate_windows
-from mantis.inference.spec import WindowSpec
+from mantis.inference.spec import size_multiple
 from mantis.inference.tiling import blend_weights, padded_extent, reflect_indices, window_starts
-from mantis.models.common import nearest_sizes
 
 __all__ = [
     "VolumeJob",
@@ -61,15 +59,16 @@ class VolumeJob:
     input: Path
     header: VolumeHeader
     outputs: dict[str, Path]
+    prob_dtype: str = "uint8"
+
+    @property
+    def done(self) -> bool:
+        """Every output exists already (``skip_existing`` leaves the job out)."""
+        return all(p.exists() for p in self.outputs.values())
 
 
 def plan_volume(
-    inputs: PathLike | Sequence[PathLike],
-    output_dir: PathLike,
-    meta: ModelMeta,
-    outputs: Sequence[str] = ("class",),
-    prob_dtype: str = "uint8",
-    overwrite: bool = False,
+    inputs: PathLike | Sequence[PathLike], output_dir: PathLike, meta: ModelMeta, output: OutputSpec = DEFAULT_OUTPUT
 ) -> VolumeJob:
     """Check a volume prediction before any work: one input, its header, channels, output names.
 
@@ -88,11 +87,11 @@ def plan_volume(
     dims = meta.model_kwargs.get("spatial_dims", 2 if meta.model is not None else None)  # the registry's default
     if dims is not None and int(dims) != 3:
         raise InputError(f"{path}: is a volume, but the model was built for spatial_dims={dims} (3D needs 3)")
-    unknown = [o for o in outputs if o not in PRODUCTS]
-    if unknown or not outputs:
-        raise InputError(f"unknown output {unknown!r}; choose from {', '.join(PRODUCTS)}")
-    if prob_dtype not in PROB_DTYPES:
-        raise InputError(f"unknown probability dtype {prob_dtype!r}; choose from {', '.join(PROB_DTYPES)}")
+    output.check()
+    if output.vector is not None:
+        raise InputError(f"{path}: --vector draws polygons of 2D class maps, not of volumes")
+    if output.output_format != "auto":
+        raise InputError(f"{path}: --format {output.output_format} is for rasters; volumes are written as their input")
     try:
         header = read_header(path)
     except ValueError as error:
@@ -107,57 +106,20 @@ def plan_volume(
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder")
     ending = volume_suffix(path)
-    files = {o: out_dir / f"{volume_stem(path)}_{o}{ending}" for o in dict.fromkeys(outputs)}
-    if not overwrite:
+    files = {o: out_dir / f"{volume_stem(path)}_{o}{ending}" for o in dict.fromkeys(output.outputs)}
+    if not (output.overwrite or output.skip_existing):
         for f in files.values():
             if f.exists():
                 raise InputError(f"{f}: already exists (pass --overwrite to replace it)")
-    return VolumeJob(path, header, files)
-
-
-def _size_multiple(model: Any) -> int:
-    """The multiple every window side must be (an ensemble: the largest of its members')."""
-    members = getattr(model, "members", None)
-    if members is not None:
-        return max((_size_multiple(m) for m in members), default=1)
-    multiple = getattr(model, "size_multiple", 1)
-    return multiple if isinstance(multiple, int) and multiple > 0 else 1
-
-
-def volume_spec(spec: WindowSpec, shape: Sequence[int], multiple: int) -> WindowSpec:
-    """``spec`` with each window side cut to the volume's side rounded up to ``multiple`` (a small volume is
-    one window, not a 256-voxel one); strides are cut with it.
-
-    Raises:
-        InputError: a window side that is not a multiple of ``multiple``.
-    """
-    window, stride, _ = spec.geometry(3)
-    for side in window:
-        if side % multiple:
-            raise InputError(
-                f"window {side} does not suit the network: its sides must be multiples of {multiple} "
-                f"(nearest: {nearest_sizes(side, multiple)}; --window)"
-            )
-    cut = tuple(min(w, math.ceil(n / multiple) * multiple) for w, n in zip(window, shape))
-    if cut == window:
-        return spec
-    steps = None if spec.stride is None else tuple(min(s, w) for s, w in zip(stride, cut))
-    return WindowSpec.build(spec, window=cut, stride=steps)
+    return VolumeJob(path, header, files, output.prob_dtype)
 
 
 def predict_volume(
-    model: nn.Module | Callable[..., Any] | PathLike | Sequence[PathLike],
+    model: ModelSource,
     inputs: PathLike | Sequence[PathLike],
     output_dir: PathLike,
     meta: ModelMeta | None = None,
-    *,
-    spec: WindowSpec | None = None,
-    outputs: Sequence[str] = ("class",),
-    prob_dtype: str = "uint8",
-    device: torch.device | str | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-    **window_options: Any,
+    **options: Unpack[PredictArgs],
 ) -> dict[str, Path]:
     """Predict one volume of any size with a 3D segmentation network, window by window.
 
@@ -166,16 +128,9 @@ def predict_volume(
         inputs: the volume file (``.nii``, ``.nii.gz`` or ``.npy``; channels on a 4th axis).
         output_dir: folder for the outputs (created if needed).
         meta: task, channels and normalisation of ``model`` (read from checkpoints; default: no normalisation).
-        spec: window settings (:class:`~mantis.inference.spec.WindowSpec`; ``window`` one side or three, each
-            cut to the volume's size); default ``WindowSpec()``.
-        outputs: ``class`` (uint8 class ids), ``prob`` (class probabilities, K on a 4th axis), ``boundary``,
-            ``distance`` (the multitask outputs, K on a 4th axis).
-        prob_dtype: ``uint8`` (``round(p * 254)``; NIfTI files carry the slope 1/254, so readers get
-            probabilities) or ``float32``.
-        device: where the model runs (default: the model's device).
-        overwrite: replace existing outputs instead of refusing.
-        progress: show a progress bar.
-        **window_options: fields of ``spec`` to change, e.g. ``window=64, blend="gaussian"``.
+        **options: as in :func:`~mantis.inference.predict.predict_raster`, but ``spec.window`` is one side or
+            three, each cut to the volume's size; ``output_format`` and ``vector`` are for rasters (refused);
+            uint8 probabilities in NIfTI files carry the slope 1/254, so readers get probabilities.
 
     Returns:
         Product name -> path of the written file.
@@ -183,17 +138,13 @@ def predict_volume(
     Raises:
         InputError: before any work, if the input does not fit the model or the outputs exist.
     """
-    spec = WindowSpec.build(spec, **window_options)
-    if isinstance(model, (str, os.PathLike)) or (
-        isinstance(model, Sequence) and all(isinstance(m, (str, os.PathLike)) for m in model)
-    ):
-        model, meta = load_models([model] if isinstance(model, (str, os.PathLike)) else list(model), device or "cpu")
-    if not callable(model):
-        raise TypeError(f"model must be a module, a callable or checkpoint paths, got {type(model).__name__}")
-    meta = meta or ModelMeta(task="segmentation")
-    job = plan_volume(inputs, output_dir, meta, outputs, prob_dtype, overwrite)
-    spec = volume_spec(spec, job.header.shape, _size_multiple(model))
-    return run_volume_prediction(job, model, meta, spec, prob_dtype, device, progress)
+    settings = PredictOptions.build(**options)
+    fn, meta = resolve_model(model, meta, settings.device)
+    job = plan_volume(inputs, output_dir, meta, settings.output)
+    if settings.output.skip_existing and job.done:
+        return dict(job.outputs)
+    spec = settings.window.fitted(job.header.shape, size_multiple(fn))
+    return run_volume_prediction(job, fn, meta, settings.replace(window=spec))
 
 
 def _normalised(job: VolumeJob, meta: ModelMeta) -> torch.Tensor:
@@ -211,18 +162,14 @@ def _normalised(job: VolumeJob, meta: ModelMeta) -> torch.Tensor:
 
 
 def run_volume_prediction(
-    job: VolumeJob,
-    model: Callable[..., Any],
-    meta: ModelMeta,
-    spec: WindowSpec,
-    prob_dtype: str = "uint8",
-    device: torch.device | str | None = None,
-    progress: bool = True,
+    job: VolumeJob, model: Callable[..., Any], meta: ModelMeta, options: PredictOptions
 ) -> dict[str, Path]:
     """Run a planned volume prediction slab by slab, then write its outputs atomically.
 
-    Arguments are those of :func:`predict_volume`.
+    Arguments are those of :func:`predict_volume` (``options`` built from its keywords; its window already cut
+    to the volume by :meth:`WindowSpec.fitted`).
     """
+    spec, device, prob_dtype = options.window, options.device, job.prob_dtype
     volume = _normalised(job, meta)
     size = job.header.shape
     win, step, before = spec.geometry(3)
@@ -237,7 +184,7 @@ def run_volume_prediction(
     sums: dict[str, torch.Tensor] = {}
     weight_sum = torch.zeros((win[0], extents[1], extents[2]), dtype=torch.float32, device=acc_device)
     finished: dict[str, np.ndarray] = {}
-    bar = _progress(len(depth_starts) * len(plane_starts), progress, "win", desc=job.input.name)
+    bar = _progress(len(depth_starts) * len(plane_starts), options.progress, "win", desc=job.input.name)
     try:
         for i, top in enumerate(depth_starts):
             rows = torch.from_numpy(reflect_indices(top - before[0], top - before[0] + win[0], size[0]))
@@ -342,64 +289,29 @@ def is_volume_input(path: Path) -> bool:
 
 
 def predict_volume_folder(
-    model: Callable[..., Any],
-    folder: PathLike,
-    output_dir: PathLike,
-    meta: ModelMeta,
-    *,
-    spec: WindowSpec | None = None,
-    outputs: Sequence[str] = ("class",),
-    prob_dtype: str = "uint8",
-    device: torch.device | str | None = None,
-    overwrite: bool = False,
-    skip_existing: bool = False,
-    progress: bool = True,
+    model: Callable[..., Any], folder: PathLike, output_dir: PathLike, meta: ModelMeta, **options: Unpack[PredictArgs]
 ) -> list[dict[str, Path]]:
     """Predict every volume file of ``folder`` (e.g. a Decathlon task's ``imagesTs``); every file is checked
-    before the first prediction. ``skip_existing`` leaves out volumes whose outputs all exist (resume).
+    before the first prediction. Options as for :func:`predict_volume`; ``skip_existing`` leaves out volumes
+    whose outputs all exist (resume).
 
     Returns:
         For each volume predicted, product name -> path written.
     """
-    spec = spec or WindowSpec()
-    jobs = []
-    for path in list_volumes(folder):
-        if skip_existing and all(
-            f.exists() for f in plan_volume(path, output_dir, meta, outputs, prob_dtype, True).outputs.values()
-        ):
-            continue
-        jobs.append(plan_volume(path, output_dir, meta, outputs, prob_dtype, overwrite or skip_existing))
-    multiple = _size_multiple(model)
-    specs = [volume_spec(spec, job.header.shape, multiple) for job in jobs]  # windows checked before any work
-    return [
-        run_volume_prediction(job, model, meta, job_spec, prob_dtype, device, progress)
-        for job, job_spec in zip(jobs, specs)
-    ]
+    settings = PredictOptions.build(**options)
+    jobs = [plan_volume(path, output_dir, meta, settings.output) for path in list_volumes(folder)]
+    jobs = [job for job in jobs if not (settings.output.skip_existing and job.done)]
+    multiple = size_multiple(model)
+    specs = [settings.window.fitted(job.header.shape, multiple) for job in jobs]  # checked before any work
+    return [run_volume_prediction(job, model, meta, settings.replace(window=spec)) for job, spec in zip(jobs, specs)]
 
 
 def predict_volume_cli(
-    model: Callable[..., Any],
-    inputs: Sequence[Path],
-    args: Any,
-    meta: ModelMeta,
-    spec: WindowSpec,
-    device: str,
+    model: Callable[..., Any], inputs: Sequence[Path], meta: ModelMeta, options: PredictOptions, output_dir: Path
 ) -> list[dict[str, Path]]:
-    """``mantis predict`` on a volume file or a folder of them: the parsed options that apply to volumes."""
-    if getattr(args, "vector", None):
-        raise InputError(f"{inputs[0]}: --vector draws polygons of 2D class maps, not of volumes")
-    if getattr(args, "format", "auto") != "auto":
-        raise InputError(f"{inputs[0]}: --format {args.format} is for rasters; volumes are written as their input")
-    options: dict[str, Any] = {
-        "spec": spec,
-        "outputs": args.outputs,
-        "prob_dtype": args.prob_dtype,
-        "device": device,
-        "overwrite": args.overwrite,
-        "progress": not args.no_progress,
-    }
+    """``mantis predict`` on a volume file or a folder of them."""
     if inputs[0].is_dir():
         if len(inputs) != 1:
             raise InputError(f"{inputs[-1]}: volumes are predicted from one folder (change detection takes images)")
-        return predict_volume_folder(model, inputs[0], args.output, meta, skip_existing=args.skip_existing, **options)
-    return [predict_volume(model, inputs, args.output, meta, **options)]
+        return predict_volume_folder(model, inputs[0], output_dir, meta, **options.keywords())
+    return [predict_volume(model, inputs, output_dir, meta, **options.keywords())]
