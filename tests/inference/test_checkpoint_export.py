@@ -194,3 +194,23 @@ def test_checkpoint_saved_by_the_training_task(tmp_path: Path, rng: np.random.Ge
 
     with rasterio.open(out["class"]) as ds:
         assert ds.read(1).shape == (24, 20) and set(np.unique(ds.read(1))) <= {0, 1}
+
+
+def test_a_dynamic_batch_export_runs_on_any_batch_size(tmp_path: Path) -> None:
+    # The wrapper takes the dates as *inputs; the batch axis of each is one shared dimension.
+    torch.manual_seed(6)
+    model = PixelChange(3, 2).eval()
+    meta = ModelMeta("test_pixel_change", {"in_channels": 3, "num_classes": 2}, "change_detection")
+    export_onnx(model, meta, tmp_path / "m.onnx", window=8, batch_size=1, dynamic_batch=True)
+    export_program(model, meta, tmp_path / "m.pt2", window=8, batch_size=1, dynamic_batch=True)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    program = torch.export.load(str(tmp_path / "m.pt2")).module()
+    for n in (1, 3):
+        x1, x2 = torch.rand(n, 3, 8, 8), torch.rand(n, 3, 8, 8)
+        with torch.no_grad():
+            want = model(x1, x2)
+        (seg,) = session.run(None, {"x1": x1.numpy(), "x2": x2.numpy()})
+        np.testing.assert_allclose(seg, want.numpy(), atol=1e-5)
+        torch.testing.assert_close(program(x1, x2)[0], want, atol=1e-6, rtol=0)

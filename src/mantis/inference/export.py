@@ -65,7 +65,7 @@ def _dynamic_shapes(inputs: tuple[torch.Tensor, ...], dynamic_batch: bool) -> An
     if not dynamic_batch:
         return None
     batch = torch.export.Dim("batch", min=1, max=4096)
-    return tuple({0: batch} for _ in inputs)
+    return (tuple({0: batch} for _ in inputs),)  # one entry: the wrapper takes the inputs as *inputs
 
 
 def _input_names(n: int) -> list[str]:
@@ -91,10 +91,11 @@ def _check_inputs(inputs: tuple[torch.Tensor, ...], dynamic_batch: bool) -> list
 
 
 def _prepare(
-    model: nn.Module, meta: ModelMeta, window: int | Sequence[int], batch_size: int
+    model: nn.Module, meta: ModelMeta, window: int | Sequence[int], batch_size: int, dynamic_batch: bool
 ) -> tuple[tuple[torch.Tensor, ...], list[str], TupleOutput]:
     """What both exporters start from: the example inputs, the model's output fields and the tuple wrapper."""
-    inputs = example_inputs(meta, window, batch_size)
+    # torch.export fixes a dimension of size 1, so a dynamic batch is traced with two
+    inputs = example_inputs(meta, window, max(batch_size, 2) if dynamic_batch else batch_size)
     fields, _ = _fields(model, inputs)
     return inputs, fields, TupleOutput(model, fields).eval()
 
@@ -143,7 +144,7 @@ def export_onnx(
     import onnxruntime as ort
 
     model = model.eval()
-    inputs, fields, wrapped = _prepare(model, meta, window, batch_size)
+    inputs, fields, wrapped = _prepare(model, meta, window, batch_size, dynamic_batch)
     names = _input_names(len(inputs))
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its steps on stdout
@@ -187,7 +188,7 @@ def export_program(
         The largest absolute difference between the reloaded program and the model.
     """
     model = model.eval()
-    inputs, fields, wrapped = _prepare(model, meta, window, batch_size)
+    inputs, fields, wrapped = _prepare(model, meta, window, batch_size, dynamic_batch)
     try:
         program = torch.export.export(wrapped, inputs, dynamic_shapes=_dynamic_shapes(inputs, dynamic_batch))
         extra = {"fields.json": json.dumps(fields), "config.json": json.dumps(meta.to_config())}
