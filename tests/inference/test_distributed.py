@@ -104,3 +104,25 @@ def test_files_dealt_largest_first_to_the_least_loaded_rank(tmp_path: Path) -> N
     # file 1 (900 px) -> rank 0, 4 (500) -> 1, 2 (400) -> 1, 0 (100) -> 0 on the 900/900 tie, 3 (100) -> 1
     assert shares == [[0, 1], [2, 3, 4]]
     assert deal_jobs(jobs, 1) == [[0, 1, 2, 3, 4]] and deal_jobs(jobs[:1], 3) == [[0], [], []]
+
+
+def test_several_machines_without_a_launcher_are_refused_not_awaited(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without torchrun, SLURM or NODE_RANK nobody starts the other machine's ranks: the command would wait.
+    for name in ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    a, b = _pairs(tmp_path / "data", [(20, 20)])
+    ckpt = make_ckpt(
+        tmp_path / "m.ckpt",
+        mantis.create_model("fractal_resnet_cd", **TINY),
+        "fractal_resnet_cd",
+        "change_detection",
+        **TINY,
+    )
+    out = tmp_path / "out"
+    argv = ["predict", "-c", str(ckpt), "-i", str(a), str(b), "-o", str(out), "--device", "cpu", "--num-nodes", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mantis predict: error: --num-nodes 2: start the command on each machine with torchrun")
+    assert not out.exists() or not any(out.iterdir())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -259,6 +260,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     return [predict_raster(model, inputs, output_dir, meta, **options.keywords())]
 
 
+def _launched_on_each_machine() -> bool:
+    """Whether a launcher (torchrun, SLURM) or the user's environment places this process among several machines."""
+    from mantis.inference.distributed import launched_by_torchrun
+
+    return launched_by_torchrun() or "SLURM_NTASKS" in os.environ or "NODE_RANK" in os.environ
+
+
 def _on_ranks(args: argparse.Namespace, inputs: list[Path], folders: bool, options: PredictOptions) -> Any:
     """A folder shared among processes (``--devices``, ``--num-nodes``, torchrun): docs/inference.md."""
     from mantis.inference.distributed import accelerator_of, predict_folder_distributed
@@ -269,6 +277,12 @@ def _on_ranks(args: argparse.Namespace, inputs: list[Path], folders: bool, optio
         raise InputError(f"--devices and --num-nodes must be at least 1, got {args.devices} and {args.num_nodes}")
     if args.compile:  # the ranks load their own models uncompiled: refuse rather than ignore it
         raise InputError("--compile works in one process only; leave it out with --devices/--num-nodes")
+    if args.num_nodes > 1 and not _launched_on_each_machine():  # else it waits for machines nobody started
+        raise InputError(
+            f"--num-nodes {args.num_nodes}: start the command on each machine with torchrun (--nnodes "
+            f"{args.num_nodes} --node-rank ...) or srun, or set MASTER_ADDR, MASTER_PORT and NODE_RANK on each "
+            "(docs/inference.md)"
+        )
     accelerator = accelerator_of(str(options.device))
     return predict_folder_distributed(
         args.checkpoint, inputs, Path(args.output), options, accelerator, args.devices, args.num_nodes, args.threads
