@@ -170,3 +170,18 @@ def test_fused_attention_same_in_every_memory_layout() -> None:
             torch.testing.assert_close(a, c)
     cl = tuple(t.contiguous(memory_format=torch.channels_last).requires_grad_() for t in (q, k, v))
     assert torch.autograd.gradcheck(lambda a, b, c: attend(a, b, c, 3), cl)
+
+
+@pytest.mark.parametrize(("norm", "groups"), [("group", 5), ("instance", 4)])
+def test_psp_global_branch_normed_with_one_value_per_statistic(norm: str, groups: int) -> None:
+    # One channel per group (or InstanceNorm) on the 1-cell global branch: the spec convolves and norms the
+    # broadcast map, where each channel is constant; the pooled form must give the same, not refuse.
+    g = torch.Generator().manual_seed(5)
+    psp = PSPPooling(6, 5, depth=3, norm=norm, norm_groups=groups).double()
+    for module in psp.modules():
+        if isinstance(module, (nn.GroupNorm, nn.InstanceNorm2d)) and module.weight is not None:
+            nn.init.normal_(module.bias, generator=g)  # a constant channel normalises to its bias
+    x = torch.randn(1, 6, 8, 8, generator=g, dtype=torch.float64)
+    got = psp(x)
+    maps = [conv(_broadcast(F.adaptive_max_pool2d(x, 2**k), (8, 8))) for k, conv in enumerate(psp.convs)]
+    torch.testing.assert_close(got, psp.conv_final(torch.cat([x, *maps], dim=1)))

@@ -66,7 +66,10 @@ class PSPPooling(nn.Module):
                 f"PSP pooling of depth {self.depth} needs spatial sizes divisible by {self.size_multiple}, got {size}"
             )
         pool = _ADAPTIVE_MAX[self.spatial_dims]
-        pooled = [conv(pool(x, 2**k)) if self.conv_on_pooled else pool(x, 2**k) for k, conv in enumerate(self.convs)]
+        pooled = [
+            _conv_cells(conv, pool(x, 2**k)) if self.conv_on_pooled else pool(x, 2**k)
+            for k, conv in enumerate(self.convs)
+        ]
         if not self.conv_on_pooled:
             maps = [conv(_broadcast(p, size)) for p, conv in zip(pooled, self.convs)]
             return self.conv_final(torch.cat([x, *maps], dim=1))
@@ -94,6 +97,19 @@ class PSPPooling(nn.Module):
         cells = [d for g in finest for d in (g, 1)]
         out.view(*out.shape[:2], *blocks).add_(small.view(*small.shape[:2], *cells))
         return out
+
+
+def _conv_cells(conv: nn.Module, pooled: torch.Tensor) -> torch.Tensor:
+    """``conv`` (a normed 1x1 conv) of a pooled map, with the norm's statistics of the broadcast map.
+
+    A single cell is first repeated to two per axis: GroupNorm with one channel per group and InstanceNorm
+    refuse statistics over one value, and a map of equal cells has the broadcast map's mean and variance.
+    """
+    if any(s != 1 for s in pooled.shape[2:]):
+        return conv(pooled)
+    spatial = pooled.dim() - 2
+    out = conv(pooled.expand(-1, -1, *(2,) * spatial).contiguous())
+    return out[(..., *(slice(0, 1),) * spatial)]
 
 
 def _broadcast(pooled: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
