@@ -14,6 +14,7 @@ from mantis.cli import main
 from mantis.inference.predict import UINT8_NODATA
 from mantis.inference.spec import WindowSpec
 from mantis.inference.tiled_test import TiledTest
+from mantis.io.errors import DataError
 from tests.tasks.folders import cd_config, make_cd_folder, write_config
 
 from .conftest import PixelChange, write_geotiff
@@ -111,3 +112,15 @@ class _FakeTask:
         self.device = torch.device("cpu")
         self.ignore_index = 255
         self.hparams = {"model": "test_pixel_change", "model_kwargs": {"in_channels": 3}, "task": "change_detection"}
+
+
+def test_nodata_without_an_ignore_index_is_refused_in_words(tmp_path: Path, rng: np.random.Generator) -> None:
+    a = rng.integers(1, 255, (3, 20, 20), dtype=np.uint8)
+    a[:, :4, :4] = 0
+    b = rng.integers(1, 255, (3, 20, 20), dtype=np.uint8)
+    paths = (str(write_geotiff(tmp_path / "a.tif", a, nodata=0)), str(write_geotiff(tmp_path / "b.tif", b)))
+    task = _FakeTask(PixelChange().eval())
+    task.ignore_index = None  # type: ignore[assignment]
+    mask = torch.from_numpy(rng.integers(0, 2, (1, 20, 20)))
+    with pytest.raises(DataError, match=r"a\.tif.*16 pixels without a value .* ignore_index is null"):
+        TiledTest(WindowSpec(window=16))(task, {"raster_paths": paths, "mask": mask})

@@ -137,6 +137,12 @@ class TiledTest:
         if tuple(truth.shape[1:]) != tuple(classes.shape):
             raise DataError(job.inputs[0], f"is {tuple(classes.shape)} pixels but its mask is {tuple(truth.shape[1:])}")
         nodata = (classes == UINT8_NODATA).to(truth.device)
+        if task.ignore_index is None and bool(nodata.any()):  # the scores have no value to leave them out by
+            raise DataError(
+                job.inputs[0],
+                f"has {int(nodata.sum())} pixels without a value (nodata), which the scores must leave out, but "
+                "the task's ignore_index is null; set --model.ignore_index (e.g. 255)",
+            )
         truth[:, nodata] = task.ignore_index if task.ignore_index is not None else -1
         return classes[None].to(device=truth.device, dtype=torch.long), truth
 
