@@ -6,7 +6,8 @@
   test file, ``test_fraction`` of them for testing.
 - Lengths (``unequal_length``): ``resample`` (default) stretches every series linearly to ``series_length``
   (default: the longest training series), as the UCR/UEA deep-learning review did; ``pad`` keeps the values
-  and pads at the end (with the training mean; longer series are cut) and batches carry ``valid``
+  and pads at the end with 0 (the training mean once standardised; a raw 0 with ``standardize: false``;
+  longer series are cut) and batches carry ``valid``
   (B x T, True at real steps); ``error`` refuses series of different lengths.
 - Standardisation: each channel's mean and standard deviation over the training cases only, kept in the
   checkpoint (``band_mean``/``band_std``); missing values (``?``) are then filled along time.
