@@ -491,3 +491,13 @@ def test_segmentation_page_in_a_headless_browser(tmp_path: Path, browser: str) -
             f"inset(0px0px0px{step['set']}%)"
         }
     assert sample["overlays"]["none"] == [] and sample["overlays"]["comparison"] == ["comparison"]
+
+
+def test_every_class_of_a_large_legend_has_its_own_colour() -> None:
+    from mantis.report_images import CLASS_COLOURS, class_colour, class_colours
+
+    colours = [class_colour(k) for k in range(1, 61)]
+    assert colours[: len(CLASS_COLOURS)] == list(CLASS_COLOURS)
+    assert len(set(colours)) == 60 and all(0 <= c <= 255 for rgb in colours for c in rgb)
+    rgba = class_colours(np.array([[0, 11, 12]]), 13)
+    assert rgba[0, 0, 3] == 0 and tuple(rgba[0, 1, :3]) == class_colour(11) != tuple(rgba[0, 2, :3])

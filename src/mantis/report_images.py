@@ -9,6 +9,7 @@ with like.
 from __future__ import annotations
 
 import base64
+import colorsys
 import io
 import warnings
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ __all__ = [
     "CLASS_COLOURS",
     "COMPARISON_COLOURS",
     "blend",
+    "class_colour",
     "class_colours",
     "comparison_codes",
     "display_images",
@@ -100,11 +102,21 @@ def display_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
+def class_colour(k: int) -> tuple[int, int, int]:
+    """RGB of class ``k`` >= 1: :data:`CLASS_COLOURS`, then hues a golden angle apart (no colour repeats)."""
+    if k <= len(CLASS_COLOURS):
+        return CLASS_COLOURS[k - 1]
+    hue = ((k - len(CLASS_COLOURS)) * 0.6180339887) % 1.0
+    value = (0.95, 0.75, 0.55)[(k - len(CLASS_COLOURS)) % 3]  # three shades: neighbouring hues stay apart
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.8, value)
+    return round(r * 255), round(g * 255), round(b * 255)
+
+
 def class_colours(classes: np.ndarray, num_classes: int) -> np.ndarray:
     """H x W class ids -> H x W x 4 RGBA: classes 1 .. K-1 coloured, 0 and other values transparent."""
     rgba = np.zeros((*classes.shape, 4), dtype=np.uint8)
     for k in range(1, num_classes):
-        rgba[classes == k] = (*CLASS_COLOURS[(k - 1) % len(CLASS_COLOURS)], _OVERLAY_ALPHA)
+        rgba[classes == k] = (*class_colour(k), _OVERLAY_ALPHA)
     return rgba
 
 
