@@ -91,6 +91,16 @@ def test_summary_leaves_undefined_scores_out() -> None:
     assert got["tp"]["n"] == 2 and got["tp"]["mean"] == 4
 
 
+def test_a_metric_undefined_for_every_seed_is_listed_not_dropped() -> None:
+    from mantis.sweep import table
+
+    got = summarise({0: {"f1": 0.5, "f1_road": None}, 1: {"f1": 0.7, "f1_road": None}})
+    assert got["f1_road"] == {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+    lines = table(got).splitlines()
+    assert len(lines) == 3 and lines[2].startswith("f1_road") and "undefined for every seed" in lines[2]
+    assert lines[2].rstrip().endswith(" 0") and json.loads(json.dumps(got, allow_nan=False)) == got
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -35,23 +35,32 @@ OWNED = ("--seed_everything", "--run_dir", "--test_after_fit")
 __all__ = ["main", "summarise", "sweep"]
 
 
-def summarise(runs: Mapping[int, Mapping[str, Any]]) -> dict[str, dict[str, float | int]]:
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def summarise(runs: Mapping[int, Mapping[str, Any]]) -> dict[str, dict[str, float | int | None]]:
     """Mean, sample standard deviation, min, max and count of every numeric metric over the seeds.
 
     Args:
         runs: seed -> that run's test metrics (``null`` for undefined scores).
 
     Returns:
-        metric -> ``{"mean", "std", "min", "max", "n"}``, in the order the metrics first appear.
+        metric -> ``{"mean", "std", "min", "max", "n"}``, in the order the metrics first appear (``null`` and
+        ``n`` 0 for a metric undefined for every seed).
     """
     values: dict[str, list[float]] = {}
     for metrics in runs.values():
         for key, value in metrics.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                values.setdefault(key, []).append(float(value))
-    out: dict[str, dict[str, float | int]] = {}
+            seen = values.setdefault(key, []) if value is None or _number(value) else None
+            if seen is not None and value is not None and math.isfinite(value):
+                seen.append(float(value))
+    out: dict[str, dict[str, float | int | None]] = {}
     for key, seen in values.items():
         n = len(seen)
+        if not n:  # undefined for every seed (a class absent from the test set): listed, not dropped
+            out[key] = {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+            continue
         mean = math.fsum(seen) / n
         var = math.fsum((v - mean) ** 2 for v in seen) / (n - 1) if n > 1 else 0.0
         out[key] = {"mean": mean, "std": math.sqrt(var), "min": min(seen), "max": max(seen), "n": n}
@@ -132,11 +141,14 @@ def sweep(fit_args: Sequence[str], seeds: Sequence[int], out: Path) -> dict[str,
     }
 
 
-def table(summary: Mapping[str, Mapping[str, float | int]]) -> str:
+def table(summary: Mapping[str, Mapping[str, float | int | None]]) -> str:
     """The summary as aligned text: one metric a line, ``mean ± std (min .. max, n)``."""
     width = max((len(k) for k in summary), default=6)
     lines = [f"{'metric':<{width}}  {'mean':>9} ± {'std':<8}  {'min':>9}  {'max':>9}  n"]
     for key, s in summary.items():
+        if not s["n"]:
+            lines.append(f"{key:<{width}}  {'undefined for every seed':>44}  0")
+            continue
         lines.append(
             f"{key:<{width}}  {s['mean']:>9.4f} ± {s['std']:<8.4f}  {s['min']:>9.4f}  {s['max']:>9.4f}  {s['n']}"
         )
