@@ -145,3 +145,6 @@ def test_an_infinite_csv_cell_is_refused_naming_row_and_column(tmp_path: Path) -
     path.write_text("label,t0,t1\na,1,2\nb,-inf,3\n")  # one inf would make the channel's statistics infinite
     with pytest.raises(DataError, match="row 3, column 't0': '-inf' is not a number"):
         read_series_csv(path)
+    path.write_text("label,t0,t1\na,1,2\n\n\nb,x,3\n")
+    with pytest.raises(DataError, match="row 5, column 't0': 'x' is not a number"):
+        read_series_csv(path)

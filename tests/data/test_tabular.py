@@ -67,6 +67,10 @@ def test_split_column_and_explicit_features(tmp_path: Path) -> None:
     ("content", "kwargs", "message"),
     [
         ("a,y\n1,0\nx,1\n", {"features": ["a"]}, "row 3, column 'a': 'x' is not a number"),
+        # blank lines count, as a spreadsheet numbers the rows
+        ("a,y\n\n1,0\n,\n2,1\nx,1\n", {"features": ["a"]}, "row 6, column 'a': 'x' is not a number"),
+        ("a,y\n1,0\n\n2,0,1\n", {}, "row 4 has 3 cells but the header has 2"),
+        ("a,y\n\n1,0\n2,\n", {}, "row 4: empty 'y'"),
         ("a,y\n1,0\n2,1\n", {"target": "z"}, "has no column 'z' (columns: a, y)"),
         ("a,y\n1,0\n2,1\n", {"features": ["a", "y"]}, "feature 'y' is the target column; leave it out of features"),
         ("a,y\n1,0\n2,0\n", {}, "column 'y' holds one class only ('0')"),

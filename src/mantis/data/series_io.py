@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mantis.data.table_io import PARQUET_SUFFIXES, finite_number, read_table
+from mantis.data.table_io import PARQUET_SUFFIXES, finite_number, read_table, row_number
 from mantis.io.errors import DataError
 
 __all__ = ["LabelledSeries", "class_order", "read_series", "read_series_csv", "read_ts"]
@@ -235,7 +235,8 @@ def read_series_csv(path: str | os.PathLike[str], label_column: str = "label") -
         raise DataError(file, f"has no column {label_column!r} (columns: {', '.join(header[:8])}, ...)")
     at = header.index(label_column)
     series, labels = [], []
-    for number, row in enumerate(rows, 2):
+    for index, row in enumerate(rows):
+        number = row_number(rows, index)
         label = row[at].strip()
         if not label:
             raise DataError(file, f"row {number}: empty {label_column!r}")

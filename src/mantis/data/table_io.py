@@ -1,7 +1,8 @@
 """Reading tables as ``(header, rows of text cells)``: CSV, Parquet, and scikit-learn's bundled data sets.
 
 Cells stay text, so every source is checked by the same rules afterwards (``mantis.data.tabular``). Row
-numbers in messages count the header as row 1, as a spreadsheet shows a CSV file.
+numbers in messages count the header as row 1 and blank lines too, as a spreadsheet shows a CSV file
+(:func:`row_number`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ import numpy as np
 
 from mantis.io.errors import DataError
 
-__all__ = ["PARQUET_SUFFIXES", "SKLEARN_DATASETS", "feature_matrix", "finite_number", "read_table", "sklearn_table"]
+__all__ = [
+    "PARQUET_SUFFIXES",
+    "SKLEARN_DATASETS",
+    "Rows",
+    "feature_matrix",
+    "finite_number",
+    "read_table",
+    "row_number",
+    "sklearn_table",
+]
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 #: scikit-learn loaders of the tables that ship inside the package (no download) and their kind.
@@ -29,6 +39,19 @@ SKLEARN_DATASETS = {
 }
 
 Table = tuple[list[str], list[list[str]]]
+
+
+class Rows(list[list[str]]):
+    """The data rows of a CSV file, each with its row number in the file (blank lines are left out)."""
+
+    def __init__(self, rows: list[list[str]], numbers: list[int]) -> None:
+        super().__init__(rows)
+        self.numbers = numbers
+
+
+def row_number(rows: list[list[str]], index: int) -> int:
+    """The row number a spreadsheet shows for data row ``index`` (the header is row 1)."""
+    return rows.numbers[index] if isinstance(rows, Rows) else index + 2
 
 
 def finite_number(cell: str) -> float | None:
@@ -53,7 +76,7 @@ def feature_matrix(path: str | os.PathLike[str], table: Table, features: list[st
         for c, at in enumerate(columns):
             value = finite_number(row[at])
             if value is None:
-                raise DataError(path, f"row {r + 2}, column {header[at]!r}: {row[at]!r} is not a number")
+                raise DataError(path, f"row {row_number(rows, r)}, column {header[at]!r}: {row[at]!r} is not a number")
             values[r, c] = value
     return values
 
@@ -76,16 +99,16 @@ def read_table(path: str | os.PathLike[str]) -> Table:
 def _read_csv(file: Path) -> Table:
     try:
         with file.open(newline="", encoding="utf-8-sig") as handle:
-            rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
+            numbered = [(n, row) for n, row in enumerate(csv.reader(handle), 1) if any(c.strip() for c in row)]
     except (UnicodeDecodeError, csv.Error) as error:
         raise DataError(file, f"cannot read as CSV ({error})") from None
-    if len(rows) < 2:
+    if len(numbered) < 2:
         raise DataError(file, "needs a header row and at least one data row")
-    header = [cell.strip() for cell in rows[0]]
-    for number, row in enumerate(rows[1:], 2):
+    header = [cell.strip() for cell in numbered[0][1]]
+    for number, row in numbered[1:]:
         if len(row) != len(header):
             raise DataError(file, f"row {number} has {len(row)} cells but the header has {len(header)}")
-    return header, rows[1:]
+    return header, Rows([row for _, row in numbered[1:]], [n for n, _ in numbered[1:]])
 
 
 def _read_parquet(file: Path) -> Table:

@@ -29,7 +29,7 @@ from torch.utils.data import TensorDataset
 from mantis.data.loaders import ClassificationDataModule, OrderedLoaders, Stage
 from mantis.data.sampling import SampleKey, split_key
 from mantis.data.splits import random_split
-from mantis.data.table_io import Table, feature_matrix, finite_number, read_table, sklearn_table
+from mantis.data.table_io import Table, feature_matrix, finite_number, read_table, row_number, sklearn_table
 from mantis.io.errors import DataError
 
 __all__ = ["TabularDataModule", "read_table"]
@@ -145,8 +145,8 @@ class TabularDataModule(OrderedLoaders, ClassificationDataModule):
         values = feature_matrix(self.path, (header, rows), features)
         cells = [row[target_at].strip() for row in rows]
         if any(not cell for cell in cells):
-            raise DataError(self.path, f"row {cells.index('') + 2}: empty {self.target_column!r}")
-        targets = self._classes(cells) if self.task == "classification" else self._values(cells)
+            raise DataError(self.path, f"row {row_number(rows, cells.index(''))}: empty {self.target_column!r}")
+        targets = self._classes(cells) if self.task == "classification" else self._values(cells, rows)
         self.feature_names = features
         if split_at is not None:
             where = [row[split_at].strip().lower() for row in rows]
@@ -172,14 +172,14 @@ class TabularDataModule(OrderedLoaders, ClassificationDataModule):
         lookup = {name: i for i, name in enumerate(names)}
         return np.array([lookup[cell] for cell in cells], dtype=np.int64)
 
-    def _values(self, cells: list[str]) -> np.ndarray:
+    def _values(self, cells: list[str], rows: list[list[str]]) -> np.ndarray:
         """Target values (N x 1 float32); the one output is named after the column."""
         values = [finite_number(cell) for cell in cells]
         for r, value in enumerate(values):
             if value is None:
                 raise DataError(
                     self.path,
-                    f"row {r + 2}, column {self.target_column!r}: {cells[r]!r} is not a number "
+                    f"row {row_number(rows, r)}, column {self.target_column!r}: {cells[r]!r} is not a number "
                     "(task: regression needs numbers; use task: classification for labels)",
                 )
         self._class_names = [self.target_column]

@@ -17,7 +17,7 @@ import numpy as np
 
 from mantis.data.series_augment import fill_missing, resample
 from mantis.data.series_io import MISSING, read_ts
-from mantis.data.table_io import read_table
+from mantis.data.table_io import read_table, row_number
 from mantis.inference.errors import InputError
 
 __all__ = ["SERIES_SUFFIXES", "prepare_series", "read_series_inputs"]
@@ -30,7 +30,8 @@ def _csv_series(file: Path, label_column: str) -> list[np.ndarray]:
     header, rows = read_table(file)
     steps = [i for i, name in enumerate(header) if name != label_column]
     series = []
-    for number, row in enumerate(rows, 2):
+    for index, row in enumerate(rows):
+        number = row_number(rows, index)
         cells = [row[i].strip() for i in steps]
         while cells and cells[-1] == "":
             cells.pop()  # a shorter series
