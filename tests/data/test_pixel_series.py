@@ -4,6 +4,7 @@ splits against NumPy; a 1D cnn learns the synthetic scene through `mantis fit`; 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +145,12 @@ def test_cnn_learns_the_synthetic_scene_and_maps_it(tmp_path: Path) -> None:
     rows, cols = PixelSeriesDataModule(synthetic_size=32, split_block=8).pixels["test"]
     accuracy = float((classes[rows, cols] == labels[rows, cols]).mean())
     assert classes.shape == (32, 32) and accuracy == pytest.approx(record["metrics"]["accuracy"], abs=1e-9)
+
+
+def test_single_pixel_splits_warn_that_scores_flatter() -> None:
+    with pytest.warns(UserWarning, match="split_block 1 puts neighbouring pixels .* in different splits"):
+        PixelSeriesDataModule(synthetic_size=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        PixelSeriesDataModule(synthetic_size=16, split_block=4)
+        PixelSeriesDataModule(synthetic_size=16, val_fraction=0.0, test_fraction=0.0)

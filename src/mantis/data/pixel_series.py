@@ -19,6 +19,7 @@ Batches: ``{"image": B x C x T float32, "label": B int64}``; :func:`classify_sta
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -198,6 +199,13 @@ class PixelSeriesDataModule(OrderedLoaders, ClassificationDataModule):
         series = np.asarray(stack[rows, cols], dtype=np.float32).transpose(0, 2, 1)
         if np.isinf(series).any():  # one would make its band's statistics infinite
             raise DataError(stack_path or source, "holds infinite values at labelled pixels (missing values are NaN)")
+        if split_block == 1 and (val_fraction or test_fraction):
+            warnings.warn(
+                "PixelSeriesDataModule: split_block 1 puts neighbouring pixels (one field) in different splits, so "
+                "validation and test scores measure memory of fields; set split_block (e.g. 8) for honest scores",
+                UserWarning,
+                stacklevel=2,
+            )
         index = _split(rows, cols, ids, split_block, val_fraction, test_fraction, seed)
         self.pixels = {stage: (rows[index[stage]], cols[index[stage]]) for stage in _STAGES}  # where each came from
         self._raw = {stage: series[index[stage]] for stage in _STAGES}
