@@ -136,3 +136,18 @@ def test_cells_lost_are_real_input_cells_no_window_reaches() -> None:
         F.conv1d(x, torch.ones(1, 1, k), None, s, p, d).sum().backward()
         assert x.grad is not None
         assert layer.cells_lost(n) == int((x.grad[0, 0] == 0).sum()), (n, k, p, s, d, out)
+
+
+def test_a_failed_drawing_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from matplotlib.figure import Figure
+
+    def half_written(self: Figure, path: Path, **_: object) -> None:
+        Path(path).write_bytes(b"\x89PNG")  # a disk that fills up midway
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", half_written)
+    assert main(["conv", "32x32", "k3p1", "--png", str(tmp_path / "rf.png")]) == 2
+    assert capsys.readouterr().err.strip() == "mantis conv: error: No space left on device"
+    assert list(tmp_path.iterdir()) == []  # neither the picture nor a temporary file

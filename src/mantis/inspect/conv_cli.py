@@ -9,7 +9,6 @@ mantis conv 32x32 k3p1 k2s2 k3p1 --png rf.png --cell 7,7   # which input cells f
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,6 +124,8 @@ def draw(path: Path, size: list[int], layers: list[ConvLayer], cell: Sequence[in
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from mantis.plots import save_figure
+
     paths = contributions(size, layers, cell)
     stack = " -> ".join(layer.describe() for layer in layers)
     fig, ax = plt.subplots(figsize=(7, 6) if len(size) == 2 else (8, 3))
@@ -153,11 +154,7 @@ def draw(path: Path, size: list[int], layers: list[ConvLayer], cell: Sequence[in
     where = ", ".join(map(str, cell))
     ax.set_title(f"input cells feeding output cell ({where})\n{stack}", fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    fig.savefig(temporary, dpi=120)
-    plt.close(fig)
-    os.replace(temporary, path)
+    save_figure(fig, path, dpi=120)  # atomic, and no temporary file left if writing fails
 
 
 def _cell(text: str | None, out_size: list[int]) -> list[int]:
