@@ -135,6 +135,49 @@ def test_interrupted_run_leaves_no_file(tmp_path: Path, rng: np.random.Generator
     assert list(out_dir.iterdir()) == []
 
 
+def test_a_failed_write_in_the_background_stops_the_run_and_leaves_no_file(
+    tmp_path: Path, rng: np.random.Generator, seg_model: PixelSeg, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Bands of rows are written on a thread while the model runs on the next strip: its error must surface.
+    import mantis.inference.predict as predict
+
+    path = write_geotiff(tmp_path / "a.tif", rng.integers(0, 255, (3, 200, 30), dtype=np.uint8))
+    written: list[int] = []
+    product = predict._product
+
+    def fails_on_third(*args: object, **kwargs: object) -> np.ndarray:
+        written.append(1)
+        if len(written) == 3:
+            raise OSError("No space left on device")
+        return product(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(predict, "_product", fails_on_third)
+    with pytest.raises(OSError, match="No space"):
+        predict_raster(seg_model, path, tmp_path / "out", window=16, stride=8, batch_size=1, progress=False)
+    assert len(written) == 3 and list((tmp_path / "out").iterdir()) == []
+
+
+def test_in_order_runs_calls_one_at_a_time_and_raises_their_errors() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mantis.inference.predict import InOrder
+
+    seen: list[int] = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        calls = InOrder(pool)
+        for i in range(5):
+            calls.submit(seen.append, i)
+        calls.wait()
+        assert seen == [0, 1, 2, 3, 4] and calls.pending is None
+        calls.submit(lambda: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            calls.submit(seen.append, 5)  # the previous call's error, before this one starts
+        assert seen == [0, 1, 2, 3, 4]
+        calls.submit(lambda: 1 / 0)
+        calls.drain()  # the caller is failing already: nothing more is raised
+        assert calls.pending is None
+
+
 def test_writer_takes_rows_in_any_chunks(tmp_path: Path, rng: np.random.Generator) -> None:
     header = RasterHeader(height=530, width=70, bands=1, dtype="uint8", path=tmp_path / "x.tif")
     data = rng.integers(0, 200, (2, 530, 70), dtype=np.uint8)

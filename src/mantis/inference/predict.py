@@ -10,10 +10,11 @@ windowed reads. Memory therefore grows with the raster's width, never with its h
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 from collections.abc import Callable, Generator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Unpack
@@ -372,6 +373,31 @@ def blended_rows(
             _shift(sums, weight_sum, done)
 
 
+class InOrder:
+    """Calls run on an executor one at a time, in order, with at most one waiting: work that overlaps the
+    caller's next step (writing a band of rows while the model runs on the next strip) in bounded memory."""
+
+    def __init__(self, pool: Executor) -> None:
+        self.pool = pool
+        self.pending: Future[Any] | None = None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Wait for the previous call (raising its error), then start ``fn(*args)``."""
+        self.wait()
+        self.pending = self.pool.submit(fn, *args)
+
+    def wait(self) -> None:
+        """Wait for the call in flight; its error is raised here."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def drain(self) -> None:
+        """Wait for the call in flight, ignoring its error (the caller is failing already)."""
+        with contextlib.suppress(BaseException):
+            self.wait()
+
+
 def run_prediction(
     job: PredictJob, model: Callable[..., Any], meta: ModelMeta, options: PredictOptions
 ) -> dict[str, Path]:
@@ -387,8 +413,18 @@ def run_prediction(
         temps = stack.enter_context(AtomicFiles(job.files, keep_suffix=VECTOR_SUFFIXES))
         writers: list[RowWriter] = []
         polygons = _polygon_writer(job, meta, temps[-1]) if job.vector is not None else None
+
+        def write(done: FinishedRows) -> None:
+            for p, writer in zip(products, writers):
+                values = done.fields[PRODUCTS[p]]
+                writer.write(done.top, _product(p, values, done.invalid, prob_dtype, done.classes))
+            if polygons is not None and done.classes is not None:
+                polygons.add(done.classes, done.fields["segmentation"].cpu().numpy())
+
         rows = blended_rows(job, model, meta, options.window, fields, need_classes, options.device, options.progress)
         stack.callback(rows.close)  # readers and the progress bar close even when a writer fails
+        # One thread writes a band of rows while the model runs on the next strip.
+        background = InOrder(stack.enter_context(ThreadPoolExecutor(max_workers=1)))
         try:
             for done in rows:
                 if not writers:
@@ -396,16 +432,15 @@ def run_prediction(
                         _writer(temp, final, job.header, _spec(p, done.fields[PRODUCTS[p]].shape[0], prob_dtype))
                         for (p, final), temp in zip(job.outputs.items(), temps)
                     ]
-                for p, writer in zip(products, writers):
-                    values = done.fields[PRODUCTS[p]]
-                    writer.write(done.top, _product(p, values, done.invalid, prob_dtype, done.classes))
-                if polygons is not None and done.classes is not None:
-                    polygons.add(done.classes, done.fields["segmentation"].cpu().numpy())
+                # Copied here, where the device holds this band's work only; the next strip's is not queued yet.
+                background.submit(write, dataclasses.replace(done, fields={k: v.cpu() for k, v in done.fields.items()}))
+            background.wait()
             for writer in writers:
                 writer.close()
             if polygons is not None:
                 polygons.close()
         except BaseException:
+            background.drain()  # no write may still run while the files are removed
             for writer in writers:
                 writer.abort()
             if polygons is not None:
