@@ -148,3 +148,35 @@ def test_statistics_read_at_most_64_files_evenly_spread() -> None:
     assert len(picked) == 64 and picked[0] == items[0] and picked[-1] == items[-1]
     assert len(set(picked)) == 64
     assert _evenly(items[:10], 64) == items[:10]
+
+
+def test_loader_workers_and_pinned_memory_follow_the_trainers_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from mantis.data.loaders import auto_workers
+    from mantis.data.series import SeriesDataModule
+
+    # CPU: no workers (they would take the model's cores); GPUs: each device's cores but one, 1 to 8.
+    assert [auto_workers(False, 64), auto_workers(True, 16), auto_workers(True, 16, 4), auto_workers(True, 2, 4)] == [
+        0,
+        8,
+        3,
+        1,
+    ]
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    # Image folders read and augment files (workers by default); series are in memory (0 by default).
+    for module, in_memory in (
+        (SegmentationDataModule(patch_size=32, batch_size=2, num_train=4), False),
+        (SeriesDataModule(aeon_dataset="GunPoint", batch_size=8), True),
+    ):
+        module.setup("fit")
+        loader = module.train_dataloader()
+        assert (loader.num_workers, loader.pin_memory) == (0, False)  # no trainer: the CPU
+        for kind, devices, want in (("cpu", 1, 0), ("cuda", 1, 5), ("cuda", 2, 2)):
+            module.trainer = SimpleNamespace(  # type: ignore[assignment]
+                strategy=SimpleNamespace(root_device=torch.device(kind)), num_devices=devices, world_size=1
+            )
+            loader = module.train_dataloader()
+            assert (loader.num_workers, loader.pin_memory) == (0 if in_memory else want, kind == "cuda")
+        module.num_workers = 3  # a number given is kept
+        assert module.train_dataloader().num_workers == 3

@@ -95,7 +95,8 @@ class _BaseDataModule(StageDataModule):
         patch_size: Side of the square windows (and of synthetic samples).
         samples_per_image: Random training windows per image and epoch; ``None`` for the grid's count.
         batch_size: Samples per batch.
-        num_workers: DataLoader worker processes (0 loads in the main process).
+        num_workers: DataLoader worker processes (0 loads in the main process); ``None`` (default): none on the
+            CPU, on GPUs each device's share of the cores but one, up to 8.
         mean: Per-band means in stored units (``mantis stats``; change detection: shared by both dates);
             ``None``: see ``auto_stats``.
         std: Per-band standard deviations in stored units.
@@ -133,7 +134,7 @@ class _BaseDataModule(StageDataModule):
         patch_size: int = 256,
         samples_per_image: int | None = None,
         batch_size: int = 8,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
         auto_stats: bool = True,
@@ -377,6 +378,7 @@ class _BaseDataModule(StageDataModule):
         size = len(dataset)  # type: ignore[arg-type]
         drop_last = train and size > self.batch_size
         distributed = self.trainer is not None and self.trainer.world_size > 1
+        workers = self.loader_workers()
         sampler = None
         if train and not distributed:  # several processes: Lightning's DistributedSampler shuffles (not resumable)
             sampler = self._train_sampler(size, size // self.batch_size if drop_last else -(-size // self.batch_size))
@@ -386,9 +388,9 @@ class _BaseDataModule(StageDataModule):
             shuffle=train and sampler is None,
             sampler=sampler,
             drop_last=drop_last,
-            num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,
+            num_workers=workers,
+            pin_memory=self.on_gpu,  # page-locked batches: host-to-device copies overlap compute
+            persistent_workers=workers > 0,
             # its own generator: building a loader draws nothing from torch's global one (exact resume)
             generator=None if distributed else torch.Generator().manual_seed(sampler.seed if sampler else 0),
         )

@@ -3,6 +3,7 @@ loaders of the in-memory data modules; the label and statistics contract the tas
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence, Sized
 from typing import Any, Literal, cast
 
@@ -17,22 +18,43 @@ from mantis.data.series_order import TrainingOrder
 Stage = Literal["train", "val", "test"]
 
 
+def auto_workers(on_gpu: bool, cpus: int, devices: int = 1) -> int:
+    """Loader workers for ``num_workers: null``: none on the CPU, where workers would take the cores the model
+    trains on; on GPUs the cores of each device's share but one (for its training process), from 1 to 8."""
+    if not on_gpu:
+        return 0
+    return max(1, min(8, cpus // max(1, devices) - 1))
+
+
 class StageDataModule(lightning.LightningDataModule):
     """A data module whose train, val and test loaders all come from one :meth:`_loader` per stage.
 
     Args:
         batch_size: Samples per batch.
-        num_workers: DataLoader worker processes (0 loads in the main process).
+        num_workers: DataLoader worker processes (0 loads in the main process; ``None``: :func:`auto_workers`).
     """
 
-    def __init__(self, batch_size: int, num_workers: int) -> None:
+    def __init__(self, batch_size: int, num_workers: int | None) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if num_workers < 0:
+        if num_workers is not None and num_workers < 0:
             raise ValueError(f"num_workers must not be negative, got {num_workers}")
         self.batch_size = batch_size
         self.num_workers = num_workers
+
+    @property
+    def on_gpu(self) -> bool:
+        """Whether the trainer this module is attached to trains on CUDA devices."""
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
+
+    def loader_workers(self) -> int:
+        """``num_workers``, or :func:`auto_workers` for the trainer's devices when it is ``None``."""
+        if self.num_workers is not None:
+            return self.num_workers
+        devices = self.trainer.num_devices if self.trainer is not None else 1
+        return auto_workers(self.on_gpu, os.cpu_count() or 1, devices)
 
     def _loader(self, stage: Stage) -> Any:
         """The loader of ``stage`` (``"train"``, ``"val"`` or ``"test"``); ``[]`` where the split is empty."""
@@ -61,7 +83,7 @@ class OrderedLoaders(StageDataModule):
 
     splits: Mapping[Stage, Dataset[Any]]
 
-    def __init__(self, batch_size: int, num_workers: int) -> None:
+    def __init__(self, batch_size: int, num_workers: int | None) -> None:
         super().__init__(batch_size, num_workers)
         self.order = TrainingOrder()
 
@@ -80,7 +102,12 @@ class OrderedLoaders(StageDataModule):
         drop_last = train and size > self.batch_size  # no batch of one for BatchNorm
         sampler = self.order.sampler_for(size, self.batch_size, drop_last) if train else None
         return DataLoader(
-            data, batch_size=self.batch_size, sampler=sampler, drop_last=drop_last, num_workers=self.num_workers
+            data,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=drop_last,
+            num_workers=self.loader_workers(),
+            pin_memory=self.on_gpu,  # page-locked batches: host-to-device copies overlap compute
         )
 
     def state_dict(self) -> dict[str, Any]:
