@@ -332,7 +332,9 @@ def blended_rows(
             x = normalise(raw, mean, std)
             x[:, bad] = 0.0  # nodata must not leak NaN or sentinels into neighbouring pixels
             invalid |= bad
-            tensors.append(torch.from_numpy(np.ascontiguousarray(x))[None])
+            strip = torch.from_numpy(np.ascontiguousarray(x))[None]
+            # Page-locked on the reading thread, so that the copy to a GPU does not hold up the model.
+            tensors.append(strip.pin_memory() if acc_device.type == "cuda" else strip)
         return tensors, invalid
 
     bar = _progress(sum(len(g) for g in groups) * len(col_starts), progress, "win", desc=job.inputs[0].name)
@@ -351,7 +353,7 @@ def blended_rows(
             r = group[0]
             accumulate_windows(
                 forward,
-                tuple(t.to(acc_device) for t in strips),
+                tuple(t.to(acc_device, non_blocking=True) for t in strips),
                 [(g - r, c) for g in group for c in col_starts],
                 win,
                 weights,
