@@ -30,3 +30,21 @@ def test_too_few_images_name_the_ways_out() -> None:
     with pytest.raises(ValueError, match=r"2 images are too few .* leave none to train on\): add images, set "):
         random_split(["a.png", "b.png"], 0.1, 0.1, seed=0)
     assert random_split(["a.png", "b.png"], 0.1, 0.0, seed=0)["train"] in (["a.png"], ["b.png"])
+
+
+def test_listed_split_takes_the_lists_and_leaves_training_the_rest() -> None:
+    from mantis.data.splits import listed_split
+
+    keys = ["a/x.nii.gz", "a/y.npy", "a/z.nii.gz", "a/w.npy"]
+
+    def names(key: str) -> tuple[str, ...]:
+        name = key.split("/")[-1]
+        return name, name.split(".")[0]
+
+    got = listed_split(keys, {"val": ["z"], "test": ["y.npy", "x"]}, names)
+    assert got == {"val": ["a/z.nii.gz"], "test": ["a/y.npy", "a/x.nii.gz"], "train": ["a/w.npy"]}
+    assert listed_split(keys, {"train": ["w", "x"]}, names) == {"train": ["a/w.npy", "a/x.nii.gz"]}
+    with pytest.raises(ValueError, match=r"^test: line 2: 'v' is not in the folder$"):
+        listed_split(keys, {"test": ["x", "v"]}, names)
+    with pytest.raises(ValueError, match=r"^test: line 1: 'x.nii.gz' is listed twice \(or in two splits\)$"):
+        listed_split(keys, {"val": ["x"], "test": ["x.nii.gz"]}, names)

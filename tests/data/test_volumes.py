@@ -218,3 +218,18 @@ def test_intensity_changes_touch_the_image_only() -> None:
     assert np.allclose(step, step[:, :1, :1, :1], atol=1e-5) and np.abs(step).max() > 1e-3
     noisy, _ = VolumeAugment(noise=0.1)(image, labels, np.random.default_rng(3))
     assert abs(float((noisy - image).std()) - 0.1) < 0.01 and abs(float((noisy - image).mean())) < 0.01
+
+
+def test_split_files_choose_the_volumes_of_each_split(tmp_path: Path) -> None:
+    _folders(tmp_path, 5)
+    (tmp_path / "val.txt").write_text("v1\n# a comment\nv2.nii.gz\n")
+    (tmp_path / "test.txt").write_text("v4\n")
+    module = VolumeSegmentationDataModule(str(tmp_path), patch_size=8, val_file="val.txt", test_file="test.txt")
+    assert {s: [Path(f).name for f in files] for s, files in module.files.items()} == {
+        "train": ["v0.nii.gz", "v3.npy"],
+        "val": ["v1.npy", "v2.nii.gz"],
+        "test": ["v4.nii.gz"],
+    }
+    (tmp_path / "test.txt").write_text("v4\nv9\n")
+    with pytest.raises(DataError, match=r"test\.txt: line 2: 'v9' is not a volume of "):
+        VolumeSegmentationDataModule(str(tmp_path), patch_size=8, val_file="val.txt", test_file="test.txt")

@@ -1,8 +1,8 @@
-"""How a folder without split sub-folders or split files is divided: pure functions, no files touched."""
+"""How a folder is divided into splits: pure functions, no files touched (the callers read the lists)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -39,3 +39,42 @@ def random_split(names: Sequence[str], val_fraction: float, test_fraction: float
         "train": shuffled[n_val + n_test :],
     }
     return {stage: sorted(chosen) for stage, chosen in splits.items() if chosen}
+
+
+def listed_split(
+    keys: Sequence[str], listed: Mapping[str, Sequence[str]], name_of: Callable[[str], tuple[str, ...]]
+) -> dict[str, list[str]]:
+    """The split given by name lists (from ``train_file``, ``val_file``, ``test_file``).
+
+    Args:
+        keys: every sample of the folder.
+        listed: stage -> the names its list holds, in order.
+        name_of: the names a key answers to (e.g. its file name and its stem).
+
+    Returns:
+        stage -> keys, in list order; without a ``train`` list, training takes every key the other lists do
+        not name.
+
+    Raises:
+        ValueError: ``"<stage>: line N: 'name' ..."`` for a name no key answers to, or one already listed.
+    """
+    by_name: dict[str, str] = {}
+    for key in keys:
+        for name in name_of(key):
+            by_name.setdefault(name, key)
+    out: dict[str, list[str]] = {}
+    taken: set[str] = set()
+    for stage, names in listed.items():
+        chosen = []
+        for line, name in enumerate(names, 1):
+            if name not in by_name:
+                raise ValueError(f"{stage}: line {line}: {name!r} is not in the folder")
+            key = by_name[name]
+            if key in taken:
+                raise ValueError(f"{stage}: line {line}: {name!r} is listed twice (or in two splits)")
+            taken.add(key)
+            chosen.append(key)
+        out[stage] = chosen
+    if "train" not in out:
+        out["train"] = [key for key in keys if key not in taken]
+    return out

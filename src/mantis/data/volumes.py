@@ -6,8 +6,10 @@ Layouts under ``root`` (``layout: auto`` picks the one present):
 - ``decathlon``: the Medical Segmentation Decathlon's ``imagesTr/`` and ``labelsTr/``, class names from
   ``dataset.json`` when it has ``labels`` (``imagesTs/`` has no labels and is not read).
 
-With ``train/`` (and optionally ``val/``, ``test/``) sub-folders, each in one of these layouts, they are the
-splits; otherwise the volumes are split at random by ``val_fraction``/``test_fraction``.
+Splits, the first rule that applies (as for image folders): split files (``train_file``, ``val_file``,
+``test_file``: volume names one per line, with or without their ending; without ``train_file`` training takes
+every volume the other lists do not name); ``train/`` (and optionally ``val/``, ``test/``) sub-folders, each in
+one of these layouts; otherwise a random split by ``val_fraction``/``test_fraction``.
 
 Files are NIfTI (``.nii``, ``.nii.gz``) or ``.npy`` (:mod:`mantis.data.volumes_io`); channels come from a 4th
 axis. Without ``root``, built-in synthetic volumes (spheres and boxes in noise) are used. The volumes are split
@@ -36,11 +38,20 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mantis.data.folders import read_split_file
 from mantis.data.loaders import DenseLabelsDataModule, Stage, add_mask_targets
 from mantis.data.sampling import SampleKey, split_key
-from mantis.data.splits import random_split
+from mantis.data.splits import listed_split, random_split
 from mantis.data.volumes_augment import VolumeAugment
-from mantis.data.volumes_io import VolumeHeader, pair_volumes, read_header, read_label_names, read_labels, read_volume
+from mantis.data.volumes_io import (
+    VolumeHeader,
+    pair_volumes,
+    read_header,
+    read_label_names,
+    read_labels,
+    read_volume,
+    volume_stem,
+)
 from mantis.data.volumes_synthetic import SYNTHETIC_VOLUME_CLASSES, synthetic_volumes
 from mantis.io.errors import DataError
 
@@ -66,8 +77,11 @@ class VolumeSegmentationDataModule(DenseLabelsDataModule):
         patch_size: patch side in voxels, one for all axes or one per axis.
         samples_per_volume: training patches per volume and epoch.
         foreground_p: share of training patches centred on a voxel of a class other than 0 (and not ignored).
-        val_fraction: share of the volumes for validation.
-        test_fraction: share of the volumes for testing.
+        train_file: file listing the training volumes (one name per line; relative to ``root`` or absolute).
+        val_file: file listing the validation volumes.
+        test_file: file listing the test volumes.
+        val_fraction: share of the volumes for validation (random split only).
+        test_fraction: share of the volumes for testing (random split only).
         mean: per-channel means to standardise with (as stored in the files); ``None``: see ``auto_stats``.
         std: per-channel standard deviations, with ``mean``.
         auto_stats: without ``mean``/``std``, standardise each channel with the training volumes' mean and
@@ -102,6 +116,9 @@ class VolumeSegmentationDataModule(DenseLabelsDataModule):
         patch_size: int | list[int] = 32,
         samples_per_volume: int = 4,
         foreground_p: float = 0.0,
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
         mean: list[float] | None = None,
@@ -146,6 +163,9 @@ class VolumeSegmentationDataModule(DenseLabelsDataModule):
             given: dict[Stage, list[str]] | None = None
         else:
             pairs, given, found = _find_pairs(Path(root), layout, dirs)
+            lists = {"train": train_file, "val": val_file, "test": test_file}
+            if any(lists.values()):
+                given = _listed(Path(root), sorted(pairs), {s: f for s, f in lists.items() if f})
             headers = {key: _check_pair(image, label) for key, (image, label) in pairs.items()}
             _check_channels(headers)
             names = {}
@@ -342,6 +362,18 @@ def _check_channels(headers: dict[str, VolumeHeader]) -> None:
     for header in headers.values():
         if header.channels != first.channels:
             raise DataError(header.path, f"has {header.channels} channels but {first.path} has {first.channels}")
+
+
+def _listed(root: Path, keys: list[str], files: dict[str, str]) -> dict[Stage, list[str]]:
+    """The split the split files give (:func:`~mantis.data.splits.listed_split`), errors naming the file."""
+    paths = {stage: Path(f) if Path(f).is_absolute() or Path(f).exists() else root / f for stage, f in files.items()}
+    listed = {stage: read_split_file(path) for stage, path in paths.items()}
+    try:
+        split = listed_split(keys, listed, lambda key: (Path(key).name, volume_stem(key)))
+    except ValueError as error:
+        stage, problem = str(error).split(": ", 1)
+        raise DataError(paths[stage], problem.replace("is not in the folder", f"is not a volume of {root}")) from None
+    return {stage: split.get(stage, []) for stage in _STAGES}
 
 
 def _read_pair(pair: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray]:
