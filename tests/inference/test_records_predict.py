@@ -331,3 +331,35 @@ def test_an_infinite_series_cell_is_refused_as_in_training(tmp_path: Path) -> No
     table.write_text("label,t0,t1,t2\na,1.0,?,3.0\n")  # '?' is a gap, filled along time
     _, x = read_series_inputs(table, settings, 1, None, None)
     np.testing.assert_allclose(x, [[[1.0, 2.0, 3.0]]])
+
+
+def test_several_table_checkpoints_average_their_probabilities(
+    series_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(40, 2))
+    train = _write_table(tmp_path / "train.csv", ["a", "b", "y"], [[*v, "p" if v.sum() > 0 else "n"] for v in x])
+    model = {"class_path": "mantis.tasks.ClassificationTask", "init_args": {"model": "mlp", "model_kwargs": {}}}
+    data = {"class_path": "mantis.data.TabularDataModule", "init_args": {"path": str(train), "target": "y"}}
+    members = []
+    for seed in (0, 1):
+        folder = tmp_path / f"m{seed}"
+        folder.mkdir()
+        model["init_args"]["model_kwargs"] = {"hidden": [4 + 4 * seed]}  # two different networks
+        members.append(_fit(folder, model, data))
+    new = rng.normal(size=(6, 2))
+    table = _write_table(tmp_path / "new.csv", ["a", "b"], new)
+    out = tmp_path / "out"
+    argv = ["predict", "-c", *map(str, members), "-i", str(table), "-o", str(out), "--no-progress"]
+    assert main(argv) == 0
+    expected = np.mean(
+        [_softmax(_forward(net, (new - hp["band_mean"]) / hp["band_std"])) for net, hp in map(_network, members)], 0
+    )
+    header, rows = _read_csv(out / "new_predictions.csv")
+    assert header == ["id", "class", "prob_n", "prob_p"]
+    np.testing.assert_allclose([[float(v) for v in r[2:]] for r in rows], expected, rtol=1e-5, atol=1e-6)
+    assert [r[1] for r in rows] == [["n", "p"][k] for k in expected.argmax(1)]
+    message = _refused(["-c", str(members[0]), str(series_checkpoint), "-i", str(table)], capsys, tmp_path / "no")
+    assert message.endswith(
+        f"{series_checkpoint}: its data kind (series) differs from {members[0]}'s (table); cannot average"
+    )

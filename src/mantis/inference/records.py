@@ -216,8 +216,23 @@ def _plan(inputs: Sequence[Path], output_dir: Path, overwrite: bool, skip_existi
     return jobs
 
 
+def _agree(models: Sequence[RecordModel]) -> None:
+    """Refuse an ensemble whose members would average different things, naming the first that differs."""
+    first = models[0]
+    for other in models[1:]:
+        for what, a, b in (
+            ("task", first.task, other.task),
+            ("data kind", first.kind, other.kind),
+            ("class or output names", first.names, other.names),
+        ):
+            if a != b:
+                raise InputError(
+                    f"{other.source}: its {what} ({b}) differs from {first.source}'s ({a}); cannot average"
+                )
+
+
 def predict_records(
-    checkpoint: PathLike | RecordModel,
+    checkpoint: PathLike | RecordModel | Sequence[PathLike | RecordModel],
     inputs: PathLike | Sequence[PathLike],
     output_dir: PathLike,
     *,
@@ -232,7 +247,8 @@ def predict_records(
 
     Args:
         checkpoint: a ``.ckpt`` of ``ClassificationTask``/``RegressionTask`` trained on ``SeriesDataModule`` or
-            ``TabularDataModule`` data, or a :class:`RecordModel`.
+            ``TabularDataModule`` data, or a :class:`RecordModel`; several: an ensemble, whose class
+            probabilities (or regression values) are averaged, each member preparing the inputs its own way.
         inputs: files (``.ts``/``.csv`` series, ``.csv``/``.parquet``/``.pq`` tables) or folders of them.
         output_dir: where ``<input stem>_predictions.csv`` go (created if needed).
         device: where the network runs.
@@ -250,19 +266,26 @@ def predict_records(
     """
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
-    model = checkpoint if isinstance(checkpoint, RecordModel) else load_record_model(checkpoint, device)
+    sources = [checkpoint] if isinstance(checkpoint, (str, os.PathLike, RecordModel)) else list(checkpoint)
+    if not sources:
+        raise InputError("no checkpoint given")
+    models = [s if isinstance(s, RecordModel) else load_record_model(s, device) for s in sources]
+    _agree(models)
     paths = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]
     jobs = _plan(paths, Path(output_dir), overwrite, skip_existing)
-    prepared = [_inputs(model, path) for path, _ in jobs]  # every file checked before the first prediction
+    # every file checked by every member before the first prediction
+    prepared = [[_inputs(model, path) for model in models] for path, _ in jobs]
     written = []
-    for (path, out), (ids, x) in zip(jobs, prepared):
-        bar = _progress(len(x), progress, "series" if model.kind == "series" else "rows", desc=path.name)
+    unit = "series" if models[0].kind == "series" else "rows"
+    for (path, out), inputs_of in zip(jobs, prepared):
+        ids = inputs_of[0][0]
+        bar = _progress(len(ids) * len(models), progress, unit, desc=path.name)
         try:
-            values = _outputs(model, x, batch_size, precision, bar)
+            values = np.mean([_outputs(m, x, batch_size, precision, bar) for m, (_, x) in zip(models, inputs_of)], 0)
         finally:
             if bar is not None:
                 bar.close()
-        _write_csv(out, model, ids, values)
+        _write_csv(out, models[0], ids, values.astype(np.float32))
         written.append({"predictions": out})
     return written
 
@@ -280,12 +303,10 @@ def predict_records_cli(inputs: Sequence[Path], args: Any, device: str) -> list[
     for flag, given in refused:
         if given:
             raise InputError(f"{inputs[0]}: {flag} does not apply to series and table rows")
-    if len(args.checkpoint) != 1:
-        raise InputError(f"{args.checkpoint[-1]}: series and table models are predicted one checkpoint at a time")
     if len(inputs) != 1:
         raise InputError(f"{inputs[-1]}: series and tables are predicted from one file or folder")
     return predict_records(
-        args.checkpoint[0],
+        args.checkpoint,
         inputs,
         args.output,
         device=device,
