@@ -79,7 +79,14 @@ def test_split_files(tmp_path: Path) -> None:
     (tmp_path / "val.txt").write_text("b.png\n")
     (tmp_path / "test.txt").write_text("d\n")
     data = SegmentationDataModule(str(tmp_path), num_classes=3, patch_size=32, val_file="val.txt", test_file="test.txt")
-    assert data.plan.names == {"val": ["b.png"], "test": ["d"], "train": ["a.png", "c.png"]}
+    assert data.plan.names == {"val": ["b.png"], "test": ["d.png"], "train": ["a.png", "c.png"]}
+    # a name no file answers to, or a file in two splits (a leak), is one line naming the list and its line
+    (tmp_path / "test.txt").write_text("d\ne.tif\n")
+    with pytest.raises(DataError, match=r"test\.txt: line 2: 'e\.tif' is not in .*image"):
+        SegmentationDataModule(str(tmp_path), num_classes=3, val_file="val.txt", test_file="test.txt").plan  # noqa: B018
+    (tmp_path / "test.txt").write_text("d\nb.tif\n")
+    with pytest.raises(DataError, match=r"test\.txt: line 2: 'b\.tif' is listed twice \(or in two splits\)"):
+        SegmentationDataModule(str(tmp_path), num_classes=3, val_file="val.txt", test_file="test.txt").plan  # noqa: B018
 
 
 def test_bad_files_stop_setup_before_training(tmp_path: Path) -> None:

@@ -37,11 +37,11 @@ from mantis.data.datasets import (
 from mantis.data.folders import list_images, read_split_file
 from mantis.data.loaders import Stage, StageDataModule
 from mantis.data.sampling import EpochSampler, epoch_batches_done
-from mantis.data.splits import random_split
+from mantis.data.splits import listed_split, random_split
 from mantis.data.stats import BandStats, compute_band_stats
 from mantis.data.synthetic import SEGMENTATION_CLASSES, synthetic_change_pair, synthetic_segmentation_scene
 from mantis.io.errors import DataError
-from mantis.io.raster import raster_info
+from mantis.io.raster import IMAGE_SUFFIXES, raster_info
 
 __all__ = ["ChangeDetectionDataModule", "SegmentationDataModule"]
 
@@ -62,6 +62,24 @@ def _evenly(items: list[Path], count: int) -> list[Path]:
     if len(items) <= count:
         return items
     return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)]
+
+
+def _listed_images(folder: Path, files: dict[str, str | None], root: Path) -> dict[str, list[str]]:
+    """The file names of each split that the split files give (:func:`~mantis.data.splits.listed_split`):
+    a name pairs with a file of ``folder`` of that name, else of that stem; errors name the list and its line."""
+    paths = {s: Path(f) if Path(f).is_absolute() or Path(f).exists() else root / f for s, f in files.items() if f}
+    listed = {stage: read_split_file(path) for stage, path in paths.items()}
+    images = [p.name for p in list_images(folder)]
+    names = set(images)
+
+    def as_listed(name: str) -> str:  # x.tif names x.png: the stem, unless a file has that very name
+        return name if name in names or Path(name).suffix.lower() not in IMAGE_SUFFIXES else Path(name).stem
+
+    try:
+        return listed_split(images, listed, lambda name: (name, Path(name).stem), as_listed)
+    except ValueError as error:
+        stage, problem = str(error).split(": ", 1)
+        raise DataError(paths[stage], problem.replace("is not in the folder", f"is not in {folder}")) from None
 
 
 class _SplitPlan:
@@ -260,16 +278,7 @@ class _BaseDataModule(StageDataModule):
             raise DataError(root, "dataset folder not found")
         files = {"train": train_file, "val": val_file, "test": test_file}
         if any(files.values()):
-            listed = {
-                stage: read_split_file(path if Path(path).is_absolute() or Path(path).exists() else root / path)
-                for stage, path in files.items()
-                if path
-            }
-            if "train" not in listed:
-                taken = {Path(n).stem for stage in ("val", "test") for n in listed.get(stage, [])}
-                first = list_images(root / self.dirs[0])
-                listed["train"] = [p.name for p in first if p.stem not in taken]
-            for stage, names in listed.items():
+            for stage, names in _listed_images(root / self.dirs[0], files, root).items():
                 plan.add(stage, root, names)
         elif (root / train_split).is_dir():
             for stage, sub in (("train", train_split), ("val", val_split), ("test", test_split)):

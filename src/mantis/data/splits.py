@@ -42,7 +42,10 @@ def random_split(names: Sequence[str], val_fraction: float, test_fraction: float
 
 
 def listed_split(
-    keys: Sequence[str], listed: Mapping[str, Sequence[str]], name_of: Callable[[str], tuple[str, ...]]
+    keys: Sequence[str],
+    listed: Mapping[str, Sequence[str]],
+    name_of: Callable[[str], tuple[str, ...]],
+    lookup: Callable[[str], str] = str,
 ) -> dict[str, list[str]]:
     """The split given by name lists (from ``train_file``, ``val_file``, ``test_file``).
 
@@ -50,6 +53,7 @@ def listed_split(
         keys: every sample of the folder.
         listed: stage -> the names its list holds, in order.
         name_of: the names a key answers to (e.g. its file name and its stem).
+        lookup: the name a listed entry is looked up by (messages quote the entry as written).
 
     Returns:
         stage -> keys, in list order; without a ``train`` list, training takes every key the other lists do
@@ -67,9 +71,9 @@ def listed_split(
     for stage, names in listed.items():
         chosen = []
         for line, name in enumerate(names, 1):
-            if name not in by_name:
+            if lookup(name) not in by_name:
                 raise ValueError(f"{stage}: line {line}: {name!r} is not in the folder")
-            key = by_name[name]
+            key = by_name[lookup(name)]
             if key in taken:
                 raise ValueError(f"{stage}: line {line}: {name!r} is listed twice (or in two splits)")
             taken.add(key)
