@@ -233,3 +233,19 @@ def test_split_files_choose_the_volumes_of_each_split(tmp_path: Path) -> None:
     (tmp_path / "test.txt").write_text("v4\nv9\n")
     with pytest.raises(DataError, match=r"test\.txt: line 2: 'v9' is not a volume of "):
         VolumeSegmentationDataModule(str(tmp_path), patch_size=8, val_file="val.txt", test_file="test.txt")
+
+
+def test_an_intensity_range_clips_the_images_before_the_statistics(tmp_path: Path) -> None:
+    volumes = _folders(tmp_path, 5)  # volume i holds values around 10 i
+    module = VolumeSegmentationDataModule(str(tmp_path), patch_size=8, intensity_range=[5.0, 25.0])
+    train = [np.clip(volumes[int(Path(f).name[1])], 5.0, 25.0) for f in module.files["train"]]
+    voxels = np.concatenate([v.ravel() for v in train]).astype(np.float64)
+    assert module.mean == pytest.approx([voxels.mean()], rel=1e-6)
+    assert module.std == pytest.approx([voxels.std()], rel=1e-6)
+    assert module.hparams["intensity_range"] == [5.0, 25.0]  # what checkpoints keep for mantis predict
+    module.setup()
+    patch = module.splits["val"][0]["image"][0].numpy()
+    raw = volumes[int(Path(module.files["val"][0]).name[1])]
+    assert np.allclose(patch, (np.clip(raw, 5.0, 25.0) - module.mean[0]) / module.std[0], atol=1e-5)
+    with pytest.raises(ValueError, match=r"intensity_range must be \[low, high\] with low < high, got \[3.0, 3.0\]"):
+        VolumeSegmentationDataModule(str(tmp_path), intensity_range=[3.0, 3.0])

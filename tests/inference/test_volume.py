@@ -143,3 +143,30 @@ def test_bad_input_is_refused_before_any_work_and_nothing_is_half_written(tmp_pa
     with pytest.raises(RuntimeError, match="out of memory"):
         predict_volume(failing, tmp_path / "scan.npy", tmp_path / "new", META, window=8, batch_size=1, progress=False)
     assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir())
+
+
+def test_an_intensity_range_kept_in_the_checkpoint_clips_new_volumes_as_in_training(tmp_path: Path) -> None:
+    import mantis
+
+    from .conftest import make_ckpt
+
+    data = _volume((12, 10, 8), channels=1) * 3.0  # values well outside [2, 8]
+    np.save(tmp_path / "scan.npy", data)
+    np.save(tmp_path / "clipped.npy", np.clip(data, 2.0, 8.0))
+    kwargs = {"in_channels": 1, "num_classes": 2, "spatial_dims": 3, "nf": 8, "depth": 2, "psp_depth": 1}
+    model = mantis.create_model("fractal_resunet", **kwargs).eval()
+    plain = make_ckpt(tmp_path / "plain.ckpt", model, "fractal_resunet", "segmentation", **kwargs,
+                      band_mean=[5.0], band_std=[2.0])  # fmt: skip
+    ckpt = torch.load(plain, weights_only=True)
+    ckpt["datamodule_hyper_parameters"] = {"intensity_range": [2.0, 8.0]}  # as VolumeSegmentationDataModule keeps it
+    windowed = tmp_path / "windowed.ckpt"
+    torch.save(ckpt, windowed)
+
+    def prob(checkpoint: Path, name: str) -> np.ndarray:
+        out = predict_volume(checkpoint, tmp_path / name, tmp_path / checkpoint.stem, window=16, outputs=["prob"],
+                             prob_dtype="float32", progress=False, overwrite=True)  # fmt: skip
+        return np.load(out["prob"])
+
+    want = prob(plain, "clipped.npy")
+    np.testing.assert_allclose(prob(windowed, "scan.npy"), want, atol=1e-6)
+    assert np.abs(prob(plain, "scan.npy") - want).max() > 1e-3  # unclipped, the network sees other values

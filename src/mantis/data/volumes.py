@@ -82,6 +82,9 @@ class VolumeSegmentationDataModule(DenseLabelsDataModule):
         test_file: file listing the test volumes.
         val_fraction: share of the volumes for validation (random split only).
         test_fraction: share of the volumes for testing (random split only).
+        intensity_range: ``[low, high]``: every voxel of the images clipped to it first, before the statistics
+            (a CT window, e.g. ``[-1000, 1000]`` Hounsfield units); kept in checkpoints, so that ``mantis
+            predict`` clips new volumes alike. ``None``: values as stored.
         mean: per-channel means to standardise with (as stored in the files); ``None``: see ``auto_stats``.
         std: per-channel standard deviations, with ``mean``.
         auto_stats: without ``mean``/``std``, standardise each channel with the training volumes' mean and
@@ -121,6 +124,7 @@ class VolumeSegmentationDataModule(DenseLabelsDataModule):
         test_file: str | None = None,
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
+        intensity_range: list[float] | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
         auto_stats: bool = True,
@@ -144,6 +148,10 @@ class VolumeSegmentationDataModule(DenseLabelsDataModule):
             raise ValueError(f"samples_per_volume must be positive, got {samples_per_volume}")
         if not 0.0 <= foreground_p <= 1.0:
             raise ValueError(f"foreground_p must be in [0, 1], got {foreground_p}")
+        if intensity_range is not None and not (len(intensity_range) == 2 and intensity_range[0] < intensity_range[1]):
+            raise ValueError(f"intensity_range must be [low, high] with low < high, got {intensity_range}")
+        # what mantis predict needs to bring new volumes to the training values (kept in checkpoints)
+        self.save_hyperparameters({"intensity_range": intensity_range}, logger=False)
         self.patch = patch
         # An int when the patch is a cube, so that the task checks it against the network's size multiple.
         self.patch_size: int | tuple[int, int, int] = patch[0] if len(set(patch)) == 1 else patch
@@ -182,6 +190,10 @@ class VolumeSegmentationDataModule(DenseLabelsDataModule):
         for stage in _STAGES:
             loaded = [names[key] if root is None else _read_pair(pairs[key]) for key in self.files[stage]]
             self._volumes[stage] = [v for v, _ in loaded]
+            if intensity_range is not None:
+                low, high = intensity_range
+                for volume in self._volumes[stage]:
+                    np.clip(volume, low, high, out=volume)
             self._labels[stage] = [m for _, m in loaded]
         largest = max((_largest_label(m, ignore_index) for ms in self._labels.values() for m in ms), default=0)
         k = num_classes or len(found_names) or max(largest + 1, 2)  # named classes say how many there are

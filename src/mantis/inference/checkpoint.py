@@ -43,6 +43,8 @@ class ModelMeta:
             :func:`mantis.inference.raster.normalise`).
         band_std: per-band standard deviation the images are divided by after the mean.
         class_names: a name per class, as trained (``None``: not recorded).
+        intensity_range: volumes: ``[low, high]`` every voxel was clipped to before the statistics (the data
+            module's ``intensity_range``, e.g. a CT window), or ``None``.
     """
 
     model: str | None = None
@@ -51,6 +53,7 @@ class ModelMeta:
     band_mean: list[float] | None = None
     band_std: list[float] | None = None
     class_names: list[str] | None = None
+    intensity_range: list[float] | None = None
 
     @property
     def in_channels(self) -> int | None:
@@ -83,6 +86,11 @@ class ModelMeta:
         names = hparams.get("class_names")
         if (mean is None) != (std is None):
             raise InputError(f"{source}: 'band_mean' and 'band_std' must be given together")
+        window = hparams.get("intensity_range")
+        if window is not None and not (
+            isinstance(window, (list, tuple)) and len(window) == 2 and window[0] < window[1]
+        ):
+            raise InputError(f"{source}: 'intensity_range' must be [low, high] with low < high, got {window!r}")
         return cls(
             model=name,
             model_kwargs=dict(kwargs),
@@ -90,6 +98,7 @@ class ModelMeta:
             band_mean=None if mean is None else [float(v) for v in mean],
             band_std=None if std is None else [float(v) for v in std],
             class_names=[str(n) for n in names] if isinstance(names, (list, tuple)) else None,
+            intensity_range=None if window is None else [float(v) for v in window],
         )
 
 
@@ -152,7 +161,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Mapping[str, Any]:
 
 def _load_ckpt(path: Path, device: torch.device) -> tuple[nn.Module, ModelMeta]:
     ckpt = read_checkpoint(path)
-    meta = ModelMeta.from_hparams(ckpt["hyper_parameters"], path)
+    hparams = dict(ckpt["hyper_parameters"])
+    data = ckpt.get("datamodule_hyper_parameters") or {}
+    if data.get("intensity_range") is not None:  # kept by the volume data module, applied before the statistics
+        hparams.setdefault("intensity_range", data["intensity_range"])
+    meta = ModelMeta.from_hparams(hparams, path)
     model = _build(meta, path)
     _load_state(model, _model_state(ckpt["state_dict"]), path)
     return model.to(device).eval(), meta
@@ -217,6 +230,7 @@ def check_compatible(metas: Sequence[ModelMeta], sources: Sequence[str | os.Path
             ("num_classes", first.model_kwargs.get("num_classes"), meta.model_kwargs.get("num_classes")),
             ("band_mean", first.band_mean, meta.band_mean),
             ("band_std", first.band_std, meta.band_std),
+            ("intensity_range", first.intensity_range, meta.intensity_range),
         ):
             if a != b:
                 raise InputError(f"{src}: {what} {b!r} differs from {sources[0]}'s {a!r}; cannot ensemble them")

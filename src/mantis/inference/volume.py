@@ -148,11 +148,14 @@ def predict_volume(
 
 
 def _normalised(job: VolumeJob, meta: ModelMeta) -> torch.Tensor:
-    """C x X x Y x Z float32 voxels of the input, standardised with the checkpoint's statistics."""
+    """C x X x Y x Z float32 voxels of the input, clipped and standardised as the checkpoint's training data."""
     try:
         volume = read_volume(job.input)
     except ValueError as error:
         raise InputError(str(error)) from None
+    if meta.intensity_range is not None:  # as in training: clipped before the statistics apply
+        low, high = meta.intensity_range
+        np.clip(volume, low, high, out=volume)
     if meta.band_mean is not None and meta.band_std is not None:
         mean = np.asarray(meta.band_mean, np.float32).reshape(-1, 1, 1, 1)
         std = np.asarray(meta.band_std, np.float32).reshape(-1, 1, 1, 1)
