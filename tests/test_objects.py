@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import f1_score
 
 from mantis.cli import main
@@ -44,6 +45,30 @@ def test_hand_counted_case() -> None:
 def test_connectivity() -> None:
     diagonal = np.eye(4, dtype=bool)
     assert label_objects(diagonal, 8)[1] == 1 and label_objects(diagonal, 4)[1] == 4
+    # volumes: two cubes that touch at one corner are one object for 8 (26 neighbours), two for 4 (faces)
+    volume = np.zeros((6, 6, 6), dtype=bool)
+    volume[:2, :2, :2] = volume[2:4, 2:4, 2:4] = True
+    volume[5, 5, 5] = True
+    assert label_objects(volume, 8)[1] == 2 and label_objects(volume, 4)[1] == 3
+    assert label_objects(volume, 4, min_area=2)[1] == 2  # the single voxel dropped
+    # series: runs of steps
+    assert label_objects(np.array([1, 1, 0, 1, 0, 0, 1, 1, 1], dtype=bool), 8)[1] == 3
+
+
+def test_volume_objects_are_matched_by_voxel_iou() -> None:
+    from mantis.object_scores import ObjectScores
+
+    truth = np.zeros((2, 8, 8, 8), dtype=np.int64)
+    truth[0, :4, :4, :4] = 1  # a 64-voxel cube
+    truth[1, 4:, 4:, 4:] = 1
+    pred = truth.copy()
+    pred[0, :4, :4, :2] = 0  # half the first cube: IoU 0.5, a match
+    pred[1, 4:, 4:, 4:7] = 0  # a quarter of the second: IoU 0.25, a miss and a false object
+    scores = ObjectScores([1], ["background", "thing"], None)
+    scores.update(torch.from_numpy(pred), torch.from_numpy(truth))
+    got = scores.compute()
+    assert [int(got[f"object_{k}_thing"]) for k in ("tp", "fp", "fn")] == [1, 1, 1]
+    assert float(got["object_iou_thing"]) == pytest.approx(0.5)
 
 
 def _flood_labels(mask: np.ndarray) -> list[set[tuple[int, int]]]:

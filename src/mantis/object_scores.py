@@ -20,7 +20,8 @@ __all__ = ["ObjectScores"]
 
 
 class ObjectScores(Metric):
-    """Object precision, recall and F1 with counts, per class, from B x H x W predictions and masks.
+    """Object precision, recall and F1 with counts, per class, from predictions and masks of series, images or
+    volumes (each sample's objects matched on their own).
 
     Args:
         classes: class ids scored as objects.
@@ -67,9 +68,9 @@ class ObjectScores(Metric):
         self.add_state("iou_sum", default=torch.zeros(n, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch: class ids B x H x W or scores B x K x H x W, and true ids B x H x W."""
-        if target.dim() != 3:
-            raise ValueError(f"object scores need 2D masks B x H x W, got {tuple(target.shape)}")
+        """Add a batch: class ids B x S or scores B x K x S, and true ids B x S (S: T, H x W or X x Y x Z)."""
+        if not 2 <= target.dim() <= 4:
+            raise ValueError(f"object scores need masks B x T, B x H x W or B x X x Y x Z, got {tuple(target.shape)}")
         ids = _as_class_ids(preds.detach(), target).cpu().numpy()
         truth = target.detach().cpu().numpy()
         counts = [ObjectCounts() for _ in self.classes]

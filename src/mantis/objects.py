@@ -1,6 +1,8 @@
 """Object-level scores: how many buildings (or changes) were found, not only how many pixels.
 
-Objects are the connected regions of one class (8-connected by default). A predicted object and a true object
+Objects are the connected regions of one class (8-connected by default; in a volume, connectivity 8 means the
+26 neighbours of a voxel and 4 the 6 that share a face; along a series, runs of steps). A predicted object and a
+true object
 match when their intersection over union is at least ``iou_threshold`` (0.5 by default); each object matches
 at most one other, the pairs of highest IoU first. Then, per class:
 
@@ -24,16 +26,16 @@ __all__ = ["ObjectCounts", "label_objects", "match_objects"]
 
 
 def label_objects(mask: np.ndarray, connectivity: int = 8, min_area: int = 0) -> tuple[np.ndarray, int]:
-    """Connected regions of a boolean H x W mask: ``(labels, count)``, labels 1..count (0 outside).
+    """Connected regions of a boolean mask (T, H x W or X x Y x Z): ``(labels, count)``, labels 1..count (0 outside).
 
     Args:
-        mask: H x W booleans.
-        connectivity: 4 (edges) or 8 (edges and corners).
-        min_area: regions of fewer pixels are dropped (and the rest renumbered).
+        mask: booleans, one to three axes.
+        connectivity: 4 (neighbours that share an edge; in 3D a face) or 8 (any neighbour, corners included).
+        min_area: regions of fewer pixels (voxels, steps) are dropped (and the rest renumbered).
     """
     if connectivity not in (4, 8):
         raise ValueError(f"connectivity must be 4 or 8, got {connectivity}")
-    structure = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
+    structure = ndimage.generate_binary_structure(mask.ndim, 1 if connectivity == 4 else mask.ndim)
     labels, count = ndimage.label(mask, structure=structure)
     if min_area > 0 and count:
         areas = np.bincount(labels.ravel(), minlength=count + 1)
@@ -86,7 +88,7 @@ def match_objects(
     connectivity: int = 8,
     min_area: int = 0,
 ) -> ObjectCounts:
-    """Match the objects of two boolean H x W masks of one class (see the module docstring).
+    """Match the objects of two boolean masks of one class, of any of the shapes :func:`label_objects` takes.
 
     Args:
         predicted: Pixels predicted as the class.

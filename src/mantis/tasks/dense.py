@@ -93,9 +93,9 @@ class DenseTask(BaseTask):
             ignore_index=self.ignore_index,
             per_channel=loss_per_class,
         )
-        # Test only (per-sample matching on the CPU would slow training); 2D masks only.
+        # Test only (per-sample matching on the CPU would slow training); series, images and volumes.
         self.test_objects: ObjectScores | None = None
-        if getattr(self.model, "spatial_dims", 2) == 2:
+        if getattr(self.model, "spatial_dims", 2) in (1, 2, 3):
             self.test_objects = ObjectScores(
                 range(1, self.num_classes) if object_classes is None else object_classes,
                 self.class_names,
