@@ -126,3 +126,28 @@ def test_several_machines_without_a_launcher_are_refused_not_awaited(
     err = capsys.readouterr().err.strip()
     assert err.startswith("mantis predict: error: --num-nodes 2: start the command on each machine with torchrun")
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_folder_of_volumes_on_two_processes_gives_the_files_of_one(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for i, shape in enumerate([(12, 10, 8), (20, 16, 8), (8, 8, 8)]):
+        np.save(scans / f"scan_{i}.npy", rng.normal(0.0, 1.0, shape).astype(np.float32))
+    kwargs = {"in_channels": 1, "num_classes": 2, "spatial_dims": 3, "nf": 8, "depth": 2, "psp_depth": 1}
+    torch.manual_seed(0)
+    model = mantis.create_model("fractal_resunet", **kwargs).eval()
+    ckpt = make_ckpt(tmp_path / "m.ckpt", model, "fractal_resunet", "segmentation", **kwargs)
+    common = ["predict", "-c", str(ckpt), "-i", str(scans), "--device", "cpu", "--window", "8", "--no-progress"]
+    assert main([*common, "--outputs", "class", "prob", "-o", str(tmp_path / "one")]) == 0
+    command = [sys.executable, "-m", "mantis.cli", *common, "--outputs", "class", "prob", "-o", str(tmp_path / "two")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([*command, "--devices", "2", "--threads", "1"], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert one == sorted(p.name for p in (tmp_path / "two").iterdir()) and len(one) == 6
+    for name in one:
+        assert np.array_equal(np.load(tmp_path / "one" / name), np.load(tmp_path / "two" / name)), name
+    wrote = [line for line in done.stdout.splitlines() if line.startswith("wrote ")]
+    assert sorted(Path(line[6:]).name for line in wrote) == one  # each written once

@@ -1,5 +1,5 @@
-"""``mantis predict --devices N [--num-nodes M]``: a folder predicted by several processes (GPUs, or CPU
-processes), each writing the complete outputs of its share of the files.
+"""``mantis predict --devices N [--num-nodes M]``: a folder (of rasters, pairs or volumes) predicted by several
+processes (GPUs, or CPU processes), each writing the complete outputs of its share of the files.
 
 Processes are started and joined by Lightning Fabric, the engine behind ``mantis fit``'s DDP: ``--devices N``
 launches N processes on this machine (one per GPU, or N CPU processes talking over gloo), and under
@@ -14,6 +14,7 @@ any rank failed.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -27,21 +28,42 @@ from mantis.inference.checkpoint import ModelMeta, load_models
 from mantis.inference.errors import InputError
 from mantis.inference.options import PredictOptions
 from mantis.inference.predict import PredictJob, check_window, plan_folder, run_prediction
+from mantis.inference.series_steps import is_series_steps_input
+from mantis.inference.spec import WindowSpec, size_multiple
+from mantis.inference.volume import VolumeJob, is_volume_input, plan_volume_folder, run_volume_prediction
 
 __all__ = ["accelerator_of", "deal_jobs", "launched_by_torchrun", "predict_folder_distributed"]
 
 
-def deal_jobs(jobs: Sequence[PredictJob], world_size: int) -> list[list[int]]:
-    """Indices of ``jobs`` per rank: largest raster first to the rank with the fewest pixels (ties: the lower
-    rank), each rank's share in the original order. The same on every rank (it depends only on the headers)."""
+Job = PredictJob | tuple[VolumeJob, WindowSpec]  # a raster (or pair), or a volume with its fitted windows
+
+
+def _size(job: Job) -> int:
+    """Pixels of a raster, voxels of a volume: the work a job holds."""
+    if isinstance(job, PredictJob):
+        return job.header.height * job.header.width
+    return math.prod(job[0].header.shape)
+
+
+def deal_jobs(jobs: Sequence[Job], world_size: int) -> list[list[int]]:
+    """Indices of ``jobs`` per rank: largest raster (or volume) first to the rank with the fewest pixels so far
+    (ties: the lower rank), each rank's share in the original order. The same on every rank (it depends only
+    on the headers)."""
     load = [0] * world_size
     shares: list[list[int]] = [[] for _ in range(world_size)]
-    order = sorted(range(len(jobs)), key=lambda i: (-jobs[i].header.height * jobs[i].header.width, i))
+    order = sorted(range(len(jobs)), key=lambda i: (-_size(jobs[i]), i))
     for i in order:
         rank = min(range(world_size), key=lambda r: (load[r], r))
         shares[rank].append(i)
-        load[rank] += jobs[i].header.height * jobs[i].header.width
+        load[rank] += _size(jobs[i])
     return [sorted(share) for share in shares]
+
+
+def _run(job: Job, model: Any, meta: ModelMeta, options: PredictOptions) -> dict[str, Path]:
+    if isinstance(job, PredictJob):
+        return run_prediction(job, model, meta, options)
+    volume, windows = job
+    return run_volume_prediction(volume, model, meta, options.replace(window=windows))
 
 
 def launched_by_torchrun() -> bool:
@@ -108,11 +130,18 @@ def predict_folder_distributed(
     """
     from lightning.fabric import Fabric
 
-    def plan(device: str) -> tuple[Any, ModelMeta, list[PredictJob]]:
+    def plan(device: str) -> tuple[Any, ModelMeta, list[Job]]:
         model, meta = load_models(list(checkpoints), device)
+        if is_series_steps_input(folders[0], meta):
+            raise InputError(f"{folders[0]}: per-step series are predicted in one process; leave out --devices")
+        if is_volume_input(folders[0]):  # a folder of NIfTI/.npy volumes for a 3D network
+            if len(folders) != 1:
+                raise InputError(
+                    f"{folders[-1]}: volumes are predicted from one folder (change detection takes images)"
+                )
+            return model, meta, list(plan_volume_folder(folders[0], output_dir, meta, options, size_multiple(model)))
         check_window(model, options.window)
-        planned = plan_folder(folders, output_dir, meta, options.output)
-        return model, meta, planned
+        return model, meta, list(plan_folder(folders, output_dir, meta, options.output))
 
     if launched_by_torchrun():  # torchrun already made the ranks: their layout is its, whatever the flags say
         devices = int(os.environ.get("LOCAL_WORLD_SIZE", devices))
@@ -136,7 +165,7 @@ def _predict_on_rank(
     accelerator: str,
     devices: int,
     threads: int | None,
-    plan: Callable[[str], tuple[Any, ModelMeta, list[PredictJob]]],
+    plan: Callable[[str], tuple[Any, ModelMeta, list[Job]]],
     options: PredictOptions,
 ) -> list[dict[str, Path]]:
     """This rank's share of the folder, after every rank has agreed that the inputs are sound."""
@@ -157,7 +186,7 @@ def _predict_on_rank(
     results: list[dict[str, Path]] = []
     try:
         for i in mine:
-            results.append(run_prediction(jobs[i], model, meta, on_rank))
+            results.append(_run(jobs[i], model, meta, on_rank))
     except Exception as problem:  # as above: the others must not wait for this rank forever
         error = problem
     failed = _agree(fabric, error is not None)

@@ -37,13 +37,14 @@ from mantis.inference.options import DEFAULT_OUTPUT, PRODUCTS, OutputSpec, Predi
 from mantis.inference.predict import UINT8_SCALE
 from mantis.inference.raster import AtomicFiles
 from mantis.inference.sliding import WindowForward, _progress, accumulate_windows
-from mantis.inference.spec import size_multiple
+from mantis.inference.spec import WindowSpec, size_multiple
 from mantis.inference.tiling import blend_weights, padded_extent, reflect_indices, window_starts
 
 __all__ = [
     "VolumeJob",
     "is_volume_input",
     "plan_volume",
+    "plan_volume_folder",
     "predict_volume",
     "predict_volume_cli",
     "predict_volume_folder",
@@ -302,11 +303,18 @@ def predict_volume_folder(
         For each volume predicted, product name -> path written.
     """
     settings = PredictOptions.build(**options)
-    jobs = [plan_volume(path, output_dir, meta, settings.output) for path in list_volumes(folder)]
-    jobs = [job for job in jobs if not (settings.output.skip_existing and job.done)]
-    multiple = size_multiple(model)
-    specs = [settings.window.fitted(job.header.shape, multiple) for job in jobs]  # checked before any work
-    return [run_volume_prediction(job, model, meta, settings.replace(window=spec)) for job, spec in zip(jobs, specs)]
+    planned = plan_volume_folder(folder, output_dir, meta, settings, size_multiple(model))
+    return [run_volume_prediction(job, model, meta, settings.replace(window=spec)) for job, spec in planned]
+
+
+def plan_volume_folder(
+    folder: PathLike, output_dir: PathLike, meta: ModelMeta, options: PredictOptions, multiple: int
+) -> list[tuple[VolumeJob, WindowSpec]]:
+    """Every volume of ``folder`` checked and planned, each with the windows cut to it (``multiple``: the
+    network's size multiple); volumes whose outputs all exist are left out with ``skip_existing``."""
+    jobs = [plan_volume(path, output_dir, meta, options.output) for path in list_volumes(folder)]
+    jobs = [job for job in jobs if not (options.output.skip_existing and job.done)]
+    return [(job, options.window.fitted(job.header.shape, multiple)) for job in jobs]
 
 
 def predict_volume_cli(
