@@ -83,3 +83,19 @@ def test_augment_is_off_by_default_and_reproducible_per_seed() -> None:
         SeriesAugment(window_slice=1.0)
     with pytest.raises(ValueError, match="jitter must not be negative"):
         SeriesAugment(jitter=-0.1)
+
+
+def test_per_step_labels_move_with_the_values() -> None:
+    augment = SeriesAugment(window_slice=0.3, time_warp=0.4)
+    ramp = np.arange(64, dtype=np.float64)[None]  # the value of each step is its position
+    labels = (np.arange(64) // 8).astype(np.uint8)
+    for seed in range(5):
+        # the composed positions read the series exactly as the two steps of __call__ do (same draws)
+        path = augment.positions(64, np.random.default_rng(seed))
+        assert path is not None
+        np.testing.assert_allclose(augment(ramp, np.random.default_rng(seed))[0], path, atol=1e-9)
+        x, moved = augment.with_labels(ramp, labels, np.random.default_rng(seed))
+        np.testing.assert_allclose(x[0], path, atol=1e-9)
+        assert np.array_equal(moved, np.rint(x[0]).astype(np.int64) // 8)  # each label from the step read
+        assert not np.array_equal(moved, labels)  # the augmentation moved them
+    assert SeriesAugment(scale=0.1).positions(64, np.random.default_rng(0)) is None

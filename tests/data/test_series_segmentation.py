@@ -55,6 +55,18 @@ def test_windows_cover_validation_series_and_targets_follow_the_mask(tmp_path: P
     window = train[(0, 11)]
     start = int(window["image"][0, 0].item()) % 20
     assert 0 <= start <= 12 and window["mask"].tolist() == labels[0, start : start + 8].tolist()
+    # warped and sliced training windows: each step's label is the label of the step its value was read from
+    warped = SeriesSegmentationDataModule(
+        x, y, patch_size=16, val_fraction=0.5, test_fraction=0.0, standardize=False, time_warp=0.5, window_slice=0.3
+    )
+    warped.setup()
+    moved = 0
+    for key in range(8):
+        sample = warped.splits["train"][(key % 2, key)]
+        read = np.rint(sample["image"][0].numpy()).astype(np.int64) % 20  # values are 20 n + step
+        assert sample["mask"].tolist() == (read >= 10).astype(np.int64).tolist()
+        moved += len(set(np.diff(read).tolist())) > 1  # not a plain run of consecutive steps
+    assert moved >= 4
 
 
 def test_bad_pairs_are_named(tmp_path: Path) -> None:

@@ -124,6 +124,30 @@ class SeriesAugment:
         """Whether any augmentation is on."""
         return any((self.scale, self.jitter, self.window_slice, self.time_warp))
 
+    def positions(self, length: int, rng: np.random.Generator) -> np.ndarray | None:
+        """Where each of the ``length`` output steps reads the series (fractional steps): the time warp, then
+        the window slice, composed (``None`` when both are off). Draws as :meth:`__call__` does."""
+        path = warp_path(length, self.time_warp, rng) if self.time_warp else None
+        if self.window_slice:
+            keep = min(length, max(2, round((1.0 - self.window_slice) * length)))
+            start = int(rng.integers(0, length - keep + 1))
+            window = np.linspace(start, start + keep - 1, length)
+            path = window if path is None else np.interp(window, np.arange(length), path)
+        return path
+
+    def with_labels(self, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Augmented copies of ``x`` (C x T) and of its per-step ``labels`` (T): the time axis moved for both
+        (values interpolated, each label taken from the nearest step read), then amplitude and noise."""
+        path = self.positions(x.shape[-1], rng)
+        if path is not None:
+            x = sample_at(x, path)
+            labels = labels[np.rint(path).astype(np.int64)]
+        if self.scale:
+            x = amplitude_scale(x, self.scale, rng)
+        if self.jitter:
+            x = jitter(x, self.jitter, rng)
+        return x, labels
+
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """An augmented copy of ``x`` (C x T)."""
         if self.time_warp:

@@ -80,6 +80,9 @@ class SeriesSegmentationDataModule(DenseLabelsDataModule):
         standardize: scale each channel with the training series' mean and standard deviation.
         scale: amplitude scaling of training windows (standard deviation of the factor; 0: off).
         jitter: Gaussian noise added to training windows (standardised units; 0: off).
+        window_slice: fraction of a training window's steps cut away before stretching it back, labels moved
+            with the values (0: off).
+        time_warp: strength of the random time warp of training windows, labels moved with the values (0: off).
         multitask: also give the boundary and distance targets (the CLI sets it from the network).
         num_synthetic: number of synthetic series (without files).
         synthetic_length: steps per synthetic series.
@@ -104,6 +107,8 @@ class SeriesSegmentationDataModule(DenseLabelsDataModule):
         standardize: bool = True,
         scale: float = 0.0,
         jitter: float = 0.0,
+        window_slice: float = 0.0,
+        time_warp: float = 0.0,
         multitask: bool = False,
         num_synthetic: int = 64,
         synthetic_length: int = 256,
@@ -117,7 +122,7 @@ class SeriesSegmentationDataModule(DenseLabelsDataModule):
         self.patch_size = patch_size
         self.multitask = multitask
         self._ignore_index = ignore_index
-        self.augment = SeriesAugment(scale=scale, jitter=jitter)
+        self.augment = SeriesAugment(scale=scale, jitter=jitter, window_slice=window_slice, time_warp=time_warp)
         if series_path is None:
             values, labels = synthetic_series_segmentation(num_synthetic, synthetic_length, seed)
             names = class_names or SYNTHETIC_CLASSES
@@ -234,7 +239,7 @@ class _Windows(Dataset[dict[str, torch.Tensor]]):
         x = self.values[series, :, start : start + self.patch]
         mask = self.labels[series, start : start + self.patch]
         if rng is not None and self.augment.active:
-            x = self.augment(x, rng)
+            x, mask = self.augment.with_labels(x, mask, rng)
         sample = {
             "image": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
             "mask": torch.from_numpy(mask.copy()),
