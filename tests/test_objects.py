@@ -145,3 +145,30 @@ def test_evaluate_folders_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["evaluate", str(preds), str(labels), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"mantis evaluate: error: {labels / 'c.png'}: has no prediction in")
+
+
+def test_evaluate_folders_of_label_volumes(tmp_path: Path) -> None:
+    import nibabel as nib
+
+    from mantis.evaluate import evaluate_folders
+
+    preds, labels = tmp_path / "pred", tmp_path / "label"
+    preds.mkdir()
+    labels.mkdir()
+    truth = np.zeros((10, 10, 10), np.uint8)
+    truth[1:5, 1:5, 1:5] = 1  # a 64-voxel cube of class 1
+    truth[6:9, 6:9, 6:9] = 2  # a 27-voxel cube of class 2
+    pred = truth.copy()
+    pred[1:5, 1:5, 1:3] = 0  # half of the first cube: IoU 0.5, still a match
+    pred[0, 9, 9] = 2  # one false voxel of class 2: a false object
+    np.save(labels / "scan.npy", truth)
+    np.save(preds / "scan_class.npy", pred)
+    nib.save(nib.Nifti1Image(truth, np.eye(4)), labels / "other.nii.gz")  # NIfTI, paired by its volume stem
+    nib.save(nib.Nifti1Image(truth, np.eye(4)), preds / "other_class.nii.gz")
+    record = evaluate_folders(preds, labels, num_classes=3, class_names=["bg", "one", "two"], progress=False)
+    assert record["files"] == 2
+    true_all, pred_all = np.concatenate([truth.ravel()] * 2), np.concatenate([pred.ravel(), truth.ravel()])
+    expected = f1_score(true_all, pred_all, labels=[1], average=None)[0]
+    assert record["pixel"]["f1_one"] == pytest.approx(expected)
+    assert (record["objects"]["one"]["tp"], record["objects"]["one"]["fp"], record["objects"]["one"]["fn"]) == (2, 0, 0)
+    assert (record["objects"]["two"]["tp"], record["objects"]["two"]["fp"]) == (2, 1)  # the stray voxel

@@ -4,6 +4,9 @@ Pixel scores (per class and macro precision, recall, F1, IoU, MCC, from one conf
 file) and object scores (:mod:`mantis.objects`: objects matched by IoU, counts, precision, recall, F1) go to
 one JSON file (default ``PRED_DIR/evaluation.json``, written atomically) and a short table.
 
+Label volumes work alike (NIfTI or ``.npy`` class ids in ``LABEL_DIR``, scored voxel by voxel and as 3D
+objects against ``mantis predict``'s ``<stem>_class`` volumes).
+
 Pairing: each mask of ``LABEL_DIR`` needs the prediction of the same stem in ``PRED_DIR``, where the
 ``_class`` suffix that ``mantis predict`` adds is dropped (``x_class.tif`` scores against ``label/x.png``);
 other outputs of ``mantis predict`` (``_prob``, ``_boundary``, ``_distance``) are not read. Reference masks
@@ -17,7 +20,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +34,32 @@ PREDICTION_NODATA = 255
 __all__ = ["evaluate_folders", "main"]
 
 
-def _pairs(pred_dir: Path, label_dir: Path) -> list[tuple[Path, Path]]:
+def _volumes(label_dir: Path) -> bool:
+    """Whether ``label_dir`` holds label volumes (NIfTI, ``.npy``) rather than raster masks."""
+    from mantis.data.volumes_io import list_volumes
+    from mantis.io.folders import list_images
+
+    return bool(list_volumes(label_dir)) and not list_images(label_dir)
+
+
+def _pairs(pred_dir: Path, label_dir: Path, volumes: bool = False) -> list[tuple[Path, Path]]:
+    from mantis.data.volumes_io import list_volumes, volume_stem
     from mantis.io.folders import files_by_stem, list_images
 
-    labels = list_images(label_dir)
-    files_by_stem(labels)  # x.png and x.tif would both be scored against one prediction: refused
-    predictions = list_images(pred_dir)
-    maps = [p for p in predictions if p.stem.endswith("_class")] or predictions
+    listing = list_volumes if volumes else list_images
+    stem: Callable[[Path], str] = volume_stem if volumes else (lambda p: p.stem)
+    labels = listing(label_dir)
+    files_by_stem(labels, stem)  # x.png and x.tif would both be scored against one prediction: refused
+    predictions = listing(pred_dir)
+    maps = [p for p in predictions if stem(p).endswith("_class")] or predictions
     # x_class.png and x_class.tif (two runs of mantis predict): refused, rather than one scored at random
-    by_stem = files_by_stem(maps, lambda p: p.stem.removesuffix("_class"))
+    by_stem = files_by_stem(maps, lambda p: stem(p).removesuffix("_class"))
     pairs = []
     for label in labels:
-        prediction = by_stem.get(label.stem)
+        prediction = by_stem.get(stem(label))
         if prediction is None:
             raise DataError(
-                label, f"has no prediction in {pred_dir} (looked for {label.stem}_class.* or {label.stem}.*)"
+                label, f"has no prediction in {pred_dir} (looked for {stem(label)}_class.* or {stem(label)}.*)"
             )
         pairs.append((prediction, label))
     return pairs
@@ -90,6 +104,7 @@ def evaluate_folders(
     from tqdm import tqdm
 
     from mantis.data.masks import MaskDecoder
+    from mantis.data.volumes_io import read_labels
     from mantis.io.raster import read_mask
     from mantis.metrics import scores_from_confusion, scores_to_json
     from mantis.objects import ObjectCounts, match_objects
@@ -98,13 +113,17 @@ def evaluate_folders(
     if len(names) != num_classes:
         raise ValueError(f"class_names has {len(names)} names for {num_classes} classes")
     scored = list(range(1, num_classes)) if object_classes is None else list(object_classes)
+    volumes = _volumes(Path(label_dir))
+    if volumes and mask_mapping is None:  # label volumes hold class ids, as the volume data module reads them
+        mask_mapping = {k: k for k in range(num_classes)} | {ignore_index: ignore_index}
     decoder = MaskDecoder(num_classes, mask_mapping, ignore_index)
-    pairs = _pairs(Path(pred_dir), Path(label_dir))
+    read: Callable[[Path], np.ndarray] = read_labels if volumes else read_mask
+    pairs = _pairs(Path(pred_dir), Path(label_dir), volumes)
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     objects = {k: ObjectCounts() for k in scored}
     for prediction_path, label_path in tqdm(pairs, desc="evaluating", unit="file", disable=not progress):
-        truth = decoder(read_mask(label_path), label_path)
-        predicted = read_mask(prediction_path).astype(np.int64)
+        truth = decoder(read(label_path), label_path)
+        predicted = read(prediction_path).astype(np.int64)
         if predicted.shape != truth.shape:
             raise DataError(prediction_path, f"is {predicted.shape} pixels but {label_path} is {truth.shape}")
         ignore = (truth == ignore_index) | (predicted == PREDICTION_NODATA)
