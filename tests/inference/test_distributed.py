@@ -31,6 +31,12 @@ def _pairs(root: Path, sizes: list[tuple[int, int]]) -> tuple[Path, Path]:
     return root / "A", root / "B"
 
 
+def _tiny_cd_checkpoint(tmp_path: Path) -> Path:
+    """A checkpoint of a tiny change detector (untrained weights: these tests refuse before predicting)."""
+    model = mantis.create_model("fractal_resnet_cd", **TINY)
+    return make_ckpt(tmp_path / "m.ckpt", model, "fractal_resnet_cd", "change_detection", **TINY)
+
+
 def test_two_gloo_processes_write_the_files_of_one(tmp_path: Path) -> None:
     a, b = _pairs(tmp_path / "data", [(40, 52), (33, 29), (64, 20), (24, 24), (50, 41)])
     torch.manual_seed(0)
@@ -61,13 +67,7 @@ def test_bad_folder_refused_once_before_any_process_starts(tmp_path: Path, capsy
     a, b = _pairs(tmp_path / "data", [(20, 20), (20, 20)])
     (b / "scene_1.tif").unlink()
     torch.manual_seed(0)
-    ckpt = make_ckpt(
-        tmp_path / "m.ckpt",
-        mantis.create_model("fractal_resnet_cd", **TINY),
-        "fractal_resnet_cd",
-        "change_detection",
-        **TINY,
-    )
+    ckpt = _tiny_cd_checkpoint(tmp_path)
     out = tmp_path / "out"
     argv = ["predict", "-c", str(ckpt), "-i", str(a), str(b), "-o", str(out), "--devices", "2", "--device", "cpu"]
     assert main(argv) == 2
@@ -80,13 +80,7 @@ def test_bad_folder_refused_once_before_any_process_starts(tmp_path: Path, capsy
 
 def test_compile_with_devices_refused_not_ignored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a, b = _pairs(tmp_path / "data", [(20, 20)])
-    ckpt = make_ckpt(
-        tmp_path / "m.ckpt",
-        mantis.create_model("fractal_resnet_cd", **TINY),
-        "fractal_resnet_cd",
-        "change_detection",
-        **TINY,
-    )
+    ckpt = _tiny_cd_checkpoint(tmp_path)
     out = tmp_path / "out"
     argv = ["predict", "-c", str(ckpt), "-i", str(a), str(b), "-o", str(out), "--device", "cpu"]
     assert main([*argv, "--devices", "2", "--compile"]) == 2
@@ -113,13 +107,7 @@ def test_several_machines_without_a_launcher_are_refused_not_awaited(
     for name in ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "NODE_RANK"):
         monkeypatch.delenv(name, raising=False)
     a, b = _pairs(tmp_path / "data", [(20, 20)])
-    ckpt = make_ckpt(
-        tmp_path / "m.ckpt",
-        mantis.create_model("fractal_resnet_cd", **TINY),
-        "fractal_resnet_cd",
-        "change_detection",
-        **TINY,
-    )
+    ckpt = _tiny_cd_checkpoint(tmp_path)
     out = tmp_path / "out"
     argv = ["predict", "-c", str(ckpt), "-i", str(a), str(b), "-o", str(out), "--device", "cpu", "--num-nodes", "2"]
     assert main(argv) == 2

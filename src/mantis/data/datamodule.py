@@ -34,10 +34,10 @@ from mantis.data.datasets import (
     SyntheticChangeDetection,
     SyntheticSegmentation,
 )
-from mantis.data.folders import list_images, read_split_file
+from mantis.data.folders import list_images, split_from_files
 from mantis.data.loaders import Stage, StageDataModule
 from mantis.data.sampling import EpochSampler, epoch_batches_done
-from mantis.data.splits import listed_split, random_split
+from mantis.data.splits import random_split
 from mantis.data.stats import BandStats, compute_band_stats
 from mantis.data.synthetic import SEGMENTATION_CLASSES, synthetic_change_pair, synthetic_segmentation_scene
 from mantis.io.errors import DataError
@@ -65,21 +65,15 @@ def _evenly(items: list[Path], count: int) -> list[Path]:
 
 
 def _listed_images(folder: Path, files: dict[str, str | None], root: Path) -> dict[str, list[str]]:
-    """The file names of each split that the split files give (:func:`~mantis.data.splits.listed_split`):
-    a name pairs with a file of ``folder`` of that name, else of that stem; errors name the list and its line."""
-    paths = {s: Path(f) if Path(f).is_absolute() or Path(f).exists() else root / f for s, f in files.items() if f}
-    listed = {stage: read_split_file(path) for stage, path in paths.items()}
+    """The file names of each split that the split files give: a name pairs with a file of ``folder`` of that
+    name, else of that stem; errors name the list and its line."""
     images = [p.name for p in list_images(folder)]
     names = set(images)
 
     def as_listed(name: str) -> str:  # x.tif names x.png: the stem, unless a file has that very name
         return name if name in names or Path(name).suffix.lower() not in IMAGE_SUFFIXES else Path(name).stem
 
-    try:
-        return listed_split(images, listed, lambda name: (name, Path(name).stem), as_listed)
-    except ValueError as error:
-        stage, problem = str(error).split(": ", 1)
-        raise DataError(paths[stage], problem.replace("is not in the folder", f"is not in {folder}")) from None
+    return split_from_files(root, files, images, lambda name: (name, Path(name).stem), f"is not in {folder}", as_listed)
 
 
 class _SplitPlan:

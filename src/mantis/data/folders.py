@@ -9,13 +9,14 @@ a one-line :class:`~mantis.data.errors.DataError` naming the first bad file.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from mantis.data.masks import MaskDecoder
+from mantis.data.splits import listed_split
 from mantis.io.errors import DataError
 from mantis.io.folders import files_by_stem, list_images, match_file
 from mantis.io.raster import IMAGE_SUFFIXES, RasterInfo, check_image, raster_info, read_mask
@@ -62,6 +63,35 @@ def read_split_file(path: str | os.PathLike[str]) -> list[str]:
     if not names:
         raise DataError(file, "split file lists no files")
     return names
+
+
+def split_from_files(
+    root: Path,
+    files: Mapping[str, str | None],
+    keys: Sequence[str],
+    name_of: Callable[[str], tuple[str, ...]],
+    missing: str,
+    lookup: Callable[[str], str] = str,
+) -> dict[str, list[str]]:
+    """The split that split files give (:func:`~mantis.data.splits.listed_split` on their lines), for image
+    folders and volumes alike.
+
+    Args:
+        root: the dataset folder; a list's path is absolute, relative to the working directory, or to it.
+        files: stage -> its list file (``None``: not given).
+        keys, name_of, lookup: as in :func:`~mantis.data.splits.listed_split`.
+        missing: the end of the message for a name that matches no key (e.g. ``"is not in <folder>"``).
+
+    Raises:
+        DataError: naming the list file and its line.
+    """
+    paths = {s: Path(f) if Path(f).is_absolute() or Path(f).exists() else root / f for s, f in files.items() if f}
+    listed = {stage: read_split_file(path) for stage, path in paths.items()}
+    try:
+        return listed_split(keys, listed, name_of, lookup)
+    except ValueError as error:
+        stage, problem = str(error).split(": ", 1)
+        raise DataError(paths[stage], problem.replace("is not in the folder", missing)) from None
 
 
 def index_folder(

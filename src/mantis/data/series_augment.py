@@ -142,11 +142,15 @@ class SeriesAugment:
         if path is not None:
             x = sample_at(x, path)
             labels = labels[np.rint(path).astype(np.int64)]
+        return self._amplitude(x, rng), labels
+
+    def _amplitude(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Amplitude scaling, then jitter (the augmentations that leave the time axis alone)."""
         if self.scale:
             x = amplitude_scale(x, self.scale, rng)
         if self.jitter:
             x = jitter(x, self.jitter, rng)
-        return x, labels
+        return x
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """An augmented copy of ``x`` (C x T)."""
@@ -154,8 +158,4 @@ class SeriesAugment:
             x = time_warp(x, self.time_warp, rng)
         if self.window_slice:
             x = window_slice(x, self.window_slice, rng)
-        if self.scale:
-            x = amplitude_scale(x, self.scale, rng)
-        if self.jitter:
-            x = jitter(x, self.jitter, rng)
-        return x
+        return self._amplitude(x, rng)

@@ -38,10 +38,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mantis.data.folders import read_split_file
+from mantis.data.folders import split_from_files
 from mantis.data.loaders import DenseLabelsDataModule, Stage, add_mask_targets
 from mantis.data.sampling import SampleKey, split_key
-from mantis.data.splits import listed_split, random_split
+from mantis.data.splits import random_split
 from mantis.data.volumes_augment import VolumeAugment
 from mantis.data.volumes_io import (
     VolumeHeader,
@@ -377,14 +377,10 @@ def _check_channels(headers: dict[str, VolumeHeader]) -> None:
 
 
 def _listed(root: Path, keys: list[str], files: dict[str, str]) -> dict[Stage, list[str]]:
-    """The split the split files give (:func:`~mantis.data.splits.listed_split`), errors naming the file."""
-    paths = {stage: Path(f) if Path(f).is_absolute() or Path(f).exists() else root / f for stage, f in files.items()}
-    listed = {stage: read_split_file(path) for stage, path in paths.items()}
-    try:
-        split = listed_split(keys, listed, lambda key: (Path(key).name, volume_stem(key)))
-    except ValueError as error:
-        stage, problem = str(error).split(": ", 1)
-        raise DataError(paths[stage], problem.replace("is not in the folder", f"is not a volume of {root}")) from None
+    """The split the split files give, errors naming the file and its line."""
+    split = split_from_files(
+        root, files, keys, lambda key: (Path(key).name, volume_stem(key)), f"is not a volume of {root}"
+    )
     return {stage: split.get(stage, []) for stage in _STAGES}
 
 
