@@ -99,13 +99,22 @@ class PSPPooling(nn.Module):
         return out
 
 
+def _one_value_per_statistic(norm: nn.Module) -> bool:
+    """Whether ``norm`` takes each statistic over one value per cell: GroupNorm with one channel per group,
+    InstanceNorm."""
+    if isinstance(norm, nn.GroupNorm):
+        return norm.num_channels == norm.num_groups
+    return isinstance(norm, nn.modules.instancenorm._InstanceNorm)
+
+
 def _conv_cells(conv: nn.Module, pooled: torch.Tensor) -> torch.Tensor:
     """``conv`` (a normed 1x1 conv) of a pooled map, with the norm's statistics of the broadcast map.
 
-    A single cell is first repeated to two per axis: GroupNorm with one channel per group and InstanceNorm
-    refuse statistics over one value, and a map of equal cells has the broadcast map's mean and variance.
+    Where the norm would take a statistic over one value (one cell, and one channel per statistic), the cell
+    is first repeated to two per axis: PyTorch refuses one value, and a map of equal cells has the broadcast
+    map's mean and variance. Otherwise the pooled map is normalised as it is.
     """
-    if any(s != 1 for s in pooled.shape[2:]):
+    if any(s != 1 for s in pooled.shape[2:]) or not _one_value_per_statistic(conv.get_submodule("norm")):
         return conv(pooled)
     spatial = pooled.dim() - 2
     out = conv(pooled.expand(-1, -1, *(2,) * spatial).contiguous())
