@@ -4,10 +4,11 @@ Run on a machine with a GPU (``PYTHONPATH=src python benchmarks/predict_gpu_chec
 
 1. ``sliding_window_predict`` with the model on the GPU and the tensor on the CPU or the GPU equals
    whole-image prediction for a per-pixel model (every blending, TTA);
-2. bf16 autocast on CUDA gives float32 outputs close to fp32;
+2. bf16 autocast on CUDA gives float32 outputs close to fp32; CUDA-graph replay (``cuda_graphs``) equals eager;
 3. ``predict_raster(device="cuda")`` writes the same class map as on the CPU;
-4. throughput of a FracTAL ResUNet (nf 16, depth 4) on a 4096² GeoTIFF, fp32 and bf16, next to MONAI's
-   ``sliding_window_inference`` with the raster whole on the GPU (same window, overlap, blending, batch).
+4. throughput of a FracTAL ResUNet (nf 16, depth 4) on a 4096² GeoTIFF, fp32 and bf16, eager and replayed from
+   CUDA graphs, next to MONAI's ``sliding_window_inference`` with the raster whole on the GPU (same window,
+   overlap, blending, batch).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import nn
 
 import mantis
 from mantis.inference import ModelMeta, predict_raster, sliding_window_predict
+from mantis.inference.spec import Precision
 
 
 class PixelSeg(nn.Module):
@@ -87,6 +89,13 @@ def main() -> int:
     report["bf16_max_abs"] = float((bf.cpu() - whole).abs().max())
     assert bf.dtype == torch.float32 and report["bf16_max_abs"] < 3e-2  # type: ignore[operator]
 
+    eager = cast(torch.Tensor, sliding_window_predict(model, x.cuda(), 32, stride=12, blend="gaussian"))
+    graphed = cast(
+        torch.Tensor, sliding_window_predict(model, x.cuda(), 32, stride=12, blend="gaussian", cuda_graphs=True)
+    )
+    report["cuda_graphs_vs_eager_max_abs"] = float((graphed - eager).abs().max())
+    assert report["cuda_graphs_vs_eager_max_abs"] < 1e-6  # type: ignore[operator]
+
     import rasterio
 
     rng = np.random.default_rng(0)
@@ -115,14 +124,16 @@ def main() -> int:
         with torch.inference_mode():
             seg(torch.zeros(batch, 3, window, window, device="cuda"))  # warm-up
         timings: dict[str, Any] = {}
-        for precision in ("fp32", "bf16"):
+        runs: list[tuple[Precision, bool]] = [("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)]
+        for precision, graphs in runs:
+            name = f"{precision}_cuda_graphs" if graphs else precision
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             start = time.perf_counter()
             predict_raster(
                 seg,
                 path,
-                t / precision,
+                t / name,
                 meta,
                 window=window,
                 overlap=overlap,
@@ -130,11 +141,12 @@ def main() -> int:
                 pad=0,
                 precision=precision,
                 device="cuda",
-                progress=False,  # type: ignore[arg-type]
+                cuda_graphs=graphs,
+                progress=False,
             )
             torch.cuda.synchronize()
             s = time.perf_counter() - start
-            timings[f"mantis_{precision}"] = {
+            timings[f"mantis_{name}"] = {
                 "seconds": round(s, 2),
                 "mpx_s": round(size * size / 1e6 / s, 2),
                 "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20),

@@ -144,6 +144,35 @@ def test_fit_accepts_model_compile(capsys: pytest.CaptureFixture[str]) -> None:
     assert printed["model"]["init_args"]["compile"] is True
 
 
+def test_task_compile_mode_reaches_every_unit(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setattr(nn.Module, "compile", lambda self, **kw: seen.append(kw))
+    task = SegmentationTask("fractal_resunet", TINY, num_classes=2, compile=True, compile_mode="reduce-overhead")
+    units = [m for m in task.model.modules() if isinstance(m, FracTALResNetUnit)]
+    assert seen == [{"mode": "reduce-overhead"}] * len(units)
+    assert task.hparams["compile_mode"] == "reduce-overhead"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"compile": True, "compile_mode": "fast"},
+            "compile_mode must be one of default, reduce-overhead, .*got 'fast'",
+        ),
+        ({"compile_mode": "reduce-overhead"}, "compile_mode 'reduce-overhead' needs compile: true"),
+    ],
+)
+def test_task_refuses_an_unknown_or_unused_compile_mode(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SegmentationTask("fractal_resunet", TINY, num_classes=2, **options)
+
+
+def test_compile_modes_are_torch_compiles() -> None:
+    for mode in regional_compile.COMPILE_MODES:  # each accepted by torch.compile (an unknown one raises)
+        torch.compile(nn.Identity(), mode=mode)
+
+
 def _checkpoint(path: Path) -> Path:
     """A Lightning-layout checkpoint of a tiny FracTAL ResUNet with open attention gates."""
     torch.manual_seed(0)

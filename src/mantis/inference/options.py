@@ -108,6 +108,7 @@ class PredictArgs(TypedDict, total=False):
     batch_size: int
     tta: bool
     precision: Precision
+    cuda_graphs: bool
 
 
 @dataclass(frozen=True)

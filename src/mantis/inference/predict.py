@@ -304,7 +304,15 @@ def blended_rows(
     col_starts = window_starts(extents[1], win[1], step[1])
     groups = row_groups(window_starts(extents[0], win[0], step[0]), len(col_starts), spec.batch_size)
     col_index = reflect_indices(-before[1], extents[1] - before[1], w)
-    forward = WindowForward(model, 2, tta=spec.tta, precision=spec.precision, device=device, fields=list(fields))
+    forward = WindowForward(
+        model,
+        2,
+        tta=spec.tta,
+        precision=spec.precision,
+        device=device,
+        fields=list(fields),
+        cuda_graphs=spec.cuda_graphs,
+    )
     # Accumulate where the model runs: on a GPU only the finished rows travel back.
     acc_device = forward.device
     weights = blend_weights(win, step, spec.blend, spec.sigma_scale).to(acc_device)

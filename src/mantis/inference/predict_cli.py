@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="torch.compile each repeated unit once (regional; pays off on large inputs; one process only)",
     )
+    p.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="replay the network from a CUDA graph per batch shape (CUDA devices only; fewer kernel launches)",
+    )
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--format", choices=FORMATS, default="auto", help="output format (auto: PNG for PNG/JPEG)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -237,6 +242,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     writable_folder(args.output)  # a read-only or impossible output folder: one line now, not after the work
     vector = _vector_options(args)
     device = _device(args.device)
+    if args.cuda_graphs and not device.startswith("cuda"):
+        raise InputError(f"--cuda-graphs needs a CUDA device; this run is on {device} (--device cuda)")
     if is_record_input(inputs[0]):  # series and table rows for whole-sample checkpoints: mantis.inference.records
         return predict_records_cli(inputs, args, device)
     window = WindowSpec.from_mapping(

@@ -296,6 +296,7 @@ def predict_records_cli(inputs: Sequence[Path], args: Any, device: str) -> list[
         ("--vector", bool(getattr(args, "vector", None))),
         ("--tta", bool(args.tta)),
         ("--compile", bool(getattr(args, "compile", False))),
+        ("--cuda-graphs", bool(getattr(args, "cuda_graphs", False))),
         ("--format", getattr(args, "format", "auto") != "auto"),
         ("--devices/--num-nodes", args.devices != 1 or args.num_nodes != 1),
         ("--outputs boundary/distance", bool(set(args.outputs) - {"class", "prob"})),

@@ -6,11 +6,13 @@ import contextlib
 import itertools
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
+from mantis.inference.cuda_graphs import GraphedForward
 from mantis.inference.outputs import ModelOutput, output_fields, rebuild_output, select_fields
 from mantis.inference.spec import Precision, Size, WindowSpec
 from mantis.inference.tiling import blend_weights, padded_extent, reflect_indices, window_starts
@@ -29,8 +31,13 @@ def bf16_supported(device: torch.device) -> bool:
     return False
 
 
-def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on ``device`` when asked and supported (else a warning and float32)."""
+def autocast_context(
+    device: torch.device, precision: str, cache: bool = True
+) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on ``device`` when asked and supported (else a warning and float32).
+
+    ``cache=False`` casts the weights on every call (needed inside a CUDA graph, which owns its memory).
+    """
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision != "bf16":
@@ -38,7 +45,7 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
     if not bf16_supported(device):
         warnings.warn(f"bf16 is not supported on {device}; predicting in float32", stacklevel=3)
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache)
 
 
 def model_device(model: Callable[..., Any]) -> torch.device:
@@ -59,6 +66,11 @@ class WindowForward:
         precision: ``"fp32"`` or ``"bf16"`` (autocast; outputs are returned as float32).
         device: where the model runs; ``None`` for the model's own device.
         fields: output fields to keep; ``None`` for all.
+        cuda_graphs: replay the model from CUDA graphs, one captured per batch shape
+            (:class:`~mantis.inference.cuda_graphs.GraphedForward`); CUDA devices only.
+
+    Raises:
+        ValueError: ``cuda_graphs`` on a device that is not CUDA.
     """
 
     def __init__(
@@ -69,9 +81,15 @@ class WindowForward:
         precision: Precision = "fp32",
         device: torch.device | str | None = None,
         fields: Sequence[str] | None = None,
+        cuda_graphs: bool = False,
     ) -> None:
         self.model = model
         self.device = torch.device(device) if device is not None else model_device(model)
+        self.graphed: GraphedForward | None = None
+        if cuda_graphs:
+            if self.device.type != "cuda":
+                raise ValueError(f"CUDA graphs need a CUDA device; the model runs on {self.device}")
+            self.graphed = GraphedForward(model, partial(self._context, cache=False))
         self.transforms: list[SpatialTransform] = d4_transforms(spatial_dims) if tta else [SpatialTransform(False, 0)]
         self.precision = precision
         self.wanted = None if fields is None else list(fields)
@@ -87,13 +105,23 @@ class WindowForward:
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return channels_last(x) if self.channels_last else x
 
+    @contextlib.contextmanager
+    def _context(self, cache: bool = True) -> Iterator[None]:
+        with torch.inference_mode(), autocast_context(self.device, self.precision, cache):
+            yield
+
+    def _model(self, inputs: Inputs) -> Any:
+        if self.graphed is not None:
+            return self.graphed(*inputs)
+        with self._context():
+            return self.model(*inputs)
+
     def __call__(self, windows: Inputs) -> dict[str, torch.Tensor]:
         """Fields of the (TTA-averaged) output for ``windows`` (each N x C x S), float32, on ``device``."""
         windows = tuple(w.to(self.device, non_blocking=True) for w in windows)
         total: dict[str, torch.Tensor] = {}
         for t in self.transforms:
-            with torch.inference_mode(), autocast_context(self.device, self.precision):
-                out = self.model(*(self._layout(t.apply(w)) for w in windows))
+            out = self._model(tuple(self._layout(t.apply(w)) for w in windows))
             fields = output_fields(out)
             if self.template is None:
                 self.template = _template(out)
@@ -239,7 +267,9 @@ def sliding_window_predict(
 
     acc_device = inputs[0].device
     weights = blend_weights(win, step, spec.blend, spec.sigma_scale).to(acc_device)
-    forward = WindowForward(model, ndim, tta=spec.tta, precision=spec.precision, device=device, fields=outputs)
+    forward = WindowForward(
+        model, ndim, tta=spec.tta, precision=spec.precision, device=device, fields=outputs, cuda_graphs=spec.cuda_graphs
+    )
     sums: dict[str, torch.Tensor] = {}
     weight_sum = torch.zeros(extents, dtype=torch.float32, device=acc_device)
     bar = _progress(len(starts) * inputs[0].shape[0], progress, "windows")

@@ -33,6 +33,8 @@ class WindowSpec:
         batch_size: windows per model call.
         tta: average over the 8 D4 flips/rotations (flips only in 1D), each inverted.
         precision: ``fp32``, or ``bf16`` autocast where the device supports it.
+        cuda_graphs: on a CUDA device, record the model's forward once per batch shape as a CUDA graph and
+            replay it (one launch per batch instead of one per kernel); refused on other devices.
     """
 
     window: Size = 256
@@ -44,6 +46,7 @@ class WindowSpec:
     batch_size: int = 8
     tta: bool = False
     precision: Precision = "fp32"
+    cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
         for name in ("window", "stride", "pad"):  # lists from configs become tuples (hashable, frozen)

@@ -182,7 +182,9 @@ def run_volume_prediction(
     plane_starts = list(itertools.product(*(window_starts(extents[a], win[a], step[a]) for a in (1, 2))))
     across = [torch.from_numpy(reflect_indices(-before[a], extents[a] - before[a], size[a])) for a in (1, 2)]
     fields = list(dict.fromkeys(PRODUCTS[p] for p in job.outputs))
-    forward = WindowForward(model, 3, tta=spec.tta, precision=spec.precision, device=device, fields=fields)
+    forward = WindowForward(
+        model, 3, tta=spec.tta, precision=spec.precision, device=device, fields=fields, cuda_graphs=spec.cuda_graphs
+    )
     acc_device = forward.device  # on a GPU only the finished planes travel back
     weights = blend_weights(win, step, spec.blend, spec.sigma_scale).to(acc_device)
     sums: dict[str, torch.Tensor] = {}

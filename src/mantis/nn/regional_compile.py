@@ -16,6 +16,9 @@ import torch.nn as nn
 from mantis.nn.attention import CATFusion, FracTALAttention
 from mantis.nn.units import AtrousUnit, CEECUnitV1, FracTALResNetUnit, ResNetV2Block
 
+# torch.compile's modes; "reduce-overhead" records CUDA graphs of the compiled units (on CUDA; ignored on CPUs).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 # The repeated units of the registry's networks; outermost first wins (a CEEC V2 unit holds CATFusions).
 REGION_TYPES: tuple[type[nn.Module], ...] = (
     FracTALResNetUnit,

@@ -19,7 +19,7 @@ from mantis.metrics import ConfusionScores, scores_to_json
 from mantis.models.common import nearest_sizes
 from mantis.models.registry import create_model
 from mantis.nn.layout import channels_last
-from mantis.nn.regional_compile import compile_regions
+from mantis.nn.regional_compile import COMPILE_MODES, compile_regions
 from mantis.tasks.checkpoints import metric_state, restore_metric_state, restore_rng_states, rng_states
 from mantis.tasks.guards import CollapseWatch, DivergedError, diverged_message
 from mantis.tasks.schedule import PlateauAfterProgress
@@ -76,6 +76,10 @@ class BaseTask(lightning.LightningModule):
         compile: regional compilation: ``torch.compile`` on each repeated unit (FracTAL, CEEC, atrous units,
             attention fusions) once, the rest eager (:func:`~mantis.nn.regional_compile.compile_regions`);
             compiles on the first step, the state dict is unchanged.
+        compile_mode: ``torch.compile``'s mode for ``compile`` (:data:`~mantis.nn.regional_compile.COMPILE_MODES`):
+            ``reduce-overhead`` replays each compiled unit from CUDA graphs on GPUs (input shapes fixed:
+            fixed-size training windows and batches, ``drop_last``), ``max-autotune`` searches kernel
+            configurations at compile time.
     """
 
     task_name = "base"
@@ -103,6 +107,7 @@ class BaseTask(lightning.LightningModule):
         schedule_after_progress: float = 0.05,
         collapse_patience: int = 3,
         compile: bool = False,
+        compile_mode: str = "default",
     ) -> None:
         super().__init__()
         if optimizer not in ("adam", "adamw"):
@@ -111,6 +116,10 @@ class BaseTask(lightning.LightningModule):
             raise ValueError(f"lr_factor must be in (0, 1), got {lr_factor}")
         if schedule_after_progress < 0:
             raise ValueError(f"schedule_after_progress must not be negative, got {schedule_after_progress}")
+        if compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode must be one of {', '.join(COMPILE_MODES)}, got {compile_mode!r}")
+        if compile_mode != "default" and not compile:
+            raise ValueError(f"compile_mode {compile_mode!r} needs compile: true")
         if len(betas) != 2:
             raise ValueError(f"betas needs two values, got {list(betas)}")
         if (band_mean is None) != (band_std is None):
@@ -126,7 +135,7 @@ class BaseTask(lightning.LightningModule):
         k = int(kwargs.setdefault("num_classes", 2))
         self.model: nn.Module = create_model(model, **kwargs)
         if compile:
-            compile_regions(self.model)
+            compile_regions(self.model, mode=compile_mode)
         if "in_channels" not in kwargs and isinstance(getattr(self.model, "in_channels", None), int):
             kwargs["in_channels"] = self.model.in_channels
         if class_names is not None and len(class_names) != k:
