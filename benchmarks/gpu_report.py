@@ -1,11 +1,11 @@
 """A short report for a machine with a CUDA GPU: correctness of the fast paths on the device, then the Triton
 attention core against the PyTorch-only core (the core alone, the unit/block ratios, training throughput of every
-model in fp32 and bf16) and regional compilation.
+model in fp32 and bf16), regional compilation (with and without CUDA graphs) and the fused GroupNorm + ReLU.
 
     PYTHONPATH=src:. python benchmarks/gpu_report.py [--sections ...] [--models ...] [--size 256] [--batch 8]
                                                      [--out report.md]
 
-Sections: checks, core, units, train, compile (default: all, in that order). The report is written to ``--out``
+Sections: checks, core, units, train, compile, norm (default: all, in that order). The report is written to ``--out``
 after every section, so a run stopped by a timeout keeps what it measured; rerun the rest with ``--sections``.
 Needs torch, and Triton for the Triton columns (PyTorch-only columns alone without it).
 """
@@ -29,13 +29,13 @@ import mantis  # noqa: E402
 import mantis.nn.attention as attention  # noqa: E402
 from benchmarks.straightforward_attention import straightforward_attention  # noqa: E402
 from mantis.losses import MultitaskLoss  # noqa: E402
-from mantis.nn import triton_attention  # noqa: E402
+from mantis.nn import triton_attention, triton_norm  # noqa: E402
 from mantis.nn.attention import _FusedAttention, attend, fractal_similarity_maps  # noqa: E402
 from mantis.nn.regional_compile import compile_regions  # noqa: E402
 from mantis.nn.units import FracTALResNetUnit, ResNetV2Block  # noqa: E402
 
 MODELS = ["fractal_resunet", "resunet_a_d6", "resunet_a_d7", "ceecnet_v1", "ceecnet_v2", "fractal_resnet_cd"]
-SECTIONS = ["checks", "core", "units", "train", "compile"]
+SECTIONS = ["checks", "core", "units", "train", "compile", "norm"]
 UNIT_SIZES = ((32, 128, 4), (256, 16, 32))  # channels, side, heads: the issue's two sizes
 
 
@@ -201,6 +201,73 @@ def unit_ratios(device: torch.device) -> list[str]:
     return lines
 
 
+def _norm_step(fused: bool, x: torch.Tensor, norm: torch.nn.GroupNorm, grad: torch.Tensor, bf16: bool) -> None:
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+        if fused:
+            y = triton_norm.group_norm_relu(x, norm.weight, norm.bias, norm.num_groups, norm.eps)
+        else:
+            y = torch.relu(norm(x))
+    y.backward(grad.to(y.dtype))
+
+
+def fused_norm(device: torch.device, size: int, batch: int) -> list[str]:
+    """GroupNorm + ReLU as the Triton kernels (``MANTIS_TRITON_NORM=1``) against PyTorch's: checks, alone, training."""
+    if not triton_attention.TRITON_AVAILABLE:
+        return ["- Triton is not importable here: nothing to compare"]
+    lines = []
+    for shape in ((2, 16, 1000), (2, 32, 33, 35), (1, 8, 9, 10, 11), (4, 256, 16, 16)):
+        for dtype in (torch.float32, torch.bfloat16):
+            g = torch.Generator(device=device).manual_seed(1)
+            x = torch.randn(shape, generator=g, device=device).to(dtype)
+            w, b = torch.randn(shape[1], generator=g, device=device), torch.randn(shape[1], generator=g, device=device)
+            grad = torch.randn(shape, generator=g, device=device).to(dtype)
+            inputs = (x.clone().requires_grad_(), w.clone().requires_grad_(), b.clone().requires_grad_())
+            y = triton_norm.group_norm_relu(*inputs, 4, 1e-5)
+            got = (y, *torch.autograd.grad(y, inputs, grad))
+            ref_in = tuple(t.double().requires_grad_() for t in (x, w, b))
+            ref_y = torch.relu(torch.nn.functional.group_norm(ref_in[0], 4, ref_in[1], ref_in[2], 1e-5))
+            want = (ref_y, *torch.autograd.grad(ref_y, ref_in, grad.double()))
+            worst = 0.0
+            for a, r in zip(got, want):
+                half_ulp = 2.0**-8 * r.abs() if a.dtype == torch.bfloat16 else 0.0
+                worst = max(worst, ((a.double() - r).abs() / (1e-5 * r.abs().max() + half_ulp)).max().item())
+            verdict = "ok" if worst <= 1.0 else "FAIL"
+            lines.append(
+                f"- fused GroupNorm + ReLU {shape} {str(dtype)[6:]}: worst error / bound {worst:.2f}: {verdict}"
+            )
+    lines += ["", "| map | precision | PyTorch ms | fused ms | PyTorch / fused |", "|---|---|---:|---:|---:|"]
+    for c, s, _ in UNIT_SIZES:
+        x = torch.randn(4, c, s, s, device=device, requires_grad=True)
+        norm = torch.nn.GroupNorm(4, c).to(device)
+        grad = torch.randn_like(x)
+        for bf16 in (False, True):
+            xin = x.detach().to(torch.bfloat16).requires_grad_() if bf16 else x
+            times = [cuda_time(partial(_norm_step, fused, xin, norm, grad, bf16), 20, 5) for fused in (False, True)]
+            precision = "bf16" if bf16 else "fp32"
+            lines.append(
+                f"| 4 x {c} x {s}² | {precision} | {times[0] * 1e3:.3f} | {times[1] * 1e3:.3f} | "
+                f"{times[0] / times[1]:.2f} |"
+            )
+    lines += [
+        "",
+        "| model | precision | images/s, PyTorch norm | images/s, fused | fused / PyTorch |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name in ("fractal_resunet", "ceecnet_v1"):
+        for bf16 in (False, True):
+            rates = []
+            for enabled in (False, True):
+                triton_norm.ENABLED = enabled
+                try:
+                    rates.append(train_rate(name, device, size, batch, bf16))
+                finally:
+                    triton_norm.ENABLED = False
+            precision = "bf16" if bf16 else "fp32"
+            lines.append(f"| `{name}` | {precision} | {rates[0]:.1f} | {rates[1]:.1f} | {rates[1] / rates[0]:.2f} |")
+            torch.cuda.empty_cache()
+    return lines
+
+
 def _train_step(
     name: str, device: torch.device, size: int, batch: int, bf16: bool, compile_mode: str | None
 ) -> Callable[[], None]:
@@ -291,8 +358,11 @@ def section(name: str, device: torch.device, args: argparse.Namespace) -> list[s
     if name == "train":
         title = f"Training images/s at {args.size}², batch {args.batch} (forward, multitask loss, backward, Adam):"
         return [title, "", *training(device, args.size, args.batch, args.models)]
-    title = f"Regional compilation, training images/s at {args.size}², batch {args.batch}:"
-    return [title, "", *compiled_training(device, args.size, args.batch)]
+    if name == "compile":
+        title = f"Regional compilation, training images/s at {args.size}², batch {args.batch}:"
+        return [title, "", *compiled_training(device, args.size, args.batch)]
+    title = f"Fused GroupNorm + ReLU against PyTorch's kernels; training at {args.size}², batch {args.batch}:"
+    return [title, "", *fused_norm(device, args.size, args.batch)]
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Compiles every attention kernel with Triton's real compiler for a CUDA architecture, without a GPU.
+"""Compiles every Triton kernel (attention; GroupNorm + ReLU) with Triton's real compiler for a CUDA GPU, without one.
 
     python -m tests.nn.triton_compile_check [capability]     # prints one line per kernel and dtype
 
@@ -15,10 +15,15 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from mantis.nn import triton_kernels
+from mantis.nn import triton_kernels, triton_norm_kernels
 
-KERNELS = ["_reduce_kernel", "_channel_kernel", "_apply_kernel", "_grad_v_kernel", "_grad_qk_kernel"]
-FLOAT32_POINTERS = {"sp_ptr", "ch_ptr", "part_ptr", "gsp_ptr", "gch_ptr"}  # stats and partial sums
+KERNELS = [
+    (triton_kernels, ["_reduce_kernel", "_channel_kernel", "_apply_kernel", "_grad_v_kernel", "_grad_qk_kernel"]),
+    (triton_norm_kernels, ["_stats_kernel", "_norm_relu_kernel", "_grad_sums_kernel", "_grad_kernel"]),
+]
+# Statistics, partial sums and per-channel coefficients: float32 whatever the data's dtype.
+FLOAT32_POINTERS = {"sp_ptr", "ch_ptr", "part_ptr", "gsp_ptr", "gch_ptr"}
+FLOAT32_POINTERS |= {"mean_ptr", "scale_ptr", "bias_ptr", "rstd_ptr", "alpha_ptr", "beta_ptr", "gamma_ptr"}
 # The tiles the launcher uses on large maps (32 x 64 with 4 warps, 32 x 128 with 8) and its smallest (1 x 2).
 SETTINGS = {
     "fp32": ({"DEPTH": 5, "BLOCK_C": 32, "BLOCK_S": 64, "BLOCK_T": 64}, 4),
@@ -47,12 +52,19 @@ def signature(
 def main(capability: int = 90) -> None:
     target = GPUTarget("cuda", capability, 32)
     for dtype, (values, warps) in SETTINGS.items():
-        for name in KERNELS:
-            kernel = getattr(triton_kernels, name)
-            types, constexprs = signature(kernel, dtype, values)
-            source = ASTSource(kernel, types, constexprs=constexprs)
-            compiled = triton.compile(source, target=target, options={"num_warps": warps})
-            print(f"{name} {dtype} sm_{capability} {warps} warps: cubin {len(compiled.asm['cubin'])} bytes")
+        for module, names in KERNELS:
+            for name in names:
+                compile_one(getattr(module, name), name, dtype, values, warps, target, capability)
+
+
+def compile_one(
+    kernel: triton.JITFunction, name: str, dtype: str, values: dict[str, int], warps: int, target: GPUTarget, cap: int
+) -> None:
+    """Lowers one kernel to a cubin and prints its size."""
+    types, constexprs = signature(kernel, dtype, values)
+    source = ASTSource(kernel, types, constexprs=constexprs)
+    compiled = triton.compile(source, target=target, options={"num_warps": warps})
+    print(f"{name} {dtype} sm_{cap} {warps} warps: cubin {len(compiled.asm['cubin'])} bytes")
 
 
 if __name__ == "__main__":

@@ -10,13 +10,14 @@ dispatches here (CUDA tensors, Triton importable, and the environment variable M
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
+
+from mantis.nn.triton_launch import empty_in_layout, grid, in_layout, is_channels_last, next_pow2, on_device, strides
 
 # Half precisions and float32 accumulate in float32 inside the kernels; float64 stays on the PyTorch path.
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -55,73 +56,6 @@ def _kernels() -> ModuleType:
     return triton_kernels
 
 
-def _is_channels_last(x: torch.Tensor) -> bool:
-    return x.dim() > 2 and not x.is_contiguous() and x.movedim(1, -1).is_contiguous()
-
-
-def _empty(shape: torch.Size, dtype: torch.dtype, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """An uninitialised tensor in the contiguous or the channels-last layout (the op's outputs follow q)."""
-    if channels_last:
-        return torch.empty((shape[0], *shape[2:], shape[1]), dtype=dtype, device=device).movedim(-1, 1)
-    return torch.empty(shape, dtype=dtype, device=device)
-
-
-def _in_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """``x`` in the given layout, copied only if it is in another one."""
-    if channels_last:
-        return x if _is_channels_last(x) else x.movedim(1, -1).contiguous().movedim(-1, 1)
-    return x.contiguous()
-
-
-def _strides(x: torch.Tensor, channels_last: bool) -> tuple[int, int, int]:
-    """Strides of sample, channel and (flattened) position of a tensor in the given dense layout."""
-    n_stride, c_stride = x.stride(0), x.stride(1)
-    return n_stride, c_stride, (x.shape[1] if channels_last else 1)
-
-
-def _blocks(batch: int, channels: int, size: int) -> tuple[int, int]:
-    """Tile of BLOCK_C x BLOCK_S: at most 32 x 128, narrowed on small maps so that enough programs run."""
-    block_c = min(32, triton_next_pow2(channels))
-    block_s = min(128, triton_next_pow2(size))
-    while block_s > 16 and batch * -(-size // block_s) < 512:
-        block_s //= 2
-    return block_c, block_s
-
-
-def _warps(block_c: int, block_s: int) -> int:
-    # 4 warps up to 2048 elements a tile, 8 above: about 16 float32 values a thread per tensor held.
-    return 4 if block_c * block_s <= 2048 else 8
-
-
-def _on_device(x: torch.Tensor) -> contextlib.AbstractContextManager[object]:
-    # Triton launches on the current CUDA device and stream: make that the tensors' device.
-    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
-
-
-def triton_next_pow2(n: int) -> int:
-    """The smallest power of two >= n (and >= 1)."""
-    return 1 << max(int(n) - 1, 0).bit_length()
-
-
-class _Grid(NamedTuple):
-    """Sizes of the N x C x S problem and its tiling."""
-
-    n: int
-    c: int
-    s: int
-    block_c: int
-    block_s: int
-    tiles: int  # tiles of BLOCK_S positions per sample
-    warps: int
-
-
-def _grid(q: torch.Tensor, blocks: tuple[int, int] | None) -> _Grid:
-    n, c = q.shape[:2]
-    s = q.numel() // max(n * c, 1)
-    block_c, block_s = blocks or _blocks(n, c, s)
-    return _Grid(n, c, s, block_c, block_s, -(-s // block_s), _warps(block_c, block_s))
-
-
 def launch_forward(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, depth: int, smooth: float, blocks: tuple[int, int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -130,18 +64,18 @@ def launch_forward(
     ``blocks`` (BLOCK_C, BLOCK_S), powers of two, overrides the tile (tests use tiny tiles to cross edges).
     """
     kern = _kernels()
-    channels_last = _is_channels_last(q)
-    q, k, v = (_in_layout(t, channels_last) for t in (q, k, v))
-    g = _grid(q, blocks)
-    stride = _strides(q, channels_last)
-    tile = {"BLOCK_C": g.block_c, "BLOCK_S": g.block_s, "num_warps": g.warps}
-    y = _empty(q.shape, q.dtype, q.device, channels_last)
+    channels_last = is_channels_last(q)
+    q, k, v = (in_layout(t, channels_last) for t in (q, k, v))
+    g = grid(q, blocks)
+    stride = strides(q, channels_last)
+    tile = g.tile
+    y = empty_in_layout(q.shape, q.dtype, q.device, channels_last)
     sp = torch.empty((g.n, 4, g.s), dtype=torch.float32, device=q.device)
     ch = torch.empty((g.n, 4, g.c), dtype=torch.float32, device=q.device)
     part = torch.empty((g.n, g.tiles, 3, g.c), dtype=torch.float32, device=q.device)
-    with _on_device(q):
+    with on_device(q):
         kern._reduce_kernel[(g.tiles, g.n)](q, k, sp, part, g.c, g.s, *stride, smooth, DEPTH=depth, **tile)
-        block_t = min(64, triton_next_pow2(g.tiles))  # tiles summed a step: a few steps, not one per tile
+        block_t = min(64, next_pow2(g.tiles))  # tiles summed a step: a few steps, not one per tile
         kern._channel_kernel[(-(-g.c // g.block_c), g.n)](
             part, ch, g.c, g.s, g.tiles, smooth, DEPTH=depth, BLOCK_C=g.block_c, BLOCK_T=block_t
         )
@@ -160,15 +94,15 @@ def launch_backward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Runs the backward kernels: gradients of q, k and v, in q's layout."""
     kern = _kernels()
-    channels_last = _is_channels_last(q)
-    grad, q, k, v = (_in_layout(t, channels_last) for t in (grad, q, k, v))
-    g = _grid(q, blocks)
-    stride = _strides(q, channels_last)
-    tile = {"BLOCK_C": g.block_c, "BLOCK_S": g.block_s, "num_warps": g.warps}
-    grad_q, grad_k, grad_v = (_empty(q.shape, q.dtype, q.device, channels_last) for _ in range(3))
+    channels_last = is_channels_last(q)
+    grad, q, k, v = (in_layout(t, channels_last) for t in (grad, q, k, v))
+    g = grid(q, blocks)
+    stride = strides(q, channels_last)
+    tile = g.tile
+    grad_q, grad_k, grad_v = (empty_in_layout(q.shape, q.dtype, q.device, channels_last) for _ in range(3))
     g_sp = torch.empty((g.n, g.s), dtype=torch.float32, device=q.device)
     part = torch.empty((g.n, g.tiles, g.c), dtype=torch.float32, device=q.device)
-    with _on_device(q):
+    with on_device(q):
         kern._grad_v_kernel[(g.tiles, g.n)](grad, v, grad_v, sp, ch, g_sp, part, g.c, g.s, *stride, **tile)
         g_ch = part.sum(1)  # N x C: the per-tile sums over space, added up (small)
         kern._grad_qk_kernel[(g.tiles, g.n)](q, k, grad_q, grad_k, sp, ch, g_sp, g_ch, g.c, g.s, *stride, **tile)
@@ -197,7 +131,7 @@ def _forward_fake(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     n, c = q.shape[:2]
     s = q.numel() // max(n * c, 1)
-    y = _empty(q.shape, q.dtype, q.device, _is_channels_last(q))
+    y = empty_in_layout(q.shape, q.dtype, q.device, is_channels_last(q))
     return y, q.new_empty((n, 4, s), dtype=torch.float32), q.new_empty((n, 4, c), dtype=torch.float32)
 
 
@@ -205,8 +139,8 @@ def _forward_fake(
 def _backward_fake(
     grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sp: torch.Tensor, ch: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    channels_last = _is_channels_last(q)
-    return tuple(_empty(q.shape, q.dtype, q.device, channels_last) for _ in range(3))  # type: ignore[return-value]
+    channels_last = is_channels_last(q)
+    return tuple(empty_in_layout(q.shape, q.dtype, q.device, channels_last) for _ in range(3))  # type: ignore[return-value]
 
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:

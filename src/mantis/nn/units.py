@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mantis.nn import triton_norm
 from mantis.nn.attention import CATFusion, FracTALAttention, Fusion
 from mantis.nn.conv import ConvNormed
 from mantis.nn.factories import NormArgs, conv_type, interp_mode, norm_args, norm_layer_of, same_padding
@@ -44,8 +45,13 @@ class ResNetV2Block(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(self.act(self.norm1(x)))
-        return self.conv2(self.act(self.norm2(out)))
+        out = self.conv1(self._norm_act(self.norm1, x))
+        return self.conv2(self._norm_act(self.norm2, out))
+
+    def _norm_act(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if triton_norm.supports(norm, x):  # CUDA, enabled: one fused pass instead of norm then ReLU
+            return triton_norm.group_norm_relu(x, norm.weight, norm.bias, norm.num_groups, norm.eps)
+        return self.act(norm(x))
 
 
 class AtrousUnit(nn.Module):
