@@ -23,7 +23,7 @@ KERNELS = [
 ]
 # Statistics, partial sums and per-channel coefficients: float32 whatever the data's dtype.
 FLOAT32_POINTERS = {"sp_ptr", "ch_ptr", "part_ptr", "gsp_ptr", "gch_ptr"}
-FLOAT32_POINTERS |= {"mean_ptr", "scale_ptr", "bias_ptr", "rstd_ptr", "alpha_ptr", "beta_ptr", "gamma_ptr"}
+FLOAT32_POINTERS |= {"coef_ptr"}
 # The tiles the launcher uses on large maps (32 x 64 with 4 warps, 32 x 128 with 8) and its smallest (1 x 2).
 SETTINGS = {
     "fp32": ({"DEPTH": 5, "BLOCK_C": 32, "BLOCK_S": 64, "BLOCK_T": 64}, 4),

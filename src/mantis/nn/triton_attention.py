@@ -13,11 +13,19 @@ from __future__ import annotations
 import importlib.util
 import os
 from types import ModuleType
-from typing import Any
 
 import torch
 
-from mantis.nn.triton_launch import empty_in_layout, grid, in_layout, is_channels_last, next_pow2, on_device, strides
+from mantis.nn.triton_launch import (
+    empty_in_layout,
+    grid,
+    in_layout,
+    is_channels_last,
+    next_pow2,
+    on_device,
+    register_autograd_with_stats,
+    strides,
+)
 
 # Half precisions and float32 accumulate in float32 inside the kernels; float64 stays on the PyTorch path.
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -143,17 +151,4 @@ def _backward_fake(
     return tuple(empty_in_layout(q.shape, q.dtype, q.device, channels_last) for _ in range(3))  # type: ignore[return-value]
 
 
-def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-    q, k, v = inputs[:3]
-    _, sp, ch = output
-    ctx.mark_non_differentiable(sp, ch)
-    ctx.save_for_backward(q, k, v, sp, ch)
-
-
-def _autograd_backward(ctx: Any, grad: torch.Tensor, *_stats_grads: Any) -> tuple[torch.Tensor | None, ...]:
-    q, k, v, sp, ch = ctx.saved_tensors
-    grad_q, grad_k, grad_v = _backward(grad, q, k, v, sp, ch)
-    return grad_q, grad_k, grad_v, None, None
-
-
-_forward.register_autograd(_autograd_backward, setup_context=_setup_context)
+register_autograd_with_stats(_forward, _backward)

@@ -9,7 +9,7 @@ channels in blocks of ``block_c``.
 from __future__ import annotations
 
 import contextlib
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -85,3 +85,18 @@ def grid(x: torch.Tensor, tile: tuple[int, int] | None = None) -> Grid:
     s = x.numel() // max(n * c, 1)
     block_c, block_s = tile or blocks(n, c, s)
     return Grid(n, c, s, block_c, block_s, -(-s // block_s), warps(block_c, block_s))
+
+
+def register_autograd_with_stats(forward: Any, backward: Any) -> None:
+    """Autograd for a custom op ``forward(a, b, c, int, float) -> (y, s1, s2)`` whose gradient is the custom op
+    ``backward(grad, a, b, c, s1, s2) -> (grad a, grad b, grad c)``; s1, s2 are statistics kept for the backward
+    (not differentiable)."""
+
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
+        ctx.mark_non_differentiable(*output[1:])
+        ctx.save_for_backward(*inputs[:3], *output[1:])
+
+    def gradients(ctx: Any, grad: torch.Tensor, *_stats_grads: Any) -> tuple[torch.Tensor | None, ...]:
+        return (*backward(grad, *ctx.saved_tensors), None, None)
+
+    forward.register_autograd(gradients, setup_context=setup_context)

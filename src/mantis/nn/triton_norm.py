@@ -16,13 +16,23 @@ from __future__ import annotations
 
 import os
 from types import ModuleType
-from typing import Any, TypeGuard
+from typing import TypeGuard
 
 import torch
 import torch.nn as nn
+from torch import Tensor
 
 from mantis.nn.triton_attention import KERNEL_DTYPES, TRITON_AVAILABLE
-from mantis.nn.triton_launch import Grid, empty_in_layout, grid, in_layout, is_channels_last, on_device, strides
+from mantis.nn.triton_launch import (
+    Grid,
+    empty_in_layout,
+    grid,
+    in_layout,
+    is_channels_last,
+    on_device,
+    register_autograd_with_stats,
+    strides,
+)
 
 ENABLED = TRITON_AVAILABLE and os.environ.get("MANTIS_TRITON_NORM", "0") == "1"
 
@@ -76,9 +86,13 @@ def _per_channel(values: torch.Tensor, channels: int) -> torch.Tensor:
     return values.repeat_interleave(channels // values.shape[1], dim=1).contiguous()
 
 
-def _scale(weight: torch.Tensor, rstd_c: torch.Tensor) -> torch.Tensor:
-    """``rstd w`` (N x C, float32): the pre-activation is ``(x - mean) scale + bias``."""
-    return (rstd_c * weight.float()).contiguous()
+def _coefficients(weight: Tensor, bias: Tensor, mean_c: Tensor, rstd_c: Tensor, *more: Tensor) -> Tensor:
+    """Rows mean, ``scale = rstd w``, bias (then ``more``) per sample and channel: N x rows x C, float32.
+
+    The pre-activation is ``(x - mean) scale + bias``.
+    """
+    scale = rstd_c * weight.float()
+    return torch.stack([mean_c, scale, bias.float().expand_as(scale), *more], 1).contiguous()
 
 
 def launch_forward(
@@ -100,8 +114,8 @@ def launch_forward(
     with on_device(x):
         kern._stats_kernel[(g.tiles, g.n)](x, part, g.c, g.s, *stride, **g.tile)
         mean, rstd = _group_stats(part, _tile_counts(g, x.device), groups, eps)
-        mean_c, scale, b = _per_channel(mean, g.c), _scale(weight, _per_channel(rstd, g.c)), bias.float().contiguous()
-        kern._norm_relu_kernel[(g.tiles, g.n)](x, y, mean_c, scale, b, g.c, g.s, *stride, **g.tile)
+        coef = _coefficients(weight, bias, _per_channel(mean, g.c), _per_channel(rstd, g.c))
+        kern._norm_relu_kernel[(g.tiles, g.n)](x, y, coef, g.c, g.s, *stride, **g.tile)
     return y, mean, rstd
 
 
@@ -121,11 +135,11 @@ def launch_backward(
     g = grid(x, blocks)
     stride = strides(x, channels_last)
     mean_c, rstd_c = _per_channel(mean, g.c), _per_channel(rstd, g.c)
-    scale, b = _scale(weight, rstd_c), bias.float().contiguous()
     part = torch.empty((g.n, g.tiles, 2, g.c), dtype=torch.float32, device=x.device)
     dx = empty_in_layout(x.shape, x.dtype, x.device, channels_last)
     with on_device(x):
-        kern._grad_sums_kernel[(g.tiles, g.n)](grad, x, mean_c, scale, b, rstd_c, part, g.c, g.s, *stride, **g.tile)
+        coef = _coefficients(weight, bias, mean_c, rstd_c, rstd_c)
+        kern._grad_sums_kernel[(g.tiles, g.n)](grad, x, coef, part, g.c, g.s, *stride, **g.tile)
         sums = part.sum(1)  # N x 2 x C: sum of dz and of dz * xhat over every position
         groups = mean.shape[1]
         count = g.s * (g.c // groups)
@@ -133,71 +147,38 @@ def launch_backward(
         # dx = rstd (w dz - mean_g(w dz) - xhat mean_g(w dz xhat)), as dz alpha + (x - mean) beta + gamma.
         m1 = _per_channel((sums[:, 0] * w).view(g.n, groups, -1).sum(2) / count, g.c)
         m2 = _per_channel((sums[:, 1] * w).view(g.n, groups, -1).sum(2) / count, g.c)
-        alpha = (rstd_c * w).contiguous()
-        beta = (-rstd_c * rstd_c * m2).contiguous()
-        gamma = (-rstd_c * m1).contiguous()
-        args = (grad, x, dx, mean_c, scale, b, alpha, beta, gamma, g.c, g.s, *stride)
-        kern._grad_kernel[(g.tiles, g.n)](*args, **g.tile)
+        coef = _coefficients(weight, bias, mean_c, rstd_c, rstd_c * w, -rstd_c * rstd_c * m2, -rstd_c * m1)
+        kern._grad_kernel[(g.tiles, g.n)](grad, x, dx, coef, g.c, g.s, *stride, **g.tile)
     return dx, sums[:, 1].sum(0).to(weight.dtype), sums[:, 0].sum(0).to(bias.dtype)
 
 
 @torch.library.custom_op("mantis::group_norm_relu", mutates_args=())
-def _forward(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _forward(x: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float) -> tuple[Tensor, Tensor, Tensor]:
     """``(y, mean, rstd)``; the statistics are what the backward needs besides x."""
     return launch_forward(x, weight, bias, groups, eps)
 
 
 @torch.library.custom_op("mantis::group_norm_relu_backward", mutates_args=())
 def _backward(
-    grad: torch.Tensor,
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    mean: torch.Tensor,
-    rstd: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gradients of x, weight and bias."""
-    return launch_backward(grad, x, weight, bias, mean, rstd)
+    grad: Tensor, x: Tensor, w: Tensor, b: Tensor, mean: Tensor, rstd: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of x, the weight w and the bias b."""
+    return launch_backward(grad, x, w, b, mean, rstd)
 
 
 @_forward.register_fake
-def _forward_fake(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    y = empty_in_layout(x.shape, x.dtype, x.device, is_channels_last(x))
+def _forward_fake(x: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float) -> tuple[Tensor, Tensor, Tensor]:
     stats = (x.shape[0], groups)
+    y = empty_in_layout(x.shape, x.dtype, x.device, is_channels_last(x))
     return y, x.new_empty(stats, dtype=torch.float32), x.new_empty(stats, dtype=torch.float32)
 
 
 @_backward.register_fake
-def _backward_fake(
-    grad: torch.Tensor,
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    mean: torch.Tensor,
-    rstd: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    dx = empty_in_layout(x.shape, x.dtype, x.device, is_channels_last(x))
-    return dx, torch.empty_like(weight), torch.empty_like(bias)
+def _backward_fake(grad: Tensor, x: Tensor, w: Tensor, b: Tensor, mean: Tensor, rstd: Tensor) -> tuple[Tensor, ...]:
+    return empty_in_layout(x.shape, x.dtype, x.device, is_channels_last(x)), torch.empty_like(w), torch.empty_like(b)
 
 
-def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-    x, weight, bias = inputs[:3]
-    _, mean, rstd = output
-    ctx.mark_non_differentiable(mean, rstd)
-    ctx.save_for_backward(x, weight, bias, mean, rstd)
-
-
-def _autograd_backward(ctx: Any, grad: torch.Tensor, *_stats_grads: Any) -> tuple[torch.Tensor | None, ...]:
-    x, weight, bias, mean, rstd = ctx.saved_tensors
-    dx, dw, db = _backward(grad, x, weight, bias, mean, rstd)
-    return dx, dw, db, None, None
-
-
-_forward.register_autograd(_autograd_backward, setup_context=_setup_context)
+register_autograd_with_stats(_forward, _backward)
 
 
 __all__ = ["ENABLED", "group_norm_relu", "launch_backward", "launch_forward", "supports"]
