@@ -36,8 +36,11 @@ class _Recorded:
 
 class _FakeGraph:
     def __init__(self) -> None:
-        self.calls: list[tuple[nn.Module, tuple[torch.Tensor, ...], torch.Tensor]] = []
+        self.calls: list[tuple[_Affine, tuple[torch.Tensor, ...], torch.Tensor]] = []
         self.replays = 0
+
+    def pool(self) -> tuple[int, int]:
+        return (id(self), 0)
 
     def replay(self) -> None:
         self.replays += 1
@@ -46,8 +49,12 @@ class _FakeGraph:
                 output.copy_(module.compute(*inputs))  # the same kernels, the same memory
 
 
+POOLS: list[Any] = []  # the pool each capture was given
+
+
 @contextlib.contextmanager
-def _fake_capture(graph: _FakeGraph) -> Iterator[None]:
+def _fake_capture(graph: _FakeGraph, pool: Any = None) -> Iterator[None]:
+    POOLS.append(pool)
     _Recorded.current = graph
     try:
         yield
@@ -121,6 +128,7 @@ def test_one_graph_per_batch_shape_then_eager(fake_cuda: list[_FakeGraph]) -> No
         x = torch.randn(n, 3, 8, 8)
         torch.testing.assert_close(graphed(x), 2 * x + 0.5)
     assert [g.replays for g in fake_cuda] == [3, 2]
+    assert POOLS[-2:] == [None, fake_cuda[0].pool()]  # the second graph shares the first one's memory
     eager_before = model.eager_calls
     x = torch.randn(1, 3, 8, 8)  # a third shape past the limit: run eagerly, no capture
     torch.testing.assert_close(graphed(x), 2 * x + 0.5)
@@ -129,7 +137,7 @@ def test_one_graph_per_batch_shape_then_eager(fake_cuda: list[_FakeGraph]) -> No
 
 def test_a_failed_capture_warns_once_and_runs_eagerly(fake_cuda: list[_FakeGraph], monkeypatch: Any) -> None:
     @contextlib.contextmanager
-    def failing(graph: Any) -> Iterator[None]:
+    def failing(graph: Any, pool: Any = None) -> Iterator[None]:
         raise RuntimeError("operation not permitted when stream is capturing")
         yield
 

@@ -53,6 +53,9 @@ class GraphedForward:
         self.max_graphs = max_graphs
         self.graphs: dict[tuple[Any, ...], _Graph] = {}
         self.eager = False  # set when a capture failed
+        # One memory pool for every graph: they never run at once and their outputs are cloned out at once,
+        # so a second batch shape costs no second set of activations.
+        self.pool: Any = None
 
     def __call__(self, *inputs: torch.Tensor) -> Any:
         key = tuple((t.shape, t.stride(), t.dtype, t.device) for t in inputs)
@@ -83,8 +86,9 @@ class GraphedForward:
                     self._run(static)
             torch.cuda.current_stream(inputs[0].device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, pool=self.pool):
                 output = self._run(static)
+            self.pool = graph.pool() if self.pool is None else self.pool
         except RuntimeError as exc:
             warnings.warn(f"CUDA graph capture failed ({exc}); predicting without CUDA graphs", stacklevel=3)
             self.eager = True
