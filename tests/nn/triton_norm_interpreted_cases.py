@@ -140,3 +140,25 @@ def test_the_op_compiles_whole_with_its_backward() -> None:
         results.append((y, *torch.autograd.grad(y, inputs, grad)))
     for got, want in zip(*results):
         assert torch.equal(got, want)
+
+
+def test_a_resnet_block_through_the_fused_op_equals_the_pytorch_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The block's use of the op (its GroupNorms' weights, biases, groups and eps) on CPU tensors, interpreted."""
+    from mantis.nn.units import ResNetV2Block
+
+    torch.manual_seed(0)
+    block = ResNetV2Block(8, norm="group", norm_groups=4)
+    for norm in (block.norm1, block.norm2):  # not the initial 1 and 0: a mix-up of weight and bias would show
+        torch.nn.init.normal_(norm.weight)
+        torch.nn.init.normal_(norm.bias)
+    x = torch.randn(2, 8, 6, 7)
+    results = []
+    for fused in (False, True):
+        monkeypatch.setattr(triton_norm, "supports", lambda norm, t, on=fused: on)
+        block.zero_grad()
+        xin = x.clone().requires_grad_()
+        y = block(xin)
+        y.square().sum().backward()
+        results.append((y, xin.grad, *(p.grad for p in block.parameters())))
+    for got, want in zip(results[1], results[0]):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
