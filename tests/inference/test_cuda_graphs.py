@@ -53,8 +53,9 @@ POOLS: list[Any] = []  # the pool each capture was given
 
 
 @contextlib.contextmanager
-def _fake_capture(graph: _FakeGraph, pool: Any = None) -> Iterator[None]:
+def _fake_capture(graph: _FakeGraph, pool: Any = None, capture_error_mode: str = "global") -> Iterator[None]:
     POOLS.append(pool)
+    assert capture_error_mode == "thread_local"  # the reading thread keeps using CUDA during a capture
     _Recorded.current = graph
     try:
         yield
@@ -137,7 +138,7 @@ def test_one_graph_per_batch_shape_then_eager(fake_cuda: list[_FakeGraph]) -> No
 
 def test_a_failed_capture_warns_once_and_runs_eagerly(fake_cuda: list[_FakeGraph], monkeypatch: Any) -> None:
     @contextlib.contextmanager
-    def failing(graph: Any, pool: Any = None) -> Iterator[None]:
+    def failing(graph: Any, pool: Any = None, capture_error_mode: str = "global") -> Iterator[None]:
         raise RuntimeError("operation not permitted when stream is capturing")
         yield
 

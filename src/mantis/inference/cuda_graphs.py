@@ -86,7 +86,8 @@ class GraphedForward:
                     self._run(static)
             torch.cuda.current_stream(inputs[0].device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self.pool):
+            # thread_local: the predictor's reading thread page-locks and copies strips while this one captures.
+            with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
                 output = self._run(static)
             self.pool = graph.pool() if self.pool is None else self.pool
         except RuntimeError as exc:
