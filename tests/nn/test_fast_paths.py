@@ -91,6 +91,39 @@ def test_group_norm_bf16_channels_last_gradients_match_float64() -> None:
         torch.testing.assert_close(a.double(), c, atol=1e-2 * float(c.abs().max()), rtol=0)
 
 
+def test_group_norm_keeps_the_autocast_dtype_off_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under autocast on an accelerator the norm runs in the autocast dtype (CUDA's would widen it to float32).
+
+    No accelerator here: the device test is checked on fake CUDA tensors, and the low-precision path itself
+    on CPU tensors by standing in for that decision.
+    """
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from mantis.nn import norm as norm_module
+
+    with FakeTensorMode():
+        cuda_map = torch.empty(2, 8, 4, 4, device="cuda")
+    monkeypatch.setattr(torch, "is_autocast_enabled", lambda device="cuda": device == "cuda")
+    monkeypatch.setattr(torch, "get_autocast_dtype", lambda device: torch.bfloat16)
+    assert norm_module._autocast_dtype(cuda_map) == torch.bfloat16
+    assert norm_module._autocast_dtype(torch.empty(2, 8, 4, 4)) is None  # the CPU keeps its own paths
+    monkeypatch.undo()
+
+    torch.manual_seed(0)
+    gn = GroupNorm(4, 8)
+    nn.init.normal_(gn.weight)
+    nn.init.normal_(gn.bias)
+    x = torch.randn(2, 8, 5, 6, dtype=torch.float64)
+    want = F.group_norm(x, 4, gn.weight.double(), gn.bias.double(), gn.eps)
+    monkeypatch.setattr(norm_module, "_autocast_dtype", lambda t: torch.bfloat16)
+    xin = x.float().requires_grad_()
+    y = gn(xin)
+    assert y.dtype == torch.bfloat16  # not widened
+    torch.testing.assert_close(y.double(), want, rtol=0, atol=0.05)  # bf16 input, weights and output
+    y.float().square().sum().backward()
+    assert xin.grad is not None and gn.weight.grad is not None and gn.weight.grad.dtype == torch.float32
+
+
 def test_sum_over_space_in_chunks_matches_float64() -> None:
     t = torch.rand(2, 512, 8).bfloat16()
     got = _sum_over_space(t)

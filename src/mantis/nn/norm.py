@@ -1,4 +1,5 @@
-"""GroupNorm with a fast backward for channels-last, low-precision inputs with few channels per group."""
+"""GroupNorm with a fast backward for channels-last, low-precision inputs with few channels per group, that keeps
+the autocast dtype on accelerators."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 # PyTorch's channels-last GroupNorm backward is 3-5x slower than this one for bf16 maps with at most
 # 8 channels per group (e.g. 32 channels, 4 groups at 256²) and faster above that (benchmarks/bench_units.py).
@@ -23,9 +25,21 @@ class GroupNorm(nn.GroupNorm):
     applies ``dx = a_c * dy + b_g * x + c_g`` in one pass, and maps of at most 8 channels are normalised by
     :func:`_group_norm_rows`, instead of PyTorch's slow paths for narrow channel axes. Used only where it
     measured faster; otherwise this is ``nn.GroupNorm``.
+
+    Under autocast on a CUDA (or other non-CPU) device the output keeps the autocast dtype: PyTorch lists
+    ``group_norm`` among the ops it runs in float32 there, which leaves every map after a norm (activations,
+    attention, sums) in float32 and is why bf16 gained nothing on the GroupNorm networks on an H100 while the
+    BatchNorm ones gained 1.7x (docs/benchmarks.md). The statistics are still accumulated in float32 inside
+    the kernel; BatchNorm under autocast, and this class on the CPU, already work this way.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        low = _autocast_dtype(x)
+        if low is not None:
+            weight = None if self.weight is None else self.weight.to(low)
+            bias = None if self.bias is None else self.bias.to(low)
+            with torch.autocast(x.device.type, enabled=False):
+                return F.group_norm(x.to(low), self.num_groups, weight, bias, self.eps)
         path = self.path(x)
         if path == "analytic backward":
             return _ChannelsLastGroupNorm.apply(x, self.weight, self.bias, self.num_groups, self.eps)
@@ -54,6 +68,14 @@ class GroupNorm(nn.GroupNorm):
             and not torch.jit.is_scripting()
             and not torch.compiler.is_compiling()
         )
+
+
+def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The autocast dtype where autocast is on for ``x``'s device and that device is not the CPU, else None."""
+    device = x.device.type
+    if device == "cpu" or not torch.is_autocast_enabled(device):
+        return None
+    return torch.get_autocast_dtype(device)
 
 
 class _ChannelsLastGroupNorm(torch.autograd.Function):
