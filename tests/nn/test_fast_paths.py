@@ -91,8 +91,8 @@ def test_group_norm_bf16_channels_last_gradients_match_float64() -> None:
         torch.testing.assert_close(a.double(), c, atol=1e-2 * float(c.abs().max()), rtol=0)
 
 
-def test_group_norm_keeps_the_autocast_dtype_off_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Under autocast on an accelerator the norm runs in the autocast dtype (CUDA's would widen it to float32).
+def test_group_norm_keeps_the_autocast_dtype_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under autocast on CUDA the norm runs in the autocast dtype (CUDA autocast would widen it to float32).
 
     No accelerator here: the device test is checked on fake CUDA tensors, and the low-precision path itself
     on CPU tensors by standing in for that decision.
@@ -108,6 +108,8 @@ def test_group_norm_keeps_the_autocast_dtype_off_the_cpu(monkeypatch: pytest.Mon
     assert norm_module._autocast_dtype(cuda_map) == torch.bfloat16
     assert norm_module._autocast_dtype(torch.empty(2, 8, 4, 4)) is None  # the CPU keeps its own paths
     monkeypatch.undo()
+    meta = torch.empty(2, 8, 4, 4, device="meta")  # no autocast for meta tensors (model summaries use them)
+    assert GroupNorm(4, 8).to("meta")(meta).shape == meta.shape
 
     torch.manual_seed(0)
     gn = GroupNorm(4, 8)

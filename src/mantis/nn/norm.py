@@ -26,7 +26,7 @@ class GroupNorm(nn.GroupNorm):
     :func:`_group_norm_rows`, instead of PyTorch's slow paths for narrow channel axes. Used only where it
     measured faster; otherwise this is ``nn.GroupNorm``.
 
-    Under autocast on a CUDA (or other non-CPU) device the output keeps the autocast dtype: PyTorch lists
+    Under autocast on a CUDA device the output keeps the autocast dtype: PyTorch lists
     ``group_norm`` among the ops it runs in float32 there, which leaves every map after a norm (activations,
     attention, sums) in float32 and is why bf16 gained nothing on the GroupNorm networks on an H100 while the
     BatchNorm ones gained 1.7x (docs/benchmarks.md). The statistics are still accumulated in float32 inside
@@ -71,11 +71,11 @@ class GroupNorm(nn.GroupNorm):
 
 
 def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
-    """The autocast dtype where autocast is on for ``x``'s device and that device is not the CPU, else None."""
-    device = x.device.type
-    if device == "cpu" or not torch.is_autocast_enabled(device):
+    """The autocast dtype where ``x`` is on CUDA and autocast is on there, else None (every other device: meta
+    tensors have no autocast at all, and the CPU keeps its own paths)."""
+    if x.device.type != "cuda" or not torch.is_autocast_enabled("cuda"):
         return None
-    return torch.get_autocast_dtype(device)
+    return torch.get_autocast_dtype("cuda")
 
 
 class _ChannelsLastGroupNorm(torch.autograd.Function):
