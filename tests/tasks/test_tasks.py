@@ -288,3 +288,38 @@ def test_a_nan_loss_stops_training_in_one_line_naming_the_cause(tmp_path: Any) -
         clean.model.head.segm_logits.logits[-1].bias.fill_(float("inf"))
     with pytest.raises(DivergedError, match="training diverged; lower the learning rate"):
         clean.training_step({k: v[None] for k, v in _cd_batches(1)[0].items()}, 0)
+
+
+class _Batches(lightning.LightningDataModule):
+    """Training batches, and validation batches unless ``val`` is empty (``[]``, as the data modules give)."""
+
+    def __init__(self, train: list[dict[str, torch.Tensor]], val: list[dict[str, torch.Tensor]]) -> None:
+        super().__init__()
+        self.train, self.val = train, val
+
+    def train_dataloader(self) -> Any:
+        return DataLoader(self.train, batch_size=1)
+
+    def val_dataloader(self) -> Any:
+        return DataLoader(self.val, batch_size=1) if self.val else []
+
+
+def test_without_a_validation_split_the_rate_is_constant_and_said_once(capsys: pytest.CaptureFixture[str]) -> None:
+    import warnings
+
+    torch.manual_seed(0)
+    data = _cd_batches(2)
+    task = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL), lr=2e-3)
+    trainer = _trainer(max_epochs=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(task, datamodule=_Batches(data, []))
+    assert not [w for w in caught if "ReduceLROnPlateau conditioned on metric" in str(w.message)]
+    assert trainer.lr_scheduler_configs == [] and task.current_lr() == 2e-3
+    said = [line for line in capsys.readouterr().out.splitlines() if "No validation split" in line]
+    assert said == ["No validation split: the learning rate stays at 0.002 (the schedule needs validation)."]
+
+    validated = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL))
+    trainer = _trainer(max_epochs=1, limit_val_batches=1)
+    trainer.fit(validated, datamodule=_Batches(data, data[:1]))
+    assert len(trainer.lr_scheduler_configs) == 1 and trainer.lr_scheduler_configs[0].monitor == validated.monitor

@@ -12,6 +12,7 @@ import lightning
 import torch
 import torch.nn as nn
 from lightning.pytorch.accelerators import CPUAccelerator
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from torchmetrics import MeanMetric
 
 from mantis.data.sampling import epoch_batches_done
@@ -343,7 +344,8 @@ class BaseTask(lightning.LightningModule):
         self.test_results = self._log_scores("test")
 
     def configure_optimizers(self) -> Any:
-        """Adam/AdamW and ReduceLROnPlateau on :attr:`monitor`, once it has moved off its start."""
+        """Adam/AdamW and ReduceLROnPlateau on :attr:`monitor`, once it has moved off its start; without a
+        validation split, Adam/AdamW alone at a constant learning rate (said once)."""
         hp = self.hparams
         cls = torch.optim.Adam if hp["optimizer"] == "adam" else torch.optim.AdamW
         params = list(self.parameters())
@@ -352,6 +354,10 @@ class BaseTask(lightning.LightningModule):
         optimizer = cls(
             params, lr=hp["lr"], betas=tuple(hp["betas"]), weight_decay=hp["weight_decay"], fused=fused or None
         )
+        if not self._validates():
+            # The schedule reads validation scores: without them it is left out (Lightning would warn every epoch).
+            self.print(f"No validation split: the learning rate stays at {hp['lr']:g} (the schedule needs validation).")
+            return optimizer
         scheduler = PlateauAfterProgress(
             optimizer,
             mode=self.monitor_mode,
@@ -362,9 +368,24 @@ class BaseTask(lightning.LightningModule):
         )
         return {
             "optimizer": optimizer,
-            # strict=False: runs without a validation split train on at a constant rate.
+            # strict=False: epochs without validation (check_val_every_n_epoch) keep the rate.
             "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch", "strict": False},
         }
+
+    def _validates(self) -> bool:
+        """Whether the fit this task is attached to has validation batches (True when it cannot tell)."""
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        if trainer.limit_val_batches == 0:
+            return False
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is None:
+            return True
+        if not is_overridden("val_dataloader", datamodule):
+            return False
+        loader = datamodule.val_dataloader()
+        return not (isinstance(loader, list) and not loader)  # the data modules give [] for an empty split
 
     def current_lr(self) -> float:
         """Learning rate of the first parameter group (NaN before the optimiser exists)."""
