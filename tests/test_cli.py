@@ -173,6 +173,30 @@ def test_segmentation_folder_with_fractal_resunet(tmp_path: Path) -> None:
     assert {"f1_class_0", "f1_class_1", "f1_class_2", "mcc_macro"} <= set(record["metrics"])
 
 
+def test_fit_without_a_validation_split_says_so_once_and_nothing_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], recwarn: pytest.WarningsRecorder
+) -> None:
+    data = make_seg_folder(tmp_path / "seg")
+    config = {
+        "run_dir": str(tmp_path / "run"),
+        "trainer": tiny_trainer(max_epochs=2),
+        "model": {
+            "class_path": "mantis.tasks.SegmentationTask",
+            "init_args": {"model": "fractal_resunet", "model_kwargs": dict(TINY_SEG_MODEL)},
+        },
+        "data": {
+            "class_path": "mantis.data.SegmentationDataModule",
+            "init_args": {"root": str(data), "patch_size": 32, "batch_size": 2, "num_classes": 3, "val_fraction": 0},
+        },
+    }
+    assert main(["fit", "--config", str(write_config(tmp_path / "seg.yaml", config))]) == 0
+    out = capsys.readouterr().out
+    assert out.count("No validation split: the learning rate stays at 0.001 and the last weights are kept") == 1
+    noise = ("ReduceLROnPlateau conditioned on metric", "could not find the monitored key", "Total length of `list`")
+    assert not [str(w.message) for w in recwarn if any(n in str(w.message) for n in noise)]
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
 def test_defaults_train_on_the_builtin_scenes_in_bf16(tmp_path: Path) -> None:
     args = ["fit", "--run_dir", str(tmp_path / "run"), "--model.init_args.model_kwargs", json.dumps(TINY_SEG_MODEL)]
     args += ["--data.init_args.patch_size", "32", "--data.init_args.num_train", "4", "--data.init_args.num_val", "2"]

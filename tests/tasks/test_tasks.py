@@ -317,7 +317,10 @@ def test_without_a_validation_split_the_rate_is_constant_and_said_once(capsys: p
     assert not [w for w in caught if "ReduceLROnPlateau conditioned on metric" in str(w.message)]
     assert trainer.lr_scheduler_configs == [] and task.current_lr() == 2e-3
     said = [line for line in capsys.readouterr().out.splitlines() if "No validation split" in line]
-    assert said == ["No validation split: the learning rate stays at 0.002 (the schedule needs validation)."]
+    assert said == [
+        "No validation split: the learning rate stays at 0.002 and the last weights are kept "
+        "(the schedule and the best checkpoint need validation scores)."
+    ]
 
     validated = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL))
     trainer = _trainer(max_epochs=1, limit_val_batches=1)

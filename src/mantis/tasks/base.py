@@ -356,7 +356,10 @@ class BaseTask(lightning.LightningModule):
         )
         if not self._validates():
             # The schedule reads validation scores: without them it is left out (Lightning would warn every epoch).
-            self.print(f"No validation split: the learning rate stays at {hp['lr']:g} (the schedule needs validation).")
+            self.print(
+                f"No validation split: the learning rate stays at {hp['lr']:g} and the last weights are kept "
+                "(the schedule and the best checkpoint need validation scores)."
+            )
             return optimizer
         scheduler = PlateauAfterProgress(
             optimizer,
