@@ -38,3 +38,26 @@ def test_resunet_a_blocks_default_to_batchnorm() -> None:
 def test_a_misspelt_option_is_refused() -> None:
     with pytest.raises(TypeError, match="norm_group"):
         Combine(16, 8, norm_group=2)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("name", ["fractal_resunet", "ceecnet_v1", "fractal_resnet_cd"])
+def test_head_norm_changes_the_head_only_and_defaults_to_norm(name: str) -> None:
+    import torch
+
+    import mantis
+
+    tiny = {"nf": 8, "depth": 2, "psp_depth": 2}
+    head_bn = mantis.create_model(name, head_norm="batch", **tiny)
+    head_norms = {type(m) for m in head_bn.head.modules() if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm))}
+    body_norms = {
+        type(m)
+        for n, m in head_bn.named_modules()
+        if not n.startswith("head") and isinstance(m, (nn.BatchNorm2d, nn.GroupNorm))
+    }
+    assert head_norms == {nn.BatchNorm2d} and body_norms == {GroupNorm}
+    torch.manual_seed(0)
+    default = mantis.create_model(name, **tiny)
+    torch.manual_seed(0)
+    same = mantis.create_model(name, head_norm="group", **tiny)
+    assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), same.state_dict().values()))
+    assert list(default.state_dict()) == list(same.state_dict())  # the spec's default: the same network

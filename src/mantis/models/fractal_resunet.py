@@ -42,6 +42,9 @@ class FracTALResUNet(UNetBase):
         unit: residual unit, ``fractal`` (default), ``ceec_v1`` or ``ceec_v2``.
         grouped_attention: group the q/k/v convolutions of the units' attention by heads (the paper);
             ``False`` is the authors' ``decode`` variant (ungrouped attention, residual blocks still grouped).
+        head_norm: norm of the multitask head (``None``: ``norm``, the paper's). A per-channel norm
+            (``batch``, ``instance``) there lets classes of a few percent be learnt from the first steps, where
+            GroupNorm held them back for 100-300 steps on real imagery (docs/training.md).
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class FracTALResUNet(UNetBase):
         psp_depth: int = 4,
         unit: str = "fractal",
         grouped_attention: bool = True,
+        head_norm: str | None = None,
     ) -> None:
         widths = level_widths(nf, depth)  # first: it refuses a depth below 1
         super().__init__(in_channels, num_classes, spatial_dims, size_multiple(depth, psp_depth, HEAD_PSP_DEPTH, unit))
@@ -68,7 +72,8 @@ class FracTALResUNet(UNetBase):
         self.encoder = Encoder(widths, level_heads(nheads_start, depth), make_unit, **kw)
         self.bridge = PSPPooling(widths[-1], widths[-1], depth=psp_depth, **kw)
         self.decoder = Decoder(widths, level_heads(nheads_start, depth, decoder=True), make_unit, **kw)
-        self.head = ConditionedMultitaskHead(nf, num_classes, psp_depth=HEAD_PSP_DEPTH, **kw)
+        head_kw = kw if head_norm is None else norm_args(head_norm, norm_groups, spatial_dims)
+        self.head = ConditionedMultitaskHead(nf, num_classes, psp_depth=HEAD_PSP_DEPTH, **head_kw)
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> MultitaskOutput:

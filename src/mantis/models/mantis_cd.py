@@ -47,6 +47,7 @@ class MantisChangeDetector(UNetBase):
             ``fusion_combine`` merges): 5 in the authors' code whatever ``attention_depth`` (the units') is.
         grouped_attention: group the q/k/v convolutions of the units' attentions by heads (the fusions
             between the dates keep theirs).
+        head_norm: norm of the multitask head (``None``: ``norm``), as in FracTAL ResUNet.
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class MantisChangeDetector(UNetBase):
         fusion_combine: bool = False,
         fusion_attention_depth: int = FUSION_ATTENTION_DEPTH,
         grouped_attention: bool = True,
+        head_norm: str | None = None,
     ) -> None:
         widths = level_widths(nf, depth)  # first: it refuses a depth below 1
         super().__init__(in_channels, num_classes, spatial_dims, size_multiple(depth, psp_depth, HEAD_PSP_DEPTH, unit))
@@ -88,7 +90,8 @@ class MantisChangeDetector(UNetBase):
             fusion_combine=fusion_combine,
             attention_depth=fusion_attention_depth,
         )
-        self.head = ConditionedMultitaskHead(nf, num_classes, psp_depth=HEAD_PSP_DEPTH, **kw)
+        head_kw = kw if head_norm is None else norm_args(head_norm, norm_groups, spatial_dims)
+        self.head = ConditionedMultitaskHead(nf, num_classes, psp_depth=HEAD_PSP_DEPTH, **head_kw)
         self.act = nn.ReLU()
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> MultitaskOutput:
