@@ -206,6 +206,17 @@ def run_config(task: str, model: str, seed: int, minutes: float, data: Path, run
     }
 
 
+def apply_settings(config: dict, items: Sequence[str]) -> None:
+    """Apply ``--set`` items (``dotted.key=YAML value``) to ``config`` in place, making missing levels."""
+    for item in items:
+        key, value = item.split("=", 1)
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+
+
 def child(config: Path) -> int:
     """Run ``mantis fit`` in this process with the plain U-Nets registered."""
     from benchmarks.plain_unet import register
@@ -225,13 +236,7 @@ def run_one(task: str, model: str, seed: int, args: argparse.Namespace, data: Pa
     run_dir.mkdir(parents=True)
     config = run_dir.parent / f"{run_dir.name}.yaml"
     settings = run_config(task, model, seed, args.minutes, data, run_dir, args.shared)
-    for item in args.set:
-        key, value = item.split("=", 1)
-        *parents, leaf = key.split(".")
-        node = settings
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
+    apply_settings(settings, args.set)
     if args.ema is not None:
         ema = {"class_path": "mantis.tasks.averaging.EMAWeights", "init_args": {"decay": args.ema}}
         settings["trainer"]["callbacks"].append(ema)

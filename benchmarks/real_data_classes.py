@@ -32,7 +32,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from benchmarks.real_data import prepare_spacenet, run_config  # noqa: E402
+from benchmarks.real_data import apply_settings, prepare_spacenet, run_config  # noqa: E402
 
 CLASSES = ["background", "building", "edge"]
 RIM = 2  # pixels of a footprint's rim
@@ -61,13 +61,7 @@ def run(model: str, seed: int, args: argparse.Namespace, data: Path) -> dict:
     config = run_config("seg", model, seed, args.minutes, data, run_dir, args.shared)
     config["trainer"]["callbacks"] = []  # real_data's per-epoch test scores are for two classes
     config["data"]["init_args"].update(num_classes=len(CLASSES), class_names=CLASSES)
-    for item in args.set:
-        key, value = item.split("=", 1)
-        *parents, leaf = key.split(".")
-        node = config
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
+    apply_settings(config, args.set)
     path = args.workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {

@@ -35,13 +35,17 @@ def _child(args: list[str], interpret: bool, **extra_env: str) -> subprocess.Com
     )
 
 
-def test_interpreted_kernels_match_the_reference_form() -> None:
-    """fp32 and bf16, 1D/2D/3D, depths 1-10, ragged tiles, layouts, opcheck (see triton_interpreted_cases.py)."""
-    cases = "tests/nn/triton_interpreted_cases.py"
+def run_interpreted_cases(cases: str) -> None:
+    """Run a cases file with pytest in a child under TRITON_INTERPRET=1; every case must pass, none skip."""
     args = ["-m", "pytest", cases, "-o", "addopts=", "-q", "-p", "no:cacheprovider", "-W", "ignore", "-rs"]
     run = _child(args, interpret=True)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and "skipped" not in run.stdout, run.stdout[-2000:]
+
+
+def test_interpreted_kernels_match_the_reference_form() -> None:
+    """fp32 and bf16, 1D/2D/3D, depths 1-10, ragged tiles, layouts, opcheck (see triton_interpreted_cases.py)."""
+    run_interpreted_cases("tests/nn/triton_interpreted_cases.py")
 
 
 def test_the_kernels_compile_for_sm90_with_the_real_compiler() -> None:

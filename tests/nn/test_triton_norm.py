@@ -14,16 +14,12 @@ pytest.importorskip("triton", reason="Triton is not installed (pip install 'mant
 from mantis.nn import triton_norm  # noqa: E402
 from mantis.nn.units import ResNetV2Block  # noqa: E402
 
-from .test_triton_attention import _child  # noqa: E402
+from .test_triton_attention import _child, run_interpreted_cases  # noqa: E402
 
 
 def test_interpreted_kernels_match_group_norm_then_relu() -> None:
     """fp32 and bf16, 1D/2D/3D, 1 to C groups, ragged tiles, layouts, large means, opcheck (the cases file)."""
-    cases = "tests/nn/triton_norm_interpreted_cases.py"
-    args = ["-m", "pytest", cases, "-o", "addopts=", "-q", "-p", "no:cacheprovider", "-W", "ignore", "-rs"]
-    run = _child(args, interpret=True)
-    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    assert " passed" in run.stdout and "skipped" not in run.stdout, run.stdout[-2000:]
+    run_interpreted_cases("tests/nn/triton_norm_interpreted_cases.py")
 
 
 def test_block_sends_cuda_maps_to_the_fused_op_when_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
