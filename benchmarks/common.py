@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from mantis.runtime import cpu_has_native_bf16
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
 TITLE = (
@@ -55,15 +57,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
-
-
-def cpu_has_native_bf16() -> bool:
-    """True where the CPU advertises AVX512-BF16 or AMX-BF16."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def machine_line() -> str:

@@ -197,7 +197,8 @@ def test_fit_without_a_validation_split_says_so_once_and_nothing_else(
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_defaults_train_on_the_builtin_scenes_in_bf16(tmp_path: Path) -> None:
+def test_defaults_train_on_the_builtin_scenes_in_bf16(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("mantis.runtime.cpu_has_native_bf16", lambda: True)  # as on a CPU with AVX512-BF16
     args = ["fit", "--run_dir", str(tmp_path / "run"), "--model.init_args.model_kwargs", json.dumps(TINY_SEG_MODEL)]
     args += ["--data.init_args.patch_size", "32", "--data.init_args.num_train", "4", "--data.init_args.num_val", "2"]
     args += [f"--trainer.{k}={v}" for k, v in tiny_trainer(limit_train_batches=2, precision="bf16-mixed").items()]
@@ -208,6 +209,30 @@ def test_defaults_train_on_the_builtin_scenes_in_bf16(tmp_path: Path) -> None:
     assert saved["seed_everything"] == 0
     assert saved["trainer"]["precision"] == "bf16-mixed"
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_bf16_on_a_cpu_without_bf16_instructions_trains_in_float32_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], keep: bool
+) -> None:
+    # Emulated bfloat16 ran a FracTAL step 6.6x slower than float32 on such a CPU (mantis.runtime).
+    monkeypatch.setattr("mantis.runtime.cpu_has_native_bf16", lambda: False)
+    if keep:
+        monkeypatch.setenv("MANTIS_CPU_BF16", "1")
+    args = ["fit", "--run_dir", str(tmp_path / "run"), "--model.init_args.model_kwargs", json.dumps(TINY_SEG_MODEL)]
+    args += ["--data.init_args.patch_size", "32", "--data.init_args.num_train", "2", "--data.init_args.num_val", "2"]
+    args += [f"--trainer.{k}={v}" for k, v in tiny_trainer(limit_train_batches=1, precision="bf16-mixed").items()]
+    assert main(args) == 0
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    note = [line for line in capsys.readouterr().err.splitlines() if "bfloat16 instructions" in line]
+    if keep:
+        assert saved["trainer"]["precision"] == "bf16-mixed" and not note
+    else:
+        assert saved["trainer"]["precision"] == "32-true"
+        assert note == [
+            "mantis fit: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), so trainer.precision bf16-mixed "
+            "would run several times slower than float32: training in 32-true (MANTIS_CPU_BF16=1 keeps bfloat16)"
+        ]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])

@@ -50,7 +50,7 @@ from mantis.run_folders import (
     remove_empty_folders,
     run_folder_of,
 )
-from mantis.runtime import keep_freed_memory
+from mantis.runtime import bf16_training_fallback, keep_freed_memory
 from mantis.tasks.checkpoints import AtomicCheckpointIO, StepCheckpoint
 from mantis.tasks.guards import StatusProgressBar
 
@@ -232,7 +232,21 @@ class MantisCLI(LightningCLI):
                 data_args.multitask = info.multitask
             if "colour" in data_args:
                 data_args.colour = info.colour
+        self._use_fast_precision(cfg.trainer)
         self.run_dir = self._resolve_run_dir(cfg, model_name)
+
+    def _use_fast_precision(self, trainer: Any) -> None:
+        """bfloat16 asked for on a CPU that only emulates it (several times slower than float32): float32."""
+        asked = trainer.get("precision")
+        fallback = bf16_training_fallback(asked, trainer.get("accelerator", "auto"))
+        if fallback is not None:
+            trainer.precision = fallback
+            print(
+                f"{PROG} {self.subcommand}: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), so "
+                f"trainer.precision {asked} would run several times slower than float32: training in {fallback} "
+                "(MANTIS_CPU_BF16=1 keeps bfloat16)",
+                file=sys.stderr,
+            )
 
     def _resolve_run_dir(self, cfg: Any, model_name: str | None) -> Path:
         if _is_child_process():

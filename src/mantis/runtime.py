@@ -41,3 +41,32 @@ def keep_freed_memory() -> bool:
         mallopt(_M_TOP_PAD, _TOP_PAD),
     ]
     return all(result == 1 for result in done)
+
+
+BF16_PRECISIONS = ("bf16-mixed", "bf16-true", "bf16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX), as oneDNN reports it."""
+    import torch
+
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def bf16_training_fallback(precision: object, accelerator: object) -> str | None:
+    """``"32-true"`` where a bfloat16 ``precision`` would train on a CPU that only emulates bfloat16, else None.
+
+    Without AVX512-BF16 or AMX every bfloat16 operation is converted in software: a FracTAL training step at
+    demo size took 6.4 s in bf16-mixed against 0.97 s in float32 on such a 2-core CPU (26x the 0.25 s of a CPU
+    with AVX512-BF16). ``MANTIS_CPU_BF16=1`` keeps bfloat16 anyway (e.g. to check numerics).
+    """
+    import torch
+
+    if str(precision) not in BF16_PRECISIONS or os.environ.get("MANTIS_CPU_BF16") == "1":
+        return None
+    if str(accelerator) == "auto":
+        if torch.cuda.is_available() or torch.backends.mps.is_available():
+            return None
+    elif str(accelerator) != "cpu":
+        return None
+    return None if cpu_has_native_bf16() else "32-true"

@@ -12,6 +12,7 @@ import torch
 
 import mantis
 from mantis.inference import (
+    ExportSpec,
     InputError,
     ModelEnsemble,
     export_model,
@@ -144,10 +145,24 @@ def test_exporters_check_every_field_and_refuse_a_difference(tmp_path: Path, exp
     # Both exporters share the example inputs, the fields and the check loop against PyTorch on fresh inputs.
     model = _seg(6)
     meta = ModelMeta("test_pixel_seg", {"in_channels": 3, "num_classes": 3})
-    worst = export(model, meta, tmp_path / "checked", 8, 2)
+    worst = export(model, meta, tmp_path / "checked", ExportSpec(window=8, batch_size=2))
     assert 0.0 <= worst <= 1e-4
     with pytest.raises(InputError, match=r"fixed: output 'segmentation' differs from PyTorch by .* \(> -1\)"):
         export(model, meta, tmp_path / "fixed", window=8, atol=-1.0)
+
+
+@pytest.mark.parametrize("export", [export_onnx, export_program, export_model])
+def test_export_settings_are_one_spec_and_a_misspelt_keyword_is_named(
+    tmp_path: Path, export: Callable[..., object]
+) -> None:
+    # A spec with keywords replacing its fields; a misspelt keyword stops before anything is written.
+    assert ExportSpec.build(ExportSpec(window=8, atol=0.1), batch_size=3, window=[8, 16]) == ExportSpec(
+        window=(8, 16), batch_size=3, atol=0.1
+    )
+    meta = ModelMeta("test_pixel_seg", {"in_channels": 3, "num_classes": 3})
+    with pytest.raises(TypeError, match="unknown export option 'windw'; choose from atol, batch_size, "):
+        export(_seg(0), meta, tmp_path / "out", windw=8)
+    assert not (tmp_path / "out").exists()
 
 
 def test_real_registry_model_from_ckpt(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from mantis.cli import main
+from mantis.inference.errors import InputError
 from mantis.models import create_model
 from tests.data.test_series import waves, write_ts
 
@@ -118,6 +119,30 @@ def test_series_predictions_are_the_networks_on_the_training_length(
         writer.writerows([[label, *s[0], *[""] * (64 - s.shape[1])] for s, label in zip(series, labels)])
     univariate = _refused(["-c", str(series_checkpoint), "-i", str(table)], capsys, tmp_path / "refused")
     assert univariate.endswith(f"{table}: series of 1 dimensions, but the model takes 2")  # the model takes two
+
+
+def test_predict_records_in_python_takes_the_keywords_of_the_other_prediction_functions(
+    series_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mantis.inference.records import predict_records
+
+    series, labels = waves(4, seed=7)
+    file = write_ts(tmp_path / "new.ts", series, labels)
+    assert main(["predict", "-c", str(series_checkpoint), "-i", str(file), "-o", str(tmp_path / "cli")]) == 0
+    written = predict_records(series_checkpoint, file, tmp_path / "py", batch_size=3, progress=False)
+    assert written == [{"predictions": tmp_path / "py" / "new_predictions.csv"}]
+    (header, rows), (cli_header, cli_rows) = (
+        _read_csv(written[0]["predictions"]),
+        _read_csv(tmp_path / "cli" / "new_predictions.csv"),
+    )
+    assert header == cli_header and [r[:2] for r in rows] == [r[:2] for r in cli_rows]  # other batches: rounding only
+    np.testing.assert_allclose(np.array(rows)[:, 2:].astype(float), np.array(cli_rows)[:, 2:].astype(float), atol=1e-6)
+    with pytest.raises(InputError, match="already exists"):
+        predict_records(series_checkpoint, file, tmp_path / "py", progress=False)
+    predict_records(series_checkpoint, file, tmp_path / "py", overwrite=True, progress=False)
+    with pytest.raises(TypeError, match="unknown prediction option 'batchsize'"):
+        predict_records(series_checkpoint, file, tmp_path / "typo", batchsize=3)
+    assert not (tmp_path / "typo").exists()
 
 
 def test_series_length_policies_are_those_of_training(

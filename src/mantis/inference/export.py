@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import torch
@@ -21,6 +23,50 @@ from mantis.inference.outputs import output_fields
 FORMATS = ("safetensors", "onnx", "pt2")
 ONNX_FILE = "model.onnx"
 PT2_FILE = "model.pt2"
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """The shape of an exported graph and how closely it must match PyTorch.
+
+    Args:
+        window: input window, an int for every spatial axis or one per axis.
+        batch_size: batch of the graph (with ``dynamic_batch``: the traced one, at least 2).
+        dynamic_batch: let the batch dimension vary.
+        opset: ONNX opset (default: the exporter's); ``torch.export`` ignores it.
+        atol: largest absolute difference from PyTorch accepted on fresh inputs.
+    """
+
+    window: int | tuple[int, ...] = 256
+    batch_size: int = 1
+    dynamic_batch: bool = False
+    opset: int | None = None
+    atol: float = 1e-4
+
+    @classmethod
+    def build(cls, spec: ExportSpec | None = None, **changes: Any) -> ExportSpec:
+        """``spec`` (default: the defaults) with the fields given as keywords replaced.
+
+        Raises:
+            TypeError: a keyword that is not a field, named in the message.
+        """
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(changes) - fields)
+        if unknown:
+            raise TypeError(f"unknown export option {unknown[0]!r}; choose from {', '.join(sorted(fields))}")
+        if isinstance(changes.get("window"), Sequence):
+            changes["window"] = tuple(changes["window"])
+        return dataclasses.replace(spec if spec is not None else cls(), **changes)
+
+
+class ExportArgs(TypedDict, total=False):
+    """The fields of :class:`ExportSpec` as keywords of the export functions."""
+
+    window: int | Sequence[int]
+    batch_size: int
+    dynamic_batch: bool
+    opset: int | None
+    atol: float
 
 
 class TupleOutput(nn.Module):
@@ -91,11 +137,11 @@ def _check_inputs(inputs: tuple[torch.Tensor, ...], dynamic_batch: bool) -> list
 
 
 def _prepare(
-    model: nn.Module, meta: ModelMeta, window: int | Sequence[int], batch_size: int, dynamic_batch: bool
+    model: nn.Module, meta: ModelMeta, spec: ExportSpec
 ) -> tuple[tuple[torch.Tensor, ...], list[str], TupleOutput]:
     """What both exporters start from: the example inputs, the model's output fields and the tuple wrapper."""
     # torch.export fixes a dimension of size 1, so a dynamic batch is traced with two
-    inputs = example_inputs(meta, window, max(batch_size, 2) if dynamic_batch else batch_size)
+    inputs = example_inputs(meta, spec.window, max(spec.batch_size, 2) if spec.dynamic_batch else spec.batch_size)
     fields, _ = _fields(model, inputs)
     return inputs, fields, TupleOutput(model, fields).eval()
 
@@ -105,8 +151,7 @@ def _check_against_pytorch(
     inputs: tuple[torch.Tensor, ...],
     run: Callable[[tuple[torch.Tensor, ...]], Sequence[np.ndarray]],
     path: str | os.PathLike[str],
-    dynamic_batch: bool,
-    atol: float,
+    spec: ExportSpec,
 ) -> float:
     """Runs the export (``run(check_inputs) -> outputs``) and the model on fresh inputs; the worst difference.
 
@@ -114,9 +159,9 @@ def _check_against_pytorch(
         InputError: an output differs from PyTorch by more than ``atol``.
     """
     worst = 0.0
-    for check in _check_inputs(inputs, dynamic_batch):
+    for check in _check_inputs(inputs, spec.dynamic_batch):
         _, want = _fields(model, check)
-        worst = max(worst, _compare(str(path), run(check), want, atol))
+        worst = max(worst, _compare(str(path), run(check), want, spec.atol))
     return worst
 
 
@@ -124,16 +169,14 @@ def export_onnx(
     model: nn.Module,
     meta: ModelMeta,
     path: str | os.PathLike[str],
-    window: int | Sequence[int] = 256,
-    batch_size: int = 1,
-    dynamic_batch: bool = False,
-    opset: int | None = None,
-    atol: float = 1e-4,
+    spec: ExportSpec | None = None,
+    **changes: Unpack[ExportArgs],
 ) -> float:
     """Write an ONNX graph and check it with onnxruntime against PyTorch on random inputs.
 
     Inputs are named ``x`` (or ``x1``, ``x2``), shape N x C x W (N = ``batch_size`` unless ``dynamic_batch``);
-    outputs are named after the model's fields (``segmentation``, ``boundary``...).
+    outputs are named after the model's fields (``segmentation``, ``boundary``...). ``spec`` (default:
+    :class:`ExportSpec`'s defaults) with the fields given as keywords (``window=512``...) replaced sets the shape.
 
     Returns:
         The largest absolute difference between onnxruntime and PyTorch.
@@ -143,8 +186,9 @@ def export_onnx(
     """
     import onnxruntime as ort
 
+    spec = ExportSpec.build(spec, **changes)
     model = model.eval()
-    inputs, fields, wrapped = _prepare(model, meta, window, batch_size, dynamic_batch)
+    inputs, fields, wrapped = _prepare(model, meta, spec)
     names = _input_names(len(inputs))
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its steps on stdout
@@ -155,8 +199,8 @@ def export_onnx(
                 dynamo=True,
                 input_names=names,
                 output_names=fields,
-                dynamic_shapes=_dynamic_shapes(inputs, dynamic_batch),
-                opset_version=opset,
+                dynamic_shapes=_dynamic_shapes(inputs, spec.dynamic_batch),
+                opset_version=spec.opset,
                 external_data=False,
                 verbose=False,
             )
@@ -167,17 +211,15 @@ def export_onnx(
     def run(check: tuple[torch.Tensor, ...]) -> Sequence[np.ndarray]:
         return session.run(None, {n: t.numpy() for n, t in zip(names, check)})
 
-    return _check_against_pytorch(model, inputs, run, path, dynamic_batch, atol)
+    return _check_against_pytorch(model, inputs, run, path, spec)
 
 
 def export_program(
     model: nn.Module,
     meta: ModelMeta,
     path: str | os.PathLike[str],
-    window: int | Sequence[int] = 256,
-    batch_size: int = 1,
-    dynamic_batch: bool = False,
-    atol: float = 1e-4,
+    spec: ExportSpec | None = None,
+    **changes: Unpack[ExportArgs],
 ) -> float:
     """Write a ``torch.export`` program (.pt2) returning a tuple of the output fields, and check it.
 
@@ -187,10 +229,11 @@ def export_program(
     Returns:
         The largest absolute difference between the reloaded program and the model.
     """
+    spec = ExportSpec.build(spec, **changes)
     model = model.eval()
-    inputs, fields, wrapped = _prepare(model, meta, window, batch_size, dynamic_batch)
+    inputs, fields, wrapped = _prepare(model, meta, spec)
     try:
-        program = torch.export.export(wrapped, inputs, dynamic_shapes=_dynamic_shapes(inputs, dynamic_batch))
+        program = torch.export.export(wrapped, inputs, dynamic_shapes=_dynamic_shapes(inputs, spec.dynamic_batch))
         extra = {"fields.json": json.dumps(fields), "config.json": json.dumps(meta.to_config())}
         torch.export.save(program, str(path), extra_files=extra)
     except Exception as error:
@@ -201,7 +244,7 @@ def export_program(
         with torch.inference_mode():
             return [t.numpy() for t in loaded(*check)]
 
-    return _check_against_pytorch(model, inputs, run, path, dynamic_batch, atol)
+    return _check_against_pytorch(model, inputs, run, path, spec)
 
 
 def _first_line(error: BaseException) -> str:
@@ -215,12 +258,11 @@ def export_model(
     meta: ModelMeta,
     directory: str | os.PathLike[str],
     formats: Sequence[str] = FORMATS,
-    window: int | Sequence[int] = 256,
-    batch_size: int = 1,
-    dynamic_batch: bool = False,
-    opset: int | None = None,
+    spec: ExportSpec | None = None,
+    **changes: Unpack[ExportArgs],
 ) -> dict[str, Path]:
-    """Export ``model`` into ``directory`` in each of ``formats`` (safetensors always writes config.json).
+    """Export ``model`` into ``directory`` in each of ``formats`` (safetensors always writes config.json);
+    ``spec`` and the keywords as for :func:`export_onnx`.
 
     Returns:
         Format -> file written (``safetensors`` -> the weights file; the directory loads with
@@ -229,15 +271,16 @@ def export_model(
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise InputError(f"unknown export format {unknown!r}; choose from {', '.join(FORMATS)}")
+    spec = ExportSpec.build(spec, **changes)
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     if "safetensors" in formats:
         written["safetensors"] = save_pretrained(model, meta, out) / "model.safetensors"
     if "onnx" in formats:
-        export_onnx(model, meta, out / ONNX_FILE, window, batch_size, dynamic_batch, opset)
+        export_onnx(model, meta, out / ONNX_FILE, spec)
         written["onnx"] = out / ONNX_FILE
     if "pt2" in formats:
-        export_program(model, meta, out / PT2_FILE, window, batch_size, dynamic_batch)
+        export_program(model, meta, out / PT2_FILE, spec)
         written["pt2"] = out / PT2_FILE
     return written

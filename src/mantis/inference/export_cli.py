@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mantis export``; returns the exit status (2 and one line on stderr for bad input)."""
     from mantis.commands import run_command
     from mantis.inference.checkpoint import load_model
-    from mantis.inference.export import export_model
+    from mantis.inference.export import ExportSpec, export_model
 
     parser = build_parser()
 
@@ -45,9 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
         window = args.window[0] if len(args.window) == 1 else tuple(args.window)
         model, meta = load_model(args.checkpoint)
-        written = export_model(
-            model, meta, args.output, args.formats, window, args.batch_size, args.dynamic_batch, args.opset
-        )
+        spec = ExportSpec(window, args.batch_size, args.dynamic_batch, args.opset)
+        written = export_model(model, meta, args.output, args.formats, spec)
         for fmt, path in written.items():
             print(f"wrote {path} ({fmt})")
         return 0

@@ -244,12 +244,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     device = _device(args.device)
     if args.cuda_graphs and not device.startswith("cuda"):
         raise InputError(f"--cuda-graphs needs a CUDA device; this run is on {device} (--device cuda)")
-    if is_record_input(inputs[0]):  # series and table rows for whole-sample checkpoints: mantis.inference.records
-        return predict_records_cli(inputs, args, device)
     window = WindowSpec.from_mapping(
         {**vars(args), "window": _window(args.window, "window"), "stride": _window(args.stride, "stride")}
     )
     options = PredictOptions.from_args(args, window, vector, device)
+    if is_record_input(inputs[0]):  # series and table rows for whole-sample checkpoints: mantis.inference.records
+        return predict_records_cli(inputs, args, options)
     if args.devices != 1 or args.num_nodes != 1 or launched_by_torchrun():
         return _on_ranks(args, inputs, all(folders), options)
     model, meta = load_models(args.checkpoint, device)

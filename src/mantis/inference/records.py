@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from torch import nn
 
 from mantis.inference.checkpoint import ModelMeta, _build, _load_state, _model_state, read_checkpoint
 from mantis.inference.errors import InputError
+from mantis.inference.options import PredictArgs, PredictOptions
 from mantis.inference.raster import AtomicFiles
 from mantis.inference.series_inputs import SERIES_SUFFIXES, read_series_inputs
 from mantis.inference.sliding import _progress, autocast_context
@@ -235,13 +236,7 @@ def predict_records(
     checkpoint: PathLike | RecordModel | Sequence[PathLike | RecordModel],
     inputs: PathLike | Sequence[PathLike],
     output_dir: PathLike,
-    *,
-    device: torch.device | str = "cpu",
-    batch_size: int = 64,
-    precision: str = "fp32",
-    overwrite: bool = False,
-    skip_existing: bool = False,
-    progress: bool = True,
+    **options: Unpack[PredictArgs],
 ) -> list[dict[str, Path]]:
     """Predict every series or table row of ``inputs`` with a whole-sample checkpoint; one CSV per input file.
 
@@ -251,12 +246,10 @@ def predict_records(
             probabilities (or regression values) are averaged, each member preparing the inputs its own way.
         inputs: files (``.ts``/``.csv`` series, ``.csv``/``.parquet``/``.pq`` tables) or folders of them.
         output_dir: where ``<input stem>_predictions.csv`` go (created if needed).
-        device: where the network runs.
-        batch_size: series or rows per network call.
-        precision: ``fp32``, or ``bf16`` autocast where supported.
-        overwrite: replace existing outputs instead of refusing.
-        skip_existing: leave out inputs whose output exists.
-        progress: show a progress bar per file.
+        options: the keywords of the other prediction functions (:class:`~mantis.inference.options.PredictArgs`);
+            those that apply to whole samples: ``device`` (default CPU), ``batch_size`` (series or rows per
+            network call), ``precision`` (``fp32``, or ``bf16`` autocast where supported), ``overwrite``,
+            ``skip_existing`` (leave out inputs whose output exists) and ``progress`` (a bar per file).
 
     Returns:
         For each file predicted, ``{"predictions": path written}``.
@@ -264,24 +257,25 @@ def predict_records(
     Raises:
         InputError: before any file is written, one line naming the file and the problem.
     """
-    if batch_size < 1:
-        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    opts = PredictOptions.build(**options)
+    device = opts.device or "cpu"
     sources = [checkpoint] if isinstance(checkpoint, (str, os.PathLike, RecordModel)) else list(checkpoint)
     if not sources:
         raise InputError("no checkpoint given")
     models = [s if isinstance(s, RecordModel) else load_record_model(s, device) for s in sources]
     _agree(models)
     paths = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]
-    jobs = _plan(paths, Path(output_dir), overwrite, skip_existing)
+    jobs = _plan(paths, Path(output_dir), opts.output.overwrite, opts.output.skip_existing)
     # every file checked by every member before the first prediction
     prepared = [[_inputs(model, path) for model in models] for path, _ in jobs]
     written = []
     unit = "series" if models[0].kind == "series" else "rows"
     for (path, out), inputs_of in zip(jobs, prepared):
         ids = inputs_of[0][0]
-        bar = _progress(len(ids) * len(models), progress, unit, desc=path.name)
+        bar = _progress(len(ids) * len(models), opts.progress, unit, desc=path.name)
         try:
-            values = np.mean([_outputs(m, x, batch_size, precision, bar) for m, (_, x) in zip(models, inputs_of)], 0)
+            batch, precision = opts.window.batch_size, opts.window.precision
+            values = np.mean([_outputs(m, x, batch, precision, bar) for m, (_, x) in zip(models, inputs_of)], 0)
         finally:
             if bar is not None:
                 bar.close()
@@ -290,7 +284,7 @@ def predict_records(
     return written
 
 
-def predict_records_cli(inputs: Sequence[Path], args: Any, device: str) -> list[dict[str, Path]]:
+def predict_records_cli(inputs: Sequence[Path], args: Any, options: PredictOptions) -> list[dict[str, Path]]:
     """``mantis predict`` on series or table files (or a folder of them): the options that apply to them."""
     refused = [
         ("--vector", bool(getattr(args, "vector", None))),
@@ -306,14 +300,4 @@ def predict_records_cli(inputs: Sequence[Path], args: Any, device: str) -> list[
             raise InputError(f"{inputs[0]}: {flag} does not apply to series and table rows")
     if len(inputs) != 1:
         raise InputError(f"{inputs[-1]}: series and tables are predicted from one file or folder")
-    return predict_records(
-        args.checkpoint,
-        inputs,
-        args.output,
-        device=device,
-        batch_size=args.batch_size,
-        precision=args.precision,
-        overwrite=args.overwrite,
-        skip_existing=args.skip_existing,
-        progress=not args.no_progress,
-    )
+    return predict_records(args.checkpoint, inputs, args.output, **options.keywords())

@@ -18,6 +18,7 @@ from mantis.inference.spec import Precision, Size, WindowSpec
 from mantis.inference.tiling import blend_weights, padded_extent, reflect_indices, window_starts
 from mantis.inference.tta import SpatialTransform, d4_transforms
 from mantis.nn.layout import channels_last
+from mantis.runtime import cpu_has_native_bf16
 
 Inputs = tuple[torch.Tensor, ...]
 
@@ -27,7 +28,7 @@ def bf16_supported(device: torch.device) -> bool:
     if device.type == "cuda":
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     if device.type == "cpu":
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return cpu_has_native_bf16()
     return False
 
 
