@@ -50,3 +50,39 @@ def test_freed_maps_are_reused_without_new_page_faults() -> None:
 def test_the_user_can_switch_it_off() -> None:
     assert _probe("keep", MANTIS_KEEP_MEMORY="0")[0] == "False"
     assert _probe("keep", MALLOC_ARENA_MAX="2")[0] == "False"  # the user's own malloc settings win
+
+
+@pytest.mark.parametrize(
+    ("precision", "accelerator", "cuda", "native", "keep", "expected"),
+    [
+        ("bf16-mixed", "cpu", False, False, False, "32-true"),
+        ("bf16-true", "auto", False, False, False, "32-true"),
+        ("bf16", "cpu", False, False, False, "32-true"),
+        ("bf16-mixed", "auto", True, False, False, None),  # the GPU runs it
+        ("bf16-mixed", "gpu", False, False, False, None),
+        ("bf16-mixed", "cpu", False, True, False, None),  # AVX512-BF16 or AMX
+        ("bf16-mixed", "cpu", False, False, True, None),  # MANTIS_CPU_BF16=1
+        ("32-true", "cpu", False, False, False, None),
+        ("16-mixed", "cpu", False, False, False, None),
+    ],
+)
+def test_bf16_training_falls_back_to_float32_only_on_a_cpu_that_emulates_it(
+    monkeypatch: pytest.MonkeyPatch,
+    precision: str,
+    accelerator: str,
+    cuda: bool,
+    native: bool,
+    keep: bool,
+    expected: str | None,
+) -> None:
+    import torch
+
+    from mantis import runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.delenv("MANTIS_CPU_BF16", raising=False)
+    if keep:
+        monkeypatch.setenv("MANTIS_CPU_BF16", "1")
+    assert runtime.bf16_training_fallback(precision, accelerator) == expected
