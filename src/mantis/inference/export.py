@@ -43,6 +43,11 @@ class ExportSpec:
     opset: int | None = None
     atol: float = 1e-4
 
+    def __post_init__(self) -> None:
+        if isinstance(self.window, Sequence):  # lists from the CLI or configs: one side, or a hashable tuple
+            window = tuple(int(w) for w in self.window)
+            object.__setattr__(self, "window", window[0] if len(window) == 1 else window)
+
     @classmethod
     def build(cls, spec: ExportSpec | None = None, **changes: Any) -> ExportSpec:
         """``spec`` (default: the defaults) with the fields given as keywords replaced.
@@ -54,8 +59,6 @@ class ExportSpec:
         unknown = sorted(set(changes) - fields)
         if unknown:
             raise TypeError(f"unknown export option {unknown[0]!r}; choose from {', '.join(sorted(fields))}")
-        if isinstance(changes.get("window"), Sequence):
-            changes["window"] = tuple(changes["window"])
         return dataclasses.replace(spec if spec is not None else cls(), **changes)
 
 

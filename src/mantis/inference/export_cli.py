@@ -43,9 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-        window = args.window[0] if len(args.window) == 1 else tuple(args.window)
         model, meta = load_model(args.checkpoint)
-        spec = ExportSpec(window, args.batch_size, args.dynamic_batch, args.opset)
+        spec = ExportSpec(args.window, args.batch_size, args.dynamic_batch, args.opset)
         written = export_model(model, meta, args.output, args.formats, spec)
         for fmt, path in written.items():
             print(f"wrote {path} ({fmt})")

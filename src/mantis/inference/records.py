@@ -270,11 +270,11 @@ def predict_records(
     prepared = [[_inputs(model, path) for model in models] for path, _ in jobs]
     written = []
     unit = "series" if models[0].kind == "series" else "rows"
+    batch, precision = opts.window.batch_size, opts.window.precision
     for (path, out), inputs_of in zip(jobs, prepared):
         ids = inputs_of[0][0]
         bar = _progress(len(ids) * len(models), opts.progress, unit, desc=path.name)
         try:
-            batch, precision = opts.window.batch_size, opts.window.precision
             values = np.mean([_outputs(m, x, batch, precision, bar) for m, (_, x) in zip(models, inputs_of)], 0)
         finally:
             if bar is not None:
