@@ -1,13 +1,15 @@
 """Seconds per training step at demo size, this checkout against a baseline commit, measured in the same run.
 
-    .venv/bin/python benchmarks/demo_steps.py --baseline REF [--models ...] [--bands 3 1] [--write-docs]
+    .venv/bin/python benchmarks/demo_steps.py --baseline REF [--models ...] [--bands 3 1] [--precision 32]
+                                              [--write-docs]
 
 The step is what ``mantis fit`` does on the real-data check (``benchmarks/real_data.py``): the task's
-``compute_loss`` (multitask loss), backward and Adam, nf 16, depth 4, 128² windows, batch 8, bf16 autocast,
-channels-last, in a fresh process per (checkout, model, bands), the checkouts interleaved. Both processes
-start through ``mantis.runtime`` only if the checkout has it (so the baseline runs as it would have).
-Each cell: median seconds per step over ``--steps`` steps after two warm-up steps; the ratio is
-baseline / this checkout (above 1: this checkout is faster).
+``compute_loss`` (multitask loss), backward and Adam, nf 16, depth 4, 128² windows, batch 8, bf16 autocast
+(``--precision 32``: float32, what ``mantis fit`` trains in on a CPU without native bf16), channels-last, in a
+fresh process per (checkout, model, bands), the checkouts interleaved. Both processes start through
+``mantis.runtime`` only if the checkout has it (so the baseline runs as it would have). Each cell: median seconds
+per step over ``--steps`` steps after two warm-up steps; the ratio is baseline / this checkout (above 1: this
+checkout is faster).
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from benchmarks.common import machine_line, write_section  # noqa: E402
 
 MODELS = ["fractal_resunet", "fractal_resnet_cd", "ceecnet_v1", "ceecnet_v2"]
 SECTION = "Training step at demo size"
+SECTION_FP32 = "Training step at demo size in float32"
 
 _CHILD = """
 import json, sys, time, statistics, torch
-model, bands, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+import contextlib
+model, bands, steps, precision = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 try:
     from mantis.runtime import keep_freed_memory
     keep_freed_memory()
@@ -55,7 +59,7 @@ optimizer = torch.optim.Adam(task.parameters(), lr=1e-3)
 times = []
 for i in range(steps + 2):
     start = time.perf_counter()
-    with torch.autocast("cpu", torch.bfloat16):
+    with torch.autocast("cpu", torch.bfloat16) if precision == "bf16" else contextlib.nullcontext():
         loss = task.compute_loss(batch)[0]
     optimizer.zero_grad()
     loss.backward()
@@ -73,11 +77,11 @@ def _worktree(ref: str) -> Path:
     return folder
 
 
-def _step_seconds(root: Path, model: str, bands: int, steps: int, threads: int) -> float:
+def _step_seconds(root: Path, model: str, bands: int, steps: int, threads: int, precision: str) -> float:
     env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": str(threads)}
     env = {k: v for k, v in env.items() if not k.startswith("MALLOC_")}
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD, model, str(bands), str(steps)],
+        [sys.executable, "-c", _CHILD, model, str(bands), str(steps), precision],
         env=env,
         cwd=root,
         capture_output=True,
@@ -96,6 +100,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=2, help="interleaved runs of each checkout")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=["bf16", "32"], default="bf16")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     base = _worktree(args.baseline)
@@ -111,8 +116,8 @@ def main() -> None:
                     continue
                 old, new = [], []
                 for _ in range(args.repeats):
-                    old.append(_step_seconds(base, model, bands, args.steps, args.threads))
-                    new.append(_step_seconds(ROOT, model, bands, args.steps, args.threads))
+                    old.append(_step_seconds(base, model, bands, args.steps, args.threads, args.precision))
+                    new.append(_step_seconds(ROOT, model, bands, args.steps, args.threads, args.precision))
                 o, n = statistics.median(old), statistics.median(new)
                 rows.append(f"| {model} | {bands} | {o:.3f} | {n:.3f} | {o / n:.2f} |")
                 print(rows[-1], flush=True)
@@ -121,9 +126,11 @@ def main() -> None:
     text = "\n".join(
         [
             f"Seconds per training step (multitask loss, backward, Adam) at demo size (nf 16, depth 4), 128² windows, "
-            f"batch 8, bf16, channels-last: baseline commit `{label}` against this checkout, in the same run.",
+            f"batch 8, {'bf16' if args.precision == 'bf16' else 'float32'}, channels-last: baseline commit `{label}` "
+            "against this checkout, in the same run.",
             "",
-            f"- Command: `python benchmarks/demo_steps.py --baseline {label}`",
+            f"- Command: `python benchmarks/demo_steps.py --baseline {label}"
+            + ("`" if args.precision == "bf16" else " --precision 32`"),
             f"- {machine_line()} {args.threads} threads; median of {args.steps} steps, {args.repeats} interleaved "
             "processes per checkout.",
             "",
@@ -134,7 +141,7 @@ def main() -> None:
     )
     print(text)
     if args.write_docs:
-        write_section(SECTION, text)
+        write_section(SECTION if args.precision == "bf16" else SECTION_FP32, text)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,6 @@ LEVIR_TRAIN = [
 LEVIR_VAL = ["val_27_0000_0256.png"]
 LEVIR_TEST = ["test_121_0768_0256.png", "test_55_0256_0000.png"]
 DEMO_SIZE = {"nf": 16, "depth": 4, "psp_depth": 3}
-PLAIN_SIZE = {"nf": 16, "depth": 4}
 MODELS = {
     "cd": ["fractal_resnet_cd", "ceecnet_v1", "ceecnet_v2", "plain_unet_cd"],
     "seg": ["fractal_resunet", "plain_unet"],
@@ -157,7 +156,7 @@ def prepare_levir(shared: Path, workdir: Path) -> Path:
 
 def run_config(task: str, model: str, seed: int, minutes: float, data: Path, run_dir: Path, shared: Path) -> dict:
     """The CLI config of one run: the task's defaults, demo-size network, 128² windows, batch 8, bf16."""
-    kwargs = PLAIN_SIZE if model.startswith("plain_unet") else DEMO_SIZE
+    kwargs = demo_size(model)
     trainer = {
         "accelerator": "cpu",
         "devices": 1,
@@ -215,6 +214,16 @@ def apply_settings(config: dict, items: Sequence[str]) -> None:
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
+
+
+def demo_size(model: str) -> dict[str, int]:
+    """The demo size as ``model`` takes it: the settings its constructor accepts (the plain U-Nets have no PSP)."""
+    from benchmarks.plain_unet import register
+    from mantis.models.registry import model_info
+
+    register()
+    accepted = model_info(model).arguments
+    return {k: v for k, v in DEMO_SIZE.items() if accepted is None or k in accepted}
 
 
 def child(config: Path) -> int:

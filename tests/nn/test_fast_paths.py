@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mantis.nn import grouped
 from mantis.nn.attention import attend
 from mantis.nn.grouped import Conv2d, _block_diagonal
 from mantis.nn.norm import GroupNorm, _ChannelsLastGroupNorm, _group_norm_rows, _sum_over_space
@@ -39,11 +40,15 @@ def test_channels_last_group_norm_equals_native_in_float64(shape: tuple[int, ...
     assert torch.autograd.gradcheck(lambda *t: _ChannelsLastGroupNorm.apply(*t, 2, 1e-5), args)
 
 
-def test_group_norm_takes_the_fast_paths_only_for_narrow_bf16_channels_last_maps() -> None:
+def test_group_norm_takes_the_fast_paths_only_for_narrow_channels_last_maps() -> None:
     norm = GroupNorm(4, 32)
     cl = torch.randn(2, 32, 8, 8).contiguous(memory_format=torch.channels_last)
     assert norm.path(cl.bfloat16()) == "analytic backward"
-    assert norm.path(cl) == "native"  # float32: PyTorch's kernel is as fast
+    assert norm.path(cl) == "native"  # float32, 8 per group: PyTorch's kernel is faster
+    narrow32 = torch.randn(2, 16, 8, 8).contiguous(memory_format=torch.channels_last)
+    assert GroupNorm(4, 16).path(narrow32) == "analytic backward"  # float32, 4 per group
+    assert GroupNorm(4, 16).path(narrow32.contiguous()) == "native"
+    assert GroupNorm(4, 16).path(narrow32.double()) == "native"  # float64: never measured, plain path
     assert norm.path(torch.randn(2, 32, 8, 8).bfloat16()) == "native"  # contiguous
     assert GroupNorm(4, 64).path(torch.randn(2, 64, 8, 8).bfloat16()) == "native"  # 16 per group
     narrow = GroupNorm(4, 8)
@@ -51,6 +56,35 @@ def test_group_norm_takes_the_fast_paths_only_for_narrow_bf16_channels_last_maps
     with torch.no_grad():
         assert norm.path(cl.bfloat16()) == "native"  # 32 channels: PyTorch's forward is as fast
         assert narrow.path(narrow_cl) == "rows"
+        assert narrow.path(narrow_cl.float()) == "native"  # float32: own forward only up to 4 channels
+        four = torch.randn(2, 4, 8, 8).contiguous(memory_format=torch.channels_last)
+        assert GroupNorm(4, 4).path(four) == "rows"
+
+
+def test_group_norm_float32_channels_last_gradients_match_float64() -> None:
+    """The float32 fast path (4 channels per group, channels-last) against PyTorch's GroupNorm in float64."""
+    g = torch.Generator().manual_seed(1)
+    for channels in (4, 16):
+        norm = GroupNorm(4, channels)
+        with torch.no_grad():
+            norm.weight.copy_(torch.rand(channels, generator=g) + 0.5)
+            norm.bias.copy_(torch.randn(channels, generator=g))
+        x = (2 * torch.randn(2, channels, 16, 16, generator=g) + 1).contiguous(memory_format=torch.channels_last)
+        x.requires_grad_()
+        up = torch.randn(x.shape, generator=g).contiguous(memory_format=torch.channels_last)
+        assert norm.path(x) == "analytic backward"
+        y = norm(x)
+        (y * up).sum().backward()
+        ref = nn.GroupNorm(4, channels).double()
+        ref.load_state_dict(norm.state_dict())
+        x64 = x.detach().double().requires_grad_()
+        y64 = ref(x64)
+        (y64 * up.double()).sum().backward()
+        assert y.dtype == torch.float32 and y.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(y.double(), y64, atol=1e-5, rtol=0)
+        torch.testing.assert_close(x.grad.double(), x64.grad, atol=1e-4, rtol=0)
+        torch.testing.assert_close(norm.weight.grad.double(), ref.weight.grad, atol=1e-3, rtol=1e-5)
+        torch.testing.assert_close(norm.bias.grad.double(), ref.bias.grad, atol=1e-3, rtol=1e-5)
 
 
 @pytest.mark.parametrize("channels, groups", [(8, 4), (8, 2), (4, 4)])
@@ -150,12 +184,20 @@ def test_block_diagonal_groups_equal_the_grouped_convolution(cin: int, cout: int
         torch.testing.assert_close(a, c)
 
 
-def test_conv2d_merges_narrow_groups_only_in_bf16_channels_last() -> None:
+def test_conv2d_merges_narrow_groups_only_in_channels_last_where_measured(monkeypatch: pytest.MonkeyPatch) -> None:
     conv = Conv2d(32, 32, 3, padding=1, groups=8)
     assert set(conv.state_dict()) == set(nn.Conv2d(32, 32, 3, groups=8).state_dict())
     cl = torch.randn(1, 32, 16, 16).contiguous(memory_format=torch.channels_last)
     assert conv._merge_factor(cl.bfloat16()) == 2  # 4 channels per group -> groups of 8
+    # float32: merged only on a CPU without native bf16 (AVX2), where it was measured faster
+    monkeypatch.setattr(grouped, "_merge_in_float32", lambda: False)
     assert conv._merge_factor(cl) == 1
+    monkeypatch.setattr(grouped, "_merge_in_float32", lambda: True)
+    assert conv._merge_factor(cl) == 2
+    assert conv._merge_factor(cl.contiguous()) == 1
+    assert conv._merge_factor(cl.double()) == 1
+    want32 = F.conv2d(cl.double(), conv.weight.double(), conv.bias.double(), padding=1, groups=8)
+    torch.testing.assert_close(conv(cl).double(), want32, atol=1e-5, rtol=0)
     assert conv._merge_factor(torch.randn(1, 32, 16, 16).bfloat16()) == 1
     assert Conv2d(32, 32, 3, groups=4)._merge_factor(cl.bfloat16()) == 1  # already 8 per group
     assert Conv2d(32, 16, 3, groups=8)._merge_factor(cl.bfloat16()) == 4  # 4 in, 2 out -> 16 in, 8 out

@@ -1,5 +1,5 @@
-"""GroupNorm with a fast backward for channels-last, low-precision inputs with few channels per group, that keeps
-the autocast dtype on accelerators."""
+"""GroupNorm with a fast backward for channels-last CPU maps with few channels per group, that keeps the autocast
+dtype on accelerators."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # PyTorch's channels-last GroupNorm backward is 3-5x slower than this one for bf16 maps with at most
-# 8 channels per group (e.g. 32 channels, 4 groups at 256²) and faster above that (benchmarks/bench_units.py).
-_MAX_CHANNELS_PER_GROUP = 8
-# Its forward is 2-5x slower than :func:`_group_norm_rows` for bf16 maps of at most 8 channels, faster above.
-_MAX_CHANNELS_OWN_FORWARD = 8
+# 8 channels per group (e.g. 32 channels, 4 groups at 256²) and faster above that (benchmarks/bench_units.py);
+# in float32 it is 1.5-2.4x slower up to 4 channels per group and faster from 8 (benchmarks/bench_units.py norm).
+_MAX_CHANNELS_PER_GROUP = {torch.bfloat16: 8, torch.float16: 8, torch.float32: 4}
+# Its forward is 2-5x slower than :func:`_group_norm_rows` for bf16 maps of at most 8 channels, faster above;
+# in float32 3x slower for 4 channels, faster from 8 (float64: the exact checks of the tests).
+_MAX_CHANNELS_OWN_FORWARD = {torch.bfloat16: 8, torch.float16: 8, torch.float32: 4, torch.float64: 8}
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
@@ -50,17 +52,17 @@ class GroupNorm(nn.GroupNorm):
     def path(self, x: torch.Tensor) -> str:
         """Which code normalises ``x``: ``"analytic backward"``, ``"rows"`` (forward only) or ``"native"``."""
         if self._fast_layout(x):
-            if torch.is_grad_enabled() and self.num_channels // self.num_groups <= _MAX_CHANNELS_PER_GROUP:
+            if torch.is_grad_enabled() and self.num_channels // self.num_groups <= _MAX_CHANNELS_PER_GROUP[x.dtype]:
                 return "analytic backward"
-            if self.num_channels <= _MAX_CHANNELS_OWN_FORWARD:
+            if self.num_channels <= _MAX_CHANNELS_OWN_FORWARD[x.dtype]:
                 return "rows"
         return "native"
 
     def _fast_layout(self, x: torch.Tensor) -> bool:
-        """A low-precision channels-last map on the CPU, where the faster paths were measured."""
+        """A channels-last map on the CPU in a dtype where the faster paths were measured."""
         return (
             x.device.type == "cpu"
-            and x.dtype in _LOW_PRECISION
+            and x.dtype in _MAX_CHANNELS_PER_GROUP
             and self.affine
             and x.dim() in _CHANNELS_LAST
             and x.is_contiguous(memory_format=_CHANNELS_LAST[x.dim()])
@@ -86,7 +88,7 @@ class _ChannelsLastGroupNorm(torch.autograd.Function):
         ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, eps: float
     ) -> torch.Tensor:
         n, c = x.shape[:2]
-        if c <= _MAX_CHANNELS_OWN_FORWARD:
+        if c <= _MAX_CHANNELS_OWN_FORWARD[x.dtype]:
             y, mean, rstd = _group_norm_rows(x, weight, bias, groups, eps)
         else:
             y, mean, rstd = torch.ops.aten.native_group_norm(x, weight, bias, n, c, x.numel() // (n * c), groups, eps)
