@@ -246,9 +246,12 @@ def run_one(task: str, model: str, seed: int, args: argparse.Namespace, data: Pa
     config = run_dir.parent / f"{run_dir.name}.yaml"
     settings = run_config(task, model, seed, args.minutes, data, run_dir, args.shared)
     apply_settings(settings, args.set)
+    callbacks = settings["trainer"]["callbacks"]
     if args.ema is not None:
-        ema = {"class_path": "mantis.tasks.averaging.EMAWeights", "init_args": {"decay": args.ema}}
-        settings["trainer"]["callbacks"].append(ema)
+        callbacks.append({"class_path": "mantis.tasks.averaging.EMAWeights", "init_args": {"decay": args.ema}})
+    if args.epoch_checkpoints:  # for benchmarks/head_channels.py
+        every_epoch = {"dirpath": str(run_dir / "epochs"), "filename": "{epoch:02d}", "save_top_k": -1}
+        callbacks.append({"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": every_epoch})
     config.write_text(yaml.safe_dump(settings))
     env = {
         **os.environ,
@@ -435,6 +438,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--label", default="", help="name of the variant in the results (with --set)")
     parser.add_argument(
         "--ema", type=float, default=None, help="also average the weights (mantis.tasks.averaging.EMAWeights decay)"
+    )
+    parser.add_argument(
+        "--epoch-checkpoints", action="store_true", help="keep a checkpoint of every epoch (<run>/epochs/)"
     )
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--report", action="store_true", help="train nothing: rebuild the report from the work folder")

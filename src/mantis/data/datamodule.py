@@ -352,6 +352,13 @@ class _BaseDataModule(StageDataModule):
                 return None
         return self.datasets[stage]
 
+    def class_shares(self) -> list[float] | None:
+        """Share of each class among the labelled pixels of the training masks (up to 64 files read), or
+        ``None`` without a training split; what ``head_prior`` starts the network at."""
+        dataset = self._dataset("train")
+        shares = getattr(dataset, "class_shares", None)
+        return None if shares is None else shares()
+
     def setup(self, stage: str | None = None) -> None:
         """Builds (and checks every file of) the datasets that ``stage`` needs.
 

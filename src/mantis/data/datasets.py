@@ -21,7 +21,7 @@ import bisect
 import dataclasses
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -49,6 +49,28 @@ __all__ = [
 
 Sample = dict[str, torch.Tensor]
 _SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2, "predict": 3}
+SHARE_SAMPLES = 64  # masks read for the class shares: enough for a starting value, bounded on large folders
+
+
+def class_shares(masks: Iterable[np.ndarray], num_classes: int, ignore_index: int | None) -> list[float] | None:
+    """Share of each class 0..K-1 among the labelled pixels of ``masks`` (K = 1: the share of class 1 only);
+    ``None`` when no pixel is labelled."""
+    counts = np.zeros(max(num_classes, 2), np.int64)
+    for mask in masks:
+        values = mask[mask != ignore_index] if ignore_index is not None else mask.ravel()
+        counts += np.bincount(values.ravel().astype(np.intp), minlength=len(counts))[: len(counts)]
+    total = int(counts.sum())
+    if not total:
+        return None
+    shares = [float(c) / total for c in counts]
+    return shares if num_classes > 1 else shares[1:]
+
+
+def _spread(count: int, most: int) -> list[int]:
+    """At most ``most`` indices spread evenly over ``range(count)``."""
+    if count <= most:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (most - 1)) for i in range(most)})
 
 
 def _resolve_split_file(split_file: str | os.PathLike[str] | None, root: Path) -> Path | None:
@@ -211,6 +233,12 @@ class _FolderDataset(Dataset[Sample]):
     def __len__(self) -> int:
         return self._ends[-1] if self._ends else len(self.windows)
 
+    def class_shares(self, most: int = SHARE_SAMPLES) -> list[float] | None:
+        """Share of each class among the labelled pixels of the masks (at most ``most`` files, evenly spread)."""
+        items = [self.items[i] for i in _spread(len(self.items), most)]
+        masks = (self.decoder(read_mask(item.mask), item.mask) for item in items)
+        return class_shares(masks, self.num_classes, self.ignore_index)
+
     def locate(self, index: int, rng: np.random.Generator | None = None) -> tuple[FolderItem, Window]:
         """The file and window behind sample ``index`` (random in training: pass the generator).
 
@@ -353,6 +381,11 @@ class _SyntheticDataset(Dataset[Sample]):
 
     def __len__(self) -> int:
         return self.num_samples
+
+    def class_shares(self, most: int = SHARE_SAMPLES) -> list[float] | None:
+        """Share of each class among the pixels of the scenes' masks (at most ``most`` scenes, evenly spread)."""
+        masks = (self.render(self.scene_rng(i))["mask"] for i in _spread(self.num_samples, most))
+        return class_shares(masks, self.num_classes, None)
 
     def scene_rng(self, index: int) -> np.random.Generator:
         """The generator that renders scene ``index``: depends only on ``seed``, ``split`` and ``index``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from math import gcd
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -71,6 +71,12 @@ class UNetBase(nn.Module):
         """Raise a ValueError naming the model and the problem unless ``x`` is B x in_channels x S, every
         S a multiple of ``size_multiple``."""
         check_input(x, self.in_channels, self.spatial_dims, self.size_multiple, type(self).__name__)
+
+    def start_at_class_prior(self, shares: Sequence[float]) -> None:
+        """Set the segmentation output's biases so that it starts at the class shares (one per class; K = 1: the
+        foreground's), as :meth:`~mantis.nn.heads.HeadSingle.start_at_class_prior` does."""
+        head: Any = self.get_submodule("head")
+        head.start_at_class_prior(shares)
 
 
 def make_unit_factory(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -14,6 +16,9 @@ from mantis.nn.pooling import PSPPooling
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack needs Python 3.11
+
+
+_MIN_SHARE = 1e-4  # a class absent from the training masks still gets a finite bias
 
 
 class MultitaskOutput(NamedTuple):
@@ -56,6 +61,28 @@ class HeadSingle(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(x)
 
+    def start_at_class_prior(self, shares: Sequence[float]) -> None:
+        """Set the output biases so that pixels whose last hidden features are all zero get the class shares.
+
+        ``shares`` has one value per output (K >= 2: softmax, set to centred log-shares) or the foreground share
+        (K = 1: sigmoid, set to its logit). Shares are clipped to [1e-4, 1 - 1e-4] (a class absent from the
+        training masks). The weights are unchanged. Why: docs/training.md, "What holds a network there".
+
+        Raises:
+            ValueError: a count of shares that does not match the outputs.
+        """
+        last: Any = self.logits[-1]  # the 1x1 convolution of any spatial dims
+        if len(shares) != last.out_channels:
+            raise ValueError(f"class shares: {last.out_channels} outputs need {last.out_channels}, got {len(shares)}")
+        clipped = [min(max(float(s), _MIN_SHARE), 1 - _MIN_SHARE) for s in shares]
+        if len(clipped) == 1:
+            values = [math.log(clipped[0] / (1 - clipped[0]))]
+        else:
+            logs = [math.log(s) for s in clipped]
+            values = [v - sum(logs) / len(logs) for v in logs]
+        with torch.no_grad():
+            last.bias.copy_(torch.tensor(values, dtype=last.bias.dtype, device=last.bias.device))
+
 
 class ConditionedMultitaskHead(nn.Module):
     """The FracTAL/CEECNet conditioned multitask head.
@@ -90,6 +117,10 @@ class ConditionedMultitaskHead(nn.Module):
         segm = self.class_act(self.segm_logits(torch.cat([comb, feat], dim=1)))
         return MultitaskOutput(segm, bound, dist)
 
+    def start_at_class_prior(self, shares: Sequence[float]) -> None:
+        """Start the segmentation output at the class shares (:meth:`HeadSingle.start_at_class_prior`)."""
+        self.segm_logits.start_at_class_prior(shares)
+
 
 class ResUNetAHead(nn.Module):
     """ResUNet-a head: distance, boundary on [feat, distance], segmentation on [feat, boundary, distance],
@@ -116,3 +147,7 @@ class ResUNetAHead(nn.Module):
         segm = self.class_act(self.segm_logits(torch.cat([feat, bound, dist], dim=1)))
         color = torch.sigmoid(self.color_logits(convl))
         return ResUNetAOutput(segm, bound, dist, color)
+
+    def start_at_class_prior(self, shares: Sequence[float]) -> None:
+        """Start the segmentation output at the class shares (:meth:`HeadSingle.start_at_class_prior`)."""
+        self.segm_logits.start_at_class_prior(shares)

@@ -47,6 +47,10 @@ class DenseTask(BaseTask):
         object_classes: the classes scored as objects (default: every class but 0, i.e. ``change``).
         object_connectivity: 8 (pixels touching at corners are one object) or 4.
         object_min_area: objects of fewer pixels are left out of the object scores.
+        head_prior: when a run starts (not when it resumes), set the biases of the segmentation output so that
+            it starts at the class shares of the training masks (``datamodule.class_shares()``) instead of
+            equal probabilities; the network is unchanged otherwise. Off by default until checked on more
+            networks and data (docs/training.md, "What holds a network there").
         **kwargs: the arguments of :class:`~mantis.tasks.base.BaseTask` (in_channels, num_classes, class_names,
             ignore_index, band_mean, band_std, optimizer, lr, ... collapse_patience), by name.
     """
@@ -68,6 +72,7 @@ class DenseTask(BaseTask):
         object_classes: list[int] | None = None,
         object_connectivity: int = 8,
         object_min_area: int = 0,
+        head_prior: bool = False,
         **kwargs: Any,
     ) -> None:
         depth_schedule = [int(d) for d in depth_schedule]
@@ -110,6 +115,22 @@ class DenseTask(BaseTask):
         self.lr_drops = 0  # LR drops seen so far (saved in checkpoints)
         self._last_lr: float | None = None
         self._warned_targets = False
+
+    def on_fit_start(self) -> None:
+        """With ``head_prior``, start a new run's segmentation output at the training masks' class shares."""
+        if not self.hparams["head_prior"] or self.trainer.ckpt_path is not None or self.global_step:
+            return
+        shares_of = getattr(getattr(self.trainer, "datamodule", None), "class_shares", None)
+        shares = shares_of() if shares_of is not None else None
+        start = getattr(self.model, "start_at_class_prior", None)
+        if shares is None or start is None:
+            missing = "the data module gives no class shares" if shares is None else "the network has no such head"
+            self.print(f"head_prior: left out ({missing}); the output starts at equal probabilities")
+            return
+        start(shares)
+        names = self.class_names or [str(i) for i in range(len(shares))]
+        listed = ", ".join(f"{n} {v:.3f}" for n, v in zip(names[-len(shares) :], shares))
+        self.print(f"head_prior: the segmentation output starts at the training masks' class shares ({listed})")
 
     # -- evolving loss ----------------------------------------------------------------------------
 

@@ -1,0 +1,139 @@
+"""``head_prior``: the segmentation output starts at the class shares of the training masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from mantis import create_model
+from mantis.data import ChangeDetectionDataModule
+from mantis.data.datasets import ChangeDetectionFolder, SegmentationFolder
+from mantis.data.io import read_mask
+from mantis.tasks import ChangeDetectionTask
+from tests.data.helpers import make_cd_folder, make_seg_folder
+from tests.tasks.folders import TINY_CD_MODEL, TINY_SEG_MODEL
+
+
+def _output_at_silent_pixels(model: torch.nn.Module) -> torch.Tensor:
+    """What the segmentation output is where every last hidden channel is zero: the 1x1 conv of zeros."""
+    last = model.get_submodule("head.segm_logits.logits")[-1]
+    zeros = torch.zeros(1, last.in_channels, 1, 1)
+    with torch.no_grad():
+        logits = last(zeros)[0, :, 0, 0]
+    return torch.softmax(logits, 0) if logits.numel() > 1 else torch.sigmoid(logits)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [("fractal_resunet", TINY_SEG_MODEL), ("ceecnet_v2", TINY_CD_MODEL), ("fractal_resnet_cd", TINY_CD_MODEL)],
+)
+def test_the_segmentation_output_starts_at_the_shares(name: str, kwargs: dict[str, int]) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, **kwargs, num_classes=3)
+    weight = model.get_submodule("head.segm_logits.logits")[-1].weight.detach().clone()
+    model.start_at_class_prior([0.7, 0.2, 0.1])
+    assert torch.allclose(_output_at_silent_pixels(model), torch.tensor([0.7, 0.2, 0.1]), atol=1e-6)
+    assert torch.equal(model.get_submodule("head.segm_logits.logits")[-1].weight, weight)  # weights untouched
+
+
+def test_one_output_takes_the_foreground_share_and_absent_classes_stay_finite() -> None:
+    model = create_model("fractal_resunet", **TINY_SEG_MODEL, num_classes=1)
+    model.start_at_class_prior([0.05])
+    assert torch.allclose(_output_at_silent_pixels(model), torch.tensor([0.05]), atol=1e-6)
+    two = create_model("fractal_resunet", **TINY_SEG_MODEL, num_classes=2)
+    two.start_at_class_prior([1.0, 0.0])  # a class absent from the training masks
+    out = _output_at_silent_pixels(two)
+    assert torch.isfinite(out).all() and float(out[1]) == pytest.approx(1e-4, rel=1e-3)
+    with pytest.raises(ValueError, match="2 outputs need 2, got 3"):
+        two.start_at_class_prior([0.5, 0.3, 0.2])
+
+
+def test_shares_count_the_labelled_pixels_of_the_masks(tmp_path: Path) -> None:
+    root = make_seg_folder(tmp_path / "seg", names=("a", "b", "c"), num_classes=3)
+    masks = [read_mask(root / "masks" / f"{n}.png") for n in ("a", "b", "c")]
+    counts = np.bincount(np.concatenate([m.ravel() for m in masks]), minlength=3)
+    assert SegmentationFolder(root, num_classes=3, patch_size=32).class_shares() == pytest.approx(counts / counts.sum())
+    # At most `most` files, spread evenly: the first and the last.
+    two = np.bincount(np.concatenate([masks[0].ravel(), masks[2].ravel()]), minlength=3)
+    assert SegmentationFolder(root, num_classes=3, patch_size=32).class_shares(most=2) == pytest.approx(two / two.sum())
+
+    cd = make_cd_folder(tmp_path / "cd", names=("a", "b"))
+    changed = np.concatenate([read_mask(cd / "label" / f"{n}.png").ravel() for n in ("a", "b")]) == 255
+    share = float(changed.mean())
+    assert ChangeDetectionFolder(cd, patch_size=32).class_shares() == pytest.approx([1 - share, share])
+
+
+def test_the_data_module_gives_the_shares_of_its_training_split(tmp_path: Path) -> None:
+    root = make_cd_folder(tmp_path / "cd", names=("a", "b", "c"))
+    (tmp_path / "train.txt").write_text("a.png\nc.png\n")
+    (tmp_path / "test.txt").write_text("b.png\n")
+    data = ChangeDetectionDataModule(
+        root=str(root), train_file=str(tmp_path / "train.txt"), test_file=str(tmp_path / "test.txt"), patch_size=32
+    )
+    data.setup("fit")
+    changed = np.concatenate([read_mask(root / "label" / f"{n}.png").ravel() for n in ("a", "c")]) == 255
+    assert data.class_shares() == pytest.approx([1 - changed.mean(), changed.mean()])
+
+
+class _Pairs(lightning.LightningDataModule):
+    """A few random pairs, and fixed class shares."""
+
+    def __init__(self, shares: list[float]) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(2, 3, 32, 32, generator=g)
+        self.batches = [{"image1": x[0], "image2": x[1], "mask": (torch.rand(32, 32, generator=g) < 0.2).long()}]
+        self.shares = shares
+
+    def class_shares(self) -> list[float]:
+        return self.shares
+
+    def train_dataloader(self) -> Any:
+        return DataLoader(self.batches, batch_size=1)
+
+
+def _fit(task: ChangeDetectionTask, tmp_path: Path, steps: int, ckpt_path: str | None = None) -> lightning.Trainer:
+    trainer = lightning.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+        enable_checkpointing=False,
+    )
+    trainer.fit(task, datamodule=_Pairs([0.9, 0.1]), ckpt_path=ckpt_path)
+    return trainer
+
+
+def _bias(task: ChangeDetectionTask) -> torch.Tensor:
+    return task.model.get_submodule("head.segm_logits.logits")[-1].bias.detach().clone()
+
+
+def test_a_new_run_starts_at_the_shares_and_a_resumed_one_keeps_its_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torch.manual_seed(0)
+    task = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL), head_prior=True)
+    _fit(task, tmp_path, steps=0)
+    assert torch.allclose(_output_at_silent_pixels(task.model), torch.tensor([0.9, 0.1]), atol=1e-6)
+    said = capsys.readouterr().out
+    assert "head_prior: the segmentation output starts at the training masks' class shares (no_change 0.900, " in said
+
+    off = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL))  # the default leaves the biases alone
+    before = _bias(off)
+    trainer = _fit(off, tmp_path, steps=1)
+    assert not torch.equal(_bias(off), before)  # trained one step, not reset
+    trainer.save_checkpoint(tmp_path / "run.ckpt")
+    kept = _bias(off)
+
+    resumed = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL), head_prior=True)
+    _fit(resumed, tmp_path, steps=1, ckpt_path=str(tmp_path / "run.ckpt"))
+    assert torch.equal(_bias(resumed), kept)  # the checkpoint's biases, not the shares
+    assert "head_prior" not in capsys.readouterr().out
