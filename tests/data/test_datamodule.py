@@ -148,7 +148,7 @@ def test_synthetic_statistics_come_from_training_scenes() -> None:
 
 
 def test_statistics_read_at_most_64_files_evenly_spread() -> None:
-    from mantis.data.datamodule import _evenly
+    from mantis.data.datasets import evenly as _evenly
 
     items = [Path(f"{i:03d}") for i in range(200)]
     picked = _evenly(items, 64)

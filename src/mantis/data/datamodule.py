@@ -33,6 +33,7 @@ from mantis.data.datasets import (
     SegmentationFolder,
     SyntheticChangeDetection,
     SyntheticSegmentation,
+    evenly,
 )
 from mantis.data.folders import list_images, split_from_files
 from mantis.data.loaders import Stage, StageDataModule
@@ -55,13 +56,6 @@ _STATS_SCENES = range(16)  # synthetic training scenes that give the automatic s
 def _scene_rng(seed: int, index: int) -> np.random.Generator:
     # The generator of training scene ``index`` (as the synthetic datasets draw it).
     return np.random.default_rng([seed, 0, index])
-
-
-def _evenly(items: list[Path], count: int) -> list[Path]:
-    """At most ``count`` items spread evenly over the list (all of them if there are fewer)."""
-    if len(items) <= count:
-        return items
-    return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)]
 
 
 def _listed_images(folder: Path, files: dict[str, str | None], root: Path) -> dict[str, list[str]]:
@@ -233,7 +227,7 @@ class _BaseDataModule(StageDataModule):
         stage = "train" if "train" in self.plan.folders else next(iter(self.plan.folders))
         files: list[Path] = []
         for folder in self.dirs[:-1]:
-            files += _evenly(self._split_files(stage, folder), STATS_MAX_FILES)
+            files += evenly(self._split_files(stage, folder), STATS_MAX_FILES)
         return compute_band_stats(files, progress=False)
 
     def _synthetic_stats_samples(self) -> list[np.ndarray]:

@@ -23,7 +23,7 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -49,6 +49,7 @@ __all__ = [
 
 Sample = dict[str, torch.Tensor]
 _SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2, "predict": 3}
+T = TypeVar("T")
 SHARE_SAMPLES = 64  # masks read for the class shares: enough for a starting value, bounded on large folders
 
 
@@ -66,11 +67,11 @@ def class_shares(masks: Iterable[np.ndarray], num_classes: int, ignore_index: in
     return shares if num_classes > 1 else shares[1:]
 
 
-def _spread(count: int, most: int) -> list[int]:
-    """At most ``most`` indices spread evenly over ``range(count)``."""
-    if count <= most:
-        return list(range(count))
-    return sorted({round(i * (count - 1) / (most - 1)) for i in range(most)})
+def evenly(items: Sequence[T], count: int) -> list[T]:
+    """At most ``count`` items spread evenly over the sequence (all of them if there are fewer)."""
+    if len(items) <= count:
+        return list(items)
+    return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)]
 
 
 def _resolve_split_file(split_file: str | os.PathLike[str] | None, root: Path) -> Path | None:
@@ -235,8 +236,7 @@ class _FolderDataset(Dataset[Sample]):
 
     def class_shares(self, most: int = SHARE_SAMPLES) -> list[float] | None:
         """Share of each class among the labelled pixels of the masks (at most ``most`` files, evenly spread)."""
-        items = [self.items[i] for i in _spread(len(self.items), most)]
-        masks = (self.decoder(read_mask(item.mask), item.mask) for item in items)
+        masks = (self.decoder(read_mask(item.mask), item.mask) for item in evenly(self.items, most))
         return class_shares(masks, self.num_classes, self.ignore_index)
 
     def locate(self, index: int, rng: np.random.Generator | None = None) -> tuple[FolderItem, Window]:
@@ -384,7 +384,7 @@ class _SyntheticDataset(Dataset[Sample]):
 
     def class_shares(self, most: int = SHARE_SAMPLES) -> list[float] | None:
         """Share of each class among the pixels of the scenes' masks (at most ``most`` scenes, evenly spread)."""
-        masks = (self.render(self.scene_rng(i))["mask"] for i in _spread(self.num_samples, most))
+        masks = (self.render(self.scene_rng(i))["mask"] for i in evenly(range(self.num_samples), most))
         return class_shares(masks, self.num_classes, None)
 
     def scene_rng(self, index: int) -> np.random.Generator:
