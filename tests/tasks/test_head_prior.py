@@ -15,6 +15,8 @@ from mantis import create_model
 from mantis.data import ChangeDetectionDataModule
 from mantis.data.datasets import ChangeDetectionFolder, SegmentationFolder
 from mantis.data.io import read_mask
+from mantis.data.series_segmentation import SeriesSegmentationDataModule
+from mantis.data.volumes import VolumeSegmentationDataModule
 from mantis.tasks import ChangeDetectionTask
 from tests.data.helpers import make_cd_folder, make_seg_folder
 from tests.tasks.folders import TINY_CD_MODEL, TINY_SEG_MODEL
@@ -81,6 +83,27 @@ def test_the_data_module_gives_the_shares_of_its_training_split(tmp_path: Path) 
     assert data.class_shares() == pytest.approx([1 - changed.mean(), changed.mean()])
 
 
+def test_series_and_volume_modules_give_the_shares_of_their_training_samples(tmp_path: Path) -> None:
+    # Every sample holds the same labels, so the shares do not depend on which samples the split trains on.
+    row = np.array([0] * 10 + [1] * 6 + [2] * 2 + [255] * 2)
+    np.save(tmp_path / "x.npy", np.zeros((6, 20), np.float32))
+    np.save(tmp_path / "y.npy", np.tile(row, (6, 1)))
+    series = SeriesSegmentationDataModule(
+        str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), num_classes=3, ignore_index=255, patch_size=8
+    )
+    assert series.class_shares() == pytest.approx([10 / 18, 6 / 18, 2 / 18])
+
+    labels = np.zeros((8, 8, 8), np.uint8)
+    labels[4:7], labels[7] = 1, 2  # slices 0-3: class 0, 4-6: class 1, 7: class 2
+    for name in ("a", "b", "c", "d", "e"):
+        (tmp_path / "vol" / "images").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "vol" / "masks").mkdir(exist_ok=True)
+        np.save(tmp_path / "vol" / "images" / f"{name}.npy", np.zeros((8, 8, 8), np.float32))
+        np.save(tmp_path / "vol" / "masks" / f"{name}.npy", labels)
+    volumes = VolumeSegmentationDataModule(str(tmp_path / "vol"), num_classes=3, patch_size=8)
+    assert volumes.class_shares() == pytest.approx([4 / 8, 3 / 8, 1 / 8])
+
+
 class _Pairs(lightning.LightningDataModule):
     """A few random pairs, and fixed class shares."""
 
@@ -120,13 +143,13 @@ def test_a_new_run_starts_at_the_shares_and_a_resumed_one_keeps_its_weights(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     torch.manual_seed(0)
-    task = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL), head_prior=True)
+    task = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL))  # on by default
     _fit(task, tmp_path, steps=0)
     assert torch.allclose(_output_at_silent_pixels(task.model), torch.tensor([0.9, 0.1]), atol=1e-6)
     said = capsys.readouterr().out
     assert "head_prior: the segmentation output starts at the training masks' class shares (no_change 0.900, " in said
 
-    off = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL))  # the default leaves the biases alone
+    off = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL), head_prior=False)  # leaves the biases alone
     before = _bias(off)
     trainer = _fit(off, tmp_path, steps=1)
     assert not torch.equal(_bias(off), before)  # trained one step, not reset
@@ -137,3 +160,23 @@ def test_a_new_run_starts_at_the_shares_and_a_resumed_one_keeps_its_weights(
     _fit(resumed, tmp_path, steps=1, ckpt_path=str(tmp_path / "run.ckpt"))
     assert torch.equal(_bias(resumed), kept)  # the checkpoint's biases, not the shares
     assert "head_prior" not in capsys.readouterr().out
+
+
+def test_a_network_given_weights_or_fitted_before_keeps_its_biases(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torch.manual_seed(0)
+    trained = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL), head_prior=False)
+    _fit(trained, tmp_path, steps=1)
+    given = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL))  # fine-tuning from those weights
+    given.model.load_state_dict(trained.model.state_dict())
+    _fit(given, tmp_path, steps=0)
+    assert torch.equal(_bias(given), _bias(trained))
+    assert "head_prior: left out (the network was given weights or trained before this fit)" in capsys.readouterr().out
+
+    twice = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL))
+    _fit(twice, tmp_path, steps=1)  # starts at the shares, then one step
+    after_first = _bias(twice)
+    _fit(twice, tmp_path, steps=0)  # a second fit continues from the first
+    assert torch.equal(_bias(twice), after_first)
+    assert not torch.allclose(_output_at_silent_pixels(twice.model), torch.tensor([0.9, 0.1]), atol=1e-6)

@@ -21,7 +21,7 @@ import bisect
 import dataclasses
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 
 from mantis.data.augment import Augment
 from mantis.data.folders import FolderItem, index_folder
+from mantis.data.labels import class_shares
 from mantis.data.masks import MaskDecoder
 from mantis.data.samples import SampleMaker, torch_seeded_rng
 from mantis.data.sampling import SampleKey, split_key
@@ -51,20 +52,6 @@ Sample = dict[str, torch.Tensor]
 _SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2, "predict": 3}
 T = TypeVar("T")
 SHARE_SAMPLES = 64  # masks read for the class shares: enough for a starting value, bounded on large folders
-
-
-def class_shares(masks: Iterable[np.ndarray], num_classes: int, ignore_index: int | None) -> list[float] | None:
-    """Share of each class 0..K-1 among the labelled pixels of ``masks`` (K = 1: the share of class 1 only);
-    ``None`` when no pixel is labelled."""
-    counts = np.zeros(max(num_classes, 2), np.int64)
-    for mask in masks:
-        values = mask[mask != ignore_index] if ignore_index is not None else mask.ravel()
-        counts += np.bincount(values.ravel().astype(np.intp), minlength=len(counts))[: len(counts)]
-    total = int(counts.sum())
-    if not total:
-        return None
-    shares = [float(c) / total for c in counts]
-    return shares if num_classes > 1 else shares[1:]
 
 
 def evenly(items: Sequence[T], count: int) -> list[T]:

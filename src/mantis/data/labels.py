@@ -8,7 +8,7 @@ every target, they do not create boundaries, and they do not count as "outside" 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -157,3 +157,17 @@ def hsv_colour(image: np.ndarray, rgb_bands: Sequence[int] = (0, 1, 2)) -> np.nd
     )
     hue = np.where(delta > 0, hue / 6.0, 0.0)
     return np.stack([hue, saturation, value]).astype(np.float32)
+
+
+def class_shares(masks: Iterable[np.ndarray], num_classes: int, ignore_index: int | None) -> list[float] | None:
+    """Share of each class 0..K-1 among the labelled pixels of ``masks`` (K = 1: the share of class 1 only);
+    ``None`` when no pixel is labelled."""
+    counts = np.zeros(max(num_classes, 2), np.int64)
+    for mask in masks:
+        values = mask[mask != ignore_index] if ignore_index is not None else mask.ravel()
+        counts += np.bincount(values.ravel().astype(np.intp), minlength=len(counts))[: len(counts)]
+    total = int(counts.sum())
+    if not total:
+        return None
+    shares = [float(c) / total for c in counts]
+    return shares if num_classes > 1 else shares[1:]

@@ -4,7 +4,7 @@ loaders of the in-memory data modules; the label and statistics contract the tas
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence, Sized
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from typing import Any, Literal, cast
 
 import lightning
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mantis.data.labels import make_multitask_labels
+from mantis.data.labels import class_shares, make_multitask_labels
 from mantis.data.series_order import TrainingOrder
 
 Stage = Literal["train", "val", "test"]
@@ -176,6 +176,12 @@ class DenseLabelsDataModule(OrderedLoaders, LabelledDataModule):
 
     target = "mask"  # a class per element
     multitask: bool
+    _labels: Mapping[Stage, Iterable[np.ndarray]]  # each stage's class ids, one array a sample
+
+    def class_shares(self) -> list[float] | None:
+        """Share of each class among the labelled elements of the training samples, or ``None`` without any;
+        what the task's ``head_prior`` starts the network at."""
+        return class_shares(self._labels.get("train", ()), self.num_classes, self._ignore_index)
 
     def _name_classes(self, names: Sequence[str], k: int) -> None:
         """Name the K classes ``names``, else ``"0"``, ``"1"``, ...; a ValueError when there are not K names."""

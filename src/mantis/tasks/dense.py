@@ -18,6 +18,15 @@ DEFAULT_DEPTH_SCHEDULE = (0, 10, 20, 30)
 TARGET_KEYS = {"segmentation": "segmentation", "boundary": "boundary", "distance": "distance", "color": "colour"}
 
 
+WEIGHTS_GIVEN = "_mantis_weights_given"  # set on a network once it is given weights or starts training
+
+
+def _note_weights_given(model: torch.nn.Module, keys: Any = None) -> None:
+    """Mark ``model`` as no longer as built (a load_state_dict post-hook; a plain function, so copies of the
+    network do not hold the task)."""
+    setattr(model, WEIGHTS_GIVEN, True)
+
+
 class DenseTask(BaseTask):
     """A task whose network maps images to per-pixel class probabilities (not used directly).
 
@@ -49,8 +58,10 @@ class DenseTask(BaseTask):
         object_min_area: objects of fewer pixels are left out of the object scores.
         head_prior: when a run starts (not when it resumes), set the biases of the segmentation output so that
             it starts at the class shares of the training masks (``datamodule.class_shares()``) instead of
-            equal probabilities; the network is unchanged otherwise. Off by default until checked on more
-            networks and data (docs/training.md, "What holds a network there").
+            equal probabilities; the network is unchanged otherwise. On by default: it keeps the head's channels
+            of rare classes alive at the start (docs/training.md, "What holds a network there"); ``False`` is
+            PyTorch's default bias initialisation. A network given weights before the fit (``load_state_dict``,
+            ``load_from_checkpoint``) or fitted once already keeps its biases.
         **kwargs: the arguments of :class:`~mantis.tasks.base.BaseTask` (in_channels, num_classes, class_names,
             ignore_index, band_mean, band_std, optimizer, lr, ... collapse_patience), by name.
     """
@@ -72,7 +83,7 @@ class DenseTask(BaseTask):
         object_classes: list[int] | None = None,
         object_connectivity: int = 8,
         object_min_area: int = 0,
-        head_prior: bool = False,
+        head_prior: bool = True,
         **kwargs: Any,
     ) -> None:
         depth_schedule = [int(d) for d in depth_schedule]
@@ -115,11 +126,17 @@ class DenseTask(BaseTask):
         self.lr_drops = 0  # LR drops seen so far (saved in checkpoints)
         self._last_lr: float | None = None
         self._warned_targets = False
+        # head_prior starts only a network as built: not one given weights (load_state_dict) or fitted before.
+        self.model.register_load_state_dict_post_hook(_note_weights_given)
 
     def on_fit_start(self) -> None:
         """With ``head_prior``, start a new run's segmentation output at the training masks' class shares."""
         if not self.hparams["head_prior"] or self.trainer.ckpt_path is not None or self.global_step:
             return
+        if getattr(self.model, WEIGHTS_GIVEN, False):
+            self.print("head_prior: left out (the network was given weights or trained before this fit)")
+            return
+        _note_weights_given(self.model)  # a second fit of this task continues from what the first learnt
         shares_of = getattr(getattr(self.trainer, "datamodule", None), "class_shares", None)
         shares = shares_of() if shares_of is not None else None
         start = getattr(self.model, "start_at_class_prior", None)

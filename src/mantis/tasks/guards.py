@@ -75,8 +75,8 @@ class CollapseWatch:
             "too few training steps so far; a loss that weighs classes by their area (keep loss_per_class true); "
             "a learning rate cut before learning began (keep schedule_after_progress above 0); rare classes "
             "missing from the training windows (check the masks and mask_mapping); 16-bit images without "
-            "data.mean/std; dead channels in a GroupNorm head (try head_prior: true or model_kwargs "
-            "head_norm: batch). See docs/training.md, 'When the network predicts one class everywhere'."
+            "data.mean/std; dead channels in a GroupNorm head (keep head_prior true, or try "
+            "model_kwargs head_norm: batch). See docs/training.md, 'When the network predicts one class everywhere'."
         )
 
     def state_dict(self) -> dict[str, Any]:
