@@ -141,7 +141,7 @@ class SeriesSegmentationDataModule(DenseLabelsDataModule):
         parts = random_split([f"{i:09d}" for i in range(len(values))], val_fraction, test_fraction, seed)
         index = {stage: [int(i) for i in parts.get(stage, [])] for stage in _STAGES}
         self._values = {stage: values[index[stage]] for stage in _STAGES}
-        self._labels = {stage: labels[index[stage]] for stage in _STAGES}
+        self._labels: dict[Stage, np.ndarray] = {stage: labels[index[stage]] for stage in _STAGES}
         train = self._values["train"]
         if standardize:
             self._mean = [float(v) for v in train.mean(axis=(0, 2))]
