@@ -197,6 +197,29 @@ def test_fit_without_a_validation_split_says_so_once_and_nothing_else(
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
 
 
+def test_notes_before_the_first_batch_show_with_the_progress_bar_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Lightning's TQDM bar drops text printed while no bar is drawn: the notes of the run's start were lost.
+    data = make_seg_folder(tmp_path / "seg")
+    config = {
+        "run_dir": str(tmp_path / "run"),
+        "trainer": tiny_trainer(max_steps=1, enable_progress_bar=True),
+        "model": {
+            "class_path": "mantis.tasks.SegmentationTask",
+            "init_args": {"model": "fractal_resunet", "model_kwargs": dict(TINY_SEG_MODEL)},
+        },
+        "data": {
+            "class_path": "mantis.data.SegmentationDataModule",
+            "init_args": {"root": str(data), "patch_size": 32, "batch_size": 2, "num_classes": 3, "val_fraction": 0},
+        },
+    }
+    assert main(["fit", "--config", str(write_config(tmp_path / "seg.yaml", config))]) == 0
+    out = capsys.readouterr().out
+    assert out.count("No validation split: the learning rate stays at 0.001") == 1
+    assert out.count("head_prior: the segmentation output starts at the training masks' class shares (") == 1
+
+
 def test_defaults_train_on_the_builtin_scenes_in_bf16(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("mantis.runtime.cpu_has_native_bf16", lambda: True)  # as on a CPU with AVX512-BF16
     args = ["fit", "--run_dir", str(tmp_path / "run"), "--model.init_args.model_kwargs", json.dumps(TINY_SEG_MODEL)]

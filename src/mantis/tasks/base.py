@@ -14,6 +14,7 @@ import torch.nn as nn
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torchmetrics import MeanMetric
+from tqdm import tqdm
 
 from mantis.data.sampling import epoch_batches_done
 from mantis.metrics import ConfusionScores, scores_to_json
@@ -295,6 +296,15 @@ class BaseTask(lightning.LightningModule):
         if monitored is not None:
             self.log(self.monitor, monitored, prog_bar=True, sync_dist=True)
         return scores_to_json(scores)
+
+    def print(self, *args: Any, sep: str = " ", **kwargs: Any) -> None:
+        """Print one line on the main process, above the progress bar if one is drawn.
+
+        Lightning's own ``print`` hands the text to the TQDM bar, which drops it while no bar is active: every
+        note of ``on_fit_start`` and ``configure_optimizers`` was lost in ``mantis fit``.
+        """
+        if self._trainer is None or self._trainer.is_global_zero:
+            tqdm.write(sep.join(map(str, args)), **kwargs)
 
     def _watch_collapse(self, confmat: torch.Tensor) -> None:
         """Count validation rounds that predict one class everywhere; say so in words at the patience."""
