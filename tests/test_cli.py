@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -173,13 +174,12 @@ def test_segmentation_folder_with_fractal_resunet(tmp_path: Path) -> None:
     assert {"f1_class_0", "f1_class_1", "f1_class_2", "mcc_macro"} <= set(record["metrics"])
 
 
-def test_fit_without_a_validation_split_says_so_once_and_nothing_else(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], recwarn: pytest.WarningsRecorder
-) -> None:
+def _fit_without_validation(tmp_path: Path, trainer: dict[str, Any]) -> int:
+    """`mantis fit` of a tiny FracTAL ResUNet on a small segmentation folder with no validation split."""
     data = make_seg_folder(tmp_path / "seg")
     config = {
         "run_dir": str(tmp_path / "run"),
-        "trainer": tiny_trainer(max_epochs=2),
+        "trainer": trainer,
         "model": {
             "class_path": "mantis.tasks.SegmentationTask",
             "init_args": {"model": "fractal_resunet", "model_kwargs": dict(TINY_SEG_MODEL)},
@@ -189,7 +189,13 @@ def test_fit_without_a_validation_split_says_so_once_and_nothing_else(
             "init_args": {"root": str(data), "patch_size": 32, "batch_size": 2, "num_classes": 3, "val_fraction": 0},
         },
     }
-    assert main(["fit", "--config", str(write_config(tmp_path / "seg.yaml", config))]) == 0
+    return main(["fit", "--config", str(write_config(tmp_path / "seg.yaml", config))])
+
+
+def test_fit_without_a_validation_split_says_so_once_and_nothing_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], recwarn: pytest.WarningsRecorder
+) -> None:
+    assert _fit_without_validation(tmp_path, tiny_trainer(max_epochs=2)) == 0
     out = capsys.readouterr().out
     assert out.count("No validation split: the learning rate stays at 0.001 and the last weights are kept") == 1
     noise = ("ReduceLROnPlateau conditioned on metric", "could not find the monitored key", "Total length of `list`")
@@ -201,20 +207,7 @@ def test_notes_before_the_first_batch_show_with_the_progress_bar_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Lightning's TQDM bar drops text printed while no bar is drawn: the notes of the run's start were lost.
-    data = make_seg_folder(tmp_path / "seg")
-    config = {
-        "run_dir": str(tmp_path / "run"),
-        "trainer": tiny_trainer(max_steps=1, enable_progress_bar=True),
-        "model": {
-            "class_path": "mantis.tasks.SegmentationTask",
-            "init_args": {"model": "fractal_resunet", "model_kwargs": dict(TINY_SEG_MODEL)},
-        },
-        "data": {
-            "class_path": "mantis.data.SegmentationDataModule",
-            "init_args": {"root": str(data), "patch_size": 32, "batch_size": 2, "num_classes": 3, "val_fraction": 0},
-        },
-    }
-    assert main(["fit", "--config", str(write_config(tmp_path / "seg.yaml", config))]) == 0
+    assert _fit_without_validation(tmp_path, tiny_trainer(max_steps=1, enable_progress_bar=True)) == 0
     out = capsys.readouterr().out
     assert out.count("No validation split: the learning rate stays at 0.001") == 1
     assert out.count("head_prior: the segmentation output starts at the training masks' class shares (") == 1
