@@ -349,8 +349,13 @@ class _BaseDataModule(StageDataModule):
     def class_shares(self) -> list[float] | None:
         """Share of each class among the labelled pixels of the training masks (up to 64 files read), or
         ``None`` without a training split; what ``head_prior`` starts the network at."""
-        dataset = self._dataset("train")
-        shares = getattr(dataset, "class_shares", None)
+        shares = getattr(self._dataset("train"), "class_shares", None)
+        return None if shares is None else shares()
+
+    def boundary_shares(self) -> list[float] | None:
+        """Mean boundary target of each class over the labelled pixels of the training masks (up to 16 files
+        read), or ``None`` without a training split; what ``head_prior`` starts the boundary output at."""
+        shares = getattr(self._dataset("train"), "boundary_shares", None)
         return None if shares is None else shares()
 
     def setup(self, stage: str | None = None) -> None:

@@ -21,7 +21,7 @@ import bisect
 import dataclasses
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from mantis.data.augment import Augment
 from mantis.data.folders import FolderItem, index_folder
-from mantis.data.labels import class_shares
+from mantis.data.labels import boundary_shares, class_shares
 from mantis.data.masks import MaskDecoder
 from mantis.data.samples import SampleMaker, torch_seeded_rng
 from mantis.data.sampling import SampleKey, split_key
@@ -52,6 +52,7 @@ Sample = dict[str, torch.Tensor]
 _SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2, "predict": 3}
 T = TypeVar("T")
 SHARE_SAMPLES = 64  # masks read for the class shares: enough for a starting value, bounded on large folders
+BOUNDARY_SAMPLES = 16  # fewer for the boundary shares: each mask costs an erosion and a dilation per class
 
 
 def evenly(items: Sequence[T], count: int) -> list[T]:
@@ -223,8 +224,14 @@ class _FolderDataset(Dataset[Sample]):
 
     def class_shares(self, most: int = SHARE_SAMPLES) -> list[float] | None:
         """Share of each class among the labelled pixels of the masks (at most ``most`` files, evenly spread)."""
-        masks = (self.decoder(read_mask(item.mask), item.mask) for item in evenly(self.items, most))
-        return class_shares(masks, self.num_classes, self.ignore_index)
+        return class_shares(self._masks(most), self.num_classes, self.ignore_index)
+
+    def boundary_shares(self, most: int = BOUNDARY_SAMPLES) -> list[float] | None:
+        """Mean boundary target of each class over the labelled pixels of the masks (at most ``most`` files)."""
+        return boundary_shares(self._masks(most), self.num_classes, self.ignore_index)
+
+    def _masks(self, most: int) -> Iterator[np.ndarray]:
+        return (self.decoder(read_mask(item.mask), item.mask) for item in evenly(self.items, most))
 
     def locate(self, index: int, rng: np.random.Generator | None = None) -> tuple[FolderItem, Window]:
         """The file and window behind sample ``index`` (random in training: pass the generator).
@@ -371,8 +378,14 @@ class _SyntheticDataset(Dataset[Sample]):
 
     def class_shares(self, most: int = SHARE_SAMPLES) -> list[float] | None:
         """Share of each class among the pixels of the scenes' masks (at most ``most`` scenes, evenly spread)."""
-        masks = (self.render(self.scene_rng(i))["mask"] for i in evenly(range(self.num_samples), most))
-        return class_shares(masks, self.num_classes, None)
+        return class_shares(self._masks(most), self.num_classes, None)
+
+    def boundary_shares(self, most: int = BOUNDARY_SAMPLES) -> list[float] | None:
+        """Mean boundary target of each class over the scenes' pixels (at most ``most`` scenes)."""
+        return boundary_shares(self._masks(most), self.num_classes, None)
+
+    def _masks(self, most: int) -> Iterator[np.ndarray]:
+        return (self.render(self.scene_rng(i))["mask"] for i in evenly(range(self.num_samples), most))
 
     def scene_rng(self, index: int) -> np.random.Generator:
         """The generator that renders scene ``index``: depends only on ``seed``, ``split`` and ``index``."""

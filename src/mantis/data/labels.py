@@ -15,6 +15,8 @@ from scipy import ndimage
 
 __all__ = [
     "boundary_labels",
+    "boundary_shares",
+    "class_shares",
     "distance_labels",
     "hsv_colour",
     "make_multitask_labels",
@@ -170,4 +172,20 @@ def class_shares(masks: Iterable[np.ndarray], num_classes: int, ignore_index: in
     if not total:
         return None
     shares = [float(c) / total for c in counts]
+    return shares if num_classes > 1 else shares[1:]
+
+
+def boundary_shares(masks: Iterable[np.ndarray], num_classes: int, ignore_index: int | None) -> list[float] | None:
+    """Mean of each class's boundary target (:func:`boundary_labels`) over the labelled pixels of ``masks``
+    (K = 1: class 1's only); ``None`` when no pixel is labelled. What the boundary output starts at."""
+    k = max(num_classes, 2)
+    sums = np.zeros(k, np.float64)
+    total = 0
+    for mask in masks:
+        labelled = mask != ignore_index if ignore_index is not None else np.ones(mask.shape, bool)
+        sums += boundary_labels(mask, k, ignore_index).reshape(k, -1).sum(1)
+        total += int(labelled.sum())
+    if not total:
+        return None
+    shares = [float(v) / total for v in sums]
     return shares if num_classes > 1 else shares[1:]

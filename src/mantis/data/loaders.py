@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mantis.data.labels import class_shares, make_multitask_labels
+from mantis.data.datasets import BOUNDARY_SAMPLES, evenly
+from mantis.data.labels import boundary_shares, class_shares, make_multitask_labels
 from mantis.data.series_order import TrainingOrder
 
 Stage = Literal["train", "val", "test"]
@@ -182,6 +183,12 @@ class DenseLabelsDataModule(OrderedLoaders, LabelledDataModule):
         """Share of each class among the labelled elements of the training samples, or ``None`` without any;
         what the task's ``head_prior`` starts the network at."""
         return class_shares(self._labels.get("train", ()), self.num_classes, self._ignore_index)
+
+    def boundary_shares(self) -> list[float] | None:
+        """Mean boundary target of each class over the labelled elements of the training samples (at most 16,
+        evenly spread), or ``None`` without any; what ``head_prior`` starts the boundary output at."""
+        samples = evenly(list(self._labels.get("train", ())), BOUNDARY_SAMPLES)
+        return boundary_shares(samples, self.num_classes, self._ignore_index)
 
     def _name_classes(self, names: Sequence[str], k: int) -> None:
         """Name the K classes ``names``, else ``"0"``, ``"1"``, ...; a ValueError when there are not K names."""

@@ -74,14 +74,34 @@ class HeadSingle(nn.Module):
         last: Any = self.logits[-1]  # the 1x1 convolution of any spatial dims
         if len(shares) != last.out_channels:
             raise ValueError(f"class shares: {last.out_channels} outputs need {last.out_channels}, got {len(shares)}")
-        clipped = [min(max(float(s), _MIN_SHARE), 1 - _MIN_SHARE) for s in shares]
+        clipped = _clipped(shares)
         if len(clipped) == 1:
             values = [math.log(clipped[0] / (1 - clipped[0]))]
         else:
             logs = [math.log(s) for s in clipped]
             values = [v - sum(logs) / len(logs) for v in logs]
-        with torch.no_grad():
-            last.bias.copy_(torch.tensor(values, dtype=last.bias.dtype, device=last.bias.device))
+        _set_bias(last, values)
+
+
+def _clipped(shares: Sequence[float]) -> list[float]:
+    return [min(max(float(s), _MIN_SHARE), 1 - _MIN_SHARE) for s in shares]
+
+
+def _set_bias(conv: Any, values: Sequence[float]) -> None:
+    with torch.no_grad():
+        conv.bias.copy_(torch.tensor(values, dtype=conv.bias.dtype, device=conv.bias.device))
+
+
+def start_sigmoid_at(conv: Any, shares: Sequence[float], scale: float = 1.0) -> None:
+    """Set the biases of ``conv``, whose outputs go through ``sigmoid(x / scale)`` one channel each, so that
+    pixels whose features are all zero get ``shares`` (clipped to [1e-4, 1 - 1e-4]).
+
+    Raises:
+        ValueError: a count of shares that does not match the outputs.
+    """
+    if len(shares) != conv.out_channels:
+        raise ValueError(f"boundary shares: {conv.out_channels} outputs need {conv.out_channels}, got {len(shares)}")
+    _set_bias(conv, [scale * math.log(s / (1 - s)) for s in _clipped(shares)])
 
 
 class ConditionedMultitaskHead(nn.Module):
@@ -121,6 +141,12 @@ class ConditionedMultitaskHead(nn.Module):
         """Start the segmentation output at the class shares (:meth:`HeadSingle.start_at_class_prior`)."""
         self.segm_logits.start_at_class_prior(shares)
 
+    def start_boundary_at(self, shares: Sequence[float]) -> None:
+        """Start the boundary output (a crisp sigmoid per class) at the classes' boundary shares."""
+        with torch.no_grad():
+            scale = float(self.crisp.smooth + torch.sigmoid(self.crisp.gamma))
+        start_sigmoid_at(self.bound_logits.logits[-1], shares, scale)
+
 
 class ResUNetAHead(nn.Module):
     """ResUNet-a head: distance, boundary on [feat, distance], segmentation on [feat, boundary, distance],
@@ -151,3 +177,7 @@ class ResUNetAHead(nn.Module):
     def start_at_class_prior(self, shares: Sequence[float]) -> None:
         """Start the segmentation output at the class shares (:meth:`HeadSingle.start_at_class_prior`)."""
         self.segm_logits.start_at_class_prior(shares)
+
+    def start_boundary_at(self, shares: Sequence[float]) -> None:
+        """Start the boundary output (a sigmoid per class) at the classes' boundary shares."""
+        start_sigmoid_at(self.bound_logits[-1], shares)

@@ -58,10 +58,12 @@ class DenseTask(BaseTask):
         object_min_area: objects of fewer pixels are left out of the object scores.
         head_prior: when a run starts (not when it resumes), set the biases of the segmentation output so that
             it starts at the class shares of the training masks (``datamodule.class_shares()``) instead of
-            equal probabilities; the network is unchanged otherwise. On by default: it keeps the head's channels
-            of rare classes alive at the start (docs/training.md, "What holds a network there"); ``False`` is
-            PyTorch's default bias initialisation. A network given weights before the fit (``load_state_dict``,
-            ``load_from_checkpoint``) or fitted once already keeps its biases.
+            equal probabilities, and those of a boundary output so that it starts at the classes' boundary
+            shares (``datamodule.boundary_shares()``) instead of 0.5; the network is unchanged otherwise. On by
+            default: it keeps the head's channels of rare classes alive at the start (docs/training.md, "What
+            holds a network there"); ``False`` is PyTorch's default bias initialisation. A network given
+            weights before the fit (``load_state_dict``, ``load_from_checkpoint``) or fitted once already keeps
+            its biases.
         **kwargs: the arguments of :class:`~mantis.tasks.base.BaseTask` (in_channels, num_classes, class_names,
             ignore_index, band_mean, band_std, optimizer, lr, ... collapse_patience), by name.
     """
@@ -130,14 +132,16 @@ class DenseTask(BaseTask):
         self.model.register_load_state_dict_post_hook(_note_weights_given)
 
     def on_fit_start(self) -> None:
-        """With ``head_prior``, start a new run's segmentation output at the training masks' class shares."""
+        """With ``head_prior``, start a new run's segmentation output at the training masks' class shares and
+        its boundary output, if any, at their boundary shares."""
         if not self.hparams["head_prior"] or self.trainer.ckpt_path is not None or self.global_step:
             return
         if getattr(self.model, WEIGHTS_GIVEN, False):
             self.print("head_prior: left out (the network was given weights or trained before this fit)")
             return
         _note_weights_given(self.model)  # a second fit of this task continues from what the first learnt
-        shares_of = getattr(getattr(self.trainer, "datamodule", None), "class_shares", None)
+        data = getattr(self.trainer, "datamodule", None)
+        shares_of = getattr(data, "class_shares", None)
         shares = shares_of() if shares_of is not None else None
         start = getattr(self.model, "start_at_class_prior", None)
         if shares is None or start is None:
@@ -148,6 +152,14 @@ class DenseTask(BaseTask):
         names = self.class_names or [str(i) for i in range(len(shares))]
         listed = ", ".join(f"{n} {v:.3f}" for n, v in zip(names[-len(shares) :], shares))
         self.print(f"head_prior: the segmentation output starts at the training masks' class shares ({listed})")
+        # Started at 0.5, half the boundary branch's channels died in the real-data runs (docs/training.md).
+        start_boundary = getattr(getattr(self.model, "head", None), "start_boundary_at", None)
+        boundary_of = getattr(data, "boundary_shares", None)
+        boundary = boundary_of() if start_boundary is not None and boundary_of is not None else None
+        if start_boundary is not None and boundary is not None:
+            start_boundary(boundary)
+            listed = ", ".join(f"{n} {v:.3f}" for n, v in zip(names[-len(boundary) :], boundary))
+            self.print(f"head_prior: the boundary output starts at the training masks' boundary shares ({listed})")
 
     # -- evolving loss ----------------------------------------------------------------------------
 
