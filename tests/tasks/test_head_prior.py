@@ -1,4 +1,5 @@
-"""``head_prior``: the segmentation output starts at the class shares of the training masks."""
+"""``head_prior``: the segmentation output starts at the class shares of the training masks, the boundary output
+at their boundary shares."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from mantis import create_model
 from mantis.data import ChangeDetectionDataModule
 from mantis.data.datasets import ChangeDetectionFolder, SegmentationFolder
 from mantis.data.io import read_mask
+from mantis.data.labels import boundary_shares
 from mantis.data.series_segmentation import SeriesSegmentationDataModule
 from mantis.data.volumes import VolumeSegmentationDataModule
 from mantis.tasks import ChangeDetectionTask
@@ -56,6 +58,46 @@ def test_one_output_takes_the_foreground_share_and_absent_classes_stay_finite() 
         two.start_at_class_prior([0.5, 0.3, 0.2])
 
 
+def _boundary_at_silent_pixels(model: torch.nn.Module) -> torch.Tensor:
+    """What the boundary output is where every last hidden channel of its branch is zero."""
+    head: Any = model.get_submodule("head")
+    branch = head.bound_logits
+    last = branch.logits[-1] if hasattr(branch, "logits") else branch[-1]
+    with torch.no_grad():
+        logits = last(torch.zeros(1, last.in_channels, 1, 1))
+        crisp = getattr(head, "crisp", torch.sigmoid)  # FracTAL/CEECNet: the crisp sigmoid; ResUNet-a: sigmoid
+        return crisp(logits)[0, :, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [("fractal_resunet", TINY_SEG_MODEL), ("ceecnet_v1", TINY_CD_MODEL), ("resunet_a_d6", {"depth": 2})],
+)
+def test_the_boundary_output_starts_at_the_boundary_shares(name: str, kwargs: dict[str, int]) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, **kwargs, num_classes=3)
+    head: Any = model.get_submodule("head")
+    head.start_boundary_at([0.05, 0.02, 0.001])
+    assert torch.allclose(_boundary_at_silent_pixels(model), torch.tensor([0.05, 0.02, 0.001]), atol=1e-6)
+    with pytest.raises(ValueError, match="3 outputs need 3, got 2"):
+        head.start_boundary_at([0.05, 0.02])
+
+
+def test_boundary_shares_count_the_boundary_targets_of_the_labelled_pixels() -> None:
+    # By hand: in 0 0 0 1 1 1 0 0 the inner edges are pixels 2, 6 (class 0) and 3, 5 (class 1); each edge is
+    # widened by one pixel to either side, the chip's ends are no edge: class 0 covers 1-3 and 5-7 (6 pixels),
+    # class 1 covers 2-6 (5 pixels) of the 8.
+    mask = np.array([0, 0, 0, 1, 1, 1, 0, 0])
+    assert boundary_shares([mask], 2, None) == pytest.approx([6 / 8, 5 / 8])
+    assert boundary_shares([mask], 1, None) == pytest.approx([5 / 8])  # one output: class 1's
+    # A mask of one class has no boundary; unlabelled pixels count neither as labelled nor as another class.
+    flat = np.zeros(8, np.int64)
+    assert boundary_shares([mask, flat], 2, None) == pytest.approx([6 / 16, 5 / 16])
+    unlabelled = np.array([0, 0, 0, 1, 1, 1, 255, 255])  # class 1 has no edge toward the unlabelled pixels
+    assert boundary_shares([unlabelled], 2, 255) == pytest.approx([3 / 6, 3 / 6])
+    assert boundary_shares([np.full(4, 255)], 2, 255) is None
+
+
 def test_shares_count_the_labelled_pixels_of_the_masks(tmp_path: Path) -> None:
     root = make_seg_folder(tmp_path / "seg", names=("a", "b", "c"), num_classes=3)
     masks = [read_mask(root / "masks" / f"{n}.png") for n in ("a", "b", "c")]
@@ -70,6 +112,10 @@ def test_shares_count_the_labelled_pixels_of_the_masks(tmp_path: Path) -> None:
     share = float(changed.mean())
     assert ChangeDetectionFolder(cd, patch_size=32).class_shares() == pytest.approx([1 - share, share])
 
+    # The boundary shares are those of the masks' own boundary targets (the function is checked by hand below).
+    expected = boundary_shares(masks, 3, 255)
+    assert SegmentationFolder(root, num_classes=3, patch_size=32).boundary_shares() == pytest.approx(expected)
+
 
 def test_the_data_module_gives_the_shares_of_its_training_split(tmp_path: Path) -> None:
     root = make_cd_folder(tmp_path / "cd", names=("a", "b", "c"))
@@ -81,6 +127,8 @@ def test_the_data_module_gives_the_shares_of_its_training_split(tmp_path: Path) 
     data.setup("fit")
     changed = np.concatenate([read_mask(root / "label" / f"{n}.png").ravel() for n in ("a", "c")]) == 255
     assert data.class_shares() == pytest.approx([1 - changed.mean(), changed.mean()])
+    masks = [(read_mask(root / "label" / f"{n}.png") == 255).astype(np.int64) for n in ("a", "c")]
+    assert data.boundary_shares() == pytest.approx(boundary_shares(masks, 2, None))
 
 
 def test_series_and_volume_modules_give_the_shares_of_their_training_samples(tmp_path: Path) -> None:
@@ -92,6 +140,9 @@ def test_series_and_volume_modules_give_the_shares_of_their_training_samples(tmp
         str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), num_classes=3, ignore_index=255, patch_size=8
     )
     assert series.class_shares() == pytest.approx([10 / 18, 6 / 18, 2 / 18])
+    # Boundaries by hand: class 0 edges at step 9 -> steps 8-10; class 1 at steps 10 and 15 -> 9-11 and 14-16;
+    # class 2 at step 16 (not toward the unlabelled steps) -> 15-17.
+    assert series.boundary_shares() == pytest.approx([3 / 18, 6 / 18, 3 / 18])
 
     labels = np.zeros((8, 8, 8), np.uint8)
     labels[4:7], labels[7] = 1, 2  # slices 0-3: class 0, 4-6: class 1, 7: class 2
@@ -102,6 +153,8 @@ def test_series_and_volume_modules_give_the_shares_of_their_training_samples(tmp
         np.save(tmp_path / "vol" / "masks" / f"{name}.npy", labels)
     volumes = VolumeSegmentationDataModule(str(tmp_path / "vol"), num_classes=3, patch_size=8)
     assert volumes.class_shares() == pytest.approx([4 / 8, 3 / 8, 1 / 8])
+    # Edges between slices 3|4 and 6|7, each widened by a slice: slices 2-4 (class 0), 3-7 (class 1), 6-7 (2).
+    assert volumes.boundary_shares() == pytest.approx([3 / 8, 5 / 8, 2 / 8])
 
 
 class _Pairs(lightning.LightningDataModule):
@@ -116,6 +169,9 @@ class _Pairs(lightning.LightningDataModule):
 
     def class_shares(self) -> list[float]:
         return self.shares
+
+    def boundary_shares(self) -> list[float]:
+        return [0.05, 0.04]
 
     def train_dataloader(self) -> Any:
         return DataLoader(self.batches, batch_size=1)
@@ -146,8 +202,10 @@ def test_a_new_run_starts_at_the_shares_and_a_resumed_one_keeps_its_weights(
     task = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL))  # on by default
     _fit(task, tmp_path, steps=0)
     assert torch.allclose(_output_at_silent_pixels(task.model), torch.tensor([0.9, 0.1]), atol=1e-6)
+    assert torch.allclose(_boundary_at_silent_pixels(task.model), torch.tensor([0.05, 0.04]), atol=1e-6)
     said = capsys.readouterr().out
     assert "head_prior: the segmentation output starts at the training masks' class shares (no_change 0.900, " in said
+    assert "head_prior: the boundary output starts at the training masks' boundary shares (no_change 0.050, " in said
 
     off = ChangeDetectionTask("ceecnet_v1", dict(TINY_CD_MODEL), head_prior=False)  # leaves the biases alone
     before = _bias(off)
