@@ -57,8 +57,8 @@ BOUNDARY_SAMPLES = 16  # fewer for the boundary shares: each mask costs an erosi
 
 def evenly(items: Sequence[T], count: int) -> list[T]:
     """At most ``count`` items spread evenly over the sequence (all of them if there are fewer)."""
-    if len(items) <= count:
-        return list(items)
+    if len(items) <= count or count < 2:
+        return list(items[: max(count, 0)])
     return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)]
 
 
