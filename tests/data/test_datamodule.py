@@ -155,6 +155,7 @@ def test_statistics_read_at_most_64_files_evenly_spread() -> None:
     assert len(picked) == 64 and picked[0] == items[0] and picked[-1] == items[-1]
     assert len(set(picked)) == 64
     assert _evenly(items[:10], 64) == items[:10]
+    assert _evenly(items, 1) == items[:1] and _evenly(items, 0) == []  # no division by count - 1
 
 
 def test_loader_workers_and_pinned_memory_follow_the_trainers_devices(monkeypatch: pytest.MonkeyPatch) -> None:

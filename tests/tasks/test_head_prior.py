@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mantis import create_model
-from mantis.data import ChangeDetectionDataModule, loaders
+from mantis.data import ChangeDetectionDataModule
 from mantis.data.datasets import ChangeDetectionFolder, SegmentationFolder
 from mantis.data.io import read_mask
 from mantis.data.labels import boundary_shares
@@ -98,6 +98,18 @@ def test_boundary_shares_count_the_boundary_targets_of_the_labelled_pixels() -> 
     assert boundary_shares([np.full(4, 255)], 2, 255) is None
 
 
+def test_boundary_shares_read_the_centre_of_a_large_mask() -> None:
+    # 0 0 0 0 1 1 1 1 1 1 1 1 0 0 0 0 whole: edges widened to 2-4 and 11-13 (class 0), 3-5 and 10-12 (class 1).
+    row = np.array([0] * 4 + [1] * 8 + [0] * 4)
+    assert boundary_shares([row], 2, None) == pytest.approx([6 / 16, 6 / 16])
+    assert boundary_shares([row], 2, None, most_elements=8) == pytest.approx([0.0, 0.0])  # steps 4-11: all 1
+    # 8 x 8 with a 2 x 2 block in the middle, read as its centre 4 x 4 (rows and columns 2-5): the block and its
+    # 8 face neighbours are class 1's boundary (12 of 16); the ring and everything next to it, class 0's (16).
+    square = np.zeros((8, 8), np.int64)
+    square[3:5, 3:5] = 1
+    assert boundary_shares([square], 2, None, most_elements=16) == pytest.approx([16 / 16, 12 / 16])
+
+
 def test_shares_count_the_labelled_pixels_of_the_masks(tmp_path: Path) -> None:
     root = make_seg_folder(tmp_path / "seg", names=("a", "b", "c"), num_classes=3)
     masks = [read_mask(root / "masks" / f"{n}.png") for n in ("a", "b", "c")]
@@ -131,9 +143,7 @@ def test_the_data_module_gives_the_shares_of_its_training_split(tmp_path: Path) 
     assert data.boundary_shares() == pytest.approx(boundary_shares(masks, 2, None))
 
 
-def test_series_and_volume_modules_give_the_shares_of_their_training_samples(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_series_and_volume_modules_give_the_shares_of_their_training_samples(tmp_path: Path) -> None:
     # Every sample holds the same labels, so the shares do not depend on which samples the split trains on.
     row = np.array([0] * 10 + [1] * 6 + [2] * 2 + [255] * 2)
     np.save(tmp_path / "x.npy", np.zeros((6, 20), np.float32))
@@ -156,8 +166,6 @@ def test_series_and_volume_modules_give_the_shares_of_their_training_samples(
     volumes = VolumeSegmentationDataModule(str(tmp_path / "vol"), num_classes=3, patch_size=8)
     assert volumes.class_shares() == pytest.approx([4 / 8, 3 / 8, 1 / 8])
     # Edges between slices 3|4 and 6|7, each widened by a slice: slices 2-4 (class 0), 3-7 (class 1), 6-7 (2).
-    assert volumes.boundary_shares() == pytest.approx([3 / 8, 5 / 8, 2 / 8])
-    monkeypatch.setattr(loaders, "BOUNDARY_ELEMENTS", 8**3)  # room for one volume only: large volumes
     assert volumes.boundary_shares() == pytest.approx([3 / 8, 5 / 8, 2 / 8])
 
 

@@ -175,13 +175,19 @@ def class_shares(masks: Iterable[np.ndarray], num_classes: int, ignore_index: in
     return shares if num_classes > 1 else shares[1:]
 
 
-def boundary_shares(masks: Iterable[np.ndarray], num_classes: int, ignore_index: int | None) -> list[float] | None:
+def boundary_shares(
+    masks: Iterable[np.ndarray], num_classes: int, ignore_index: int | None, most_elements: int = 2**20
+) -> list[float] | None:
     """Mean of each class's boundary target (:func:`boundary_labels`) over the labelled pixels of ``masks``
-    (K = 1: class 1's only); ``None`` when no pixel is labelled. What the boundary output starts at."""
+    (K = 1: class 1's only); ``None`` when no pixel is labelled. What the boundary output starts at.
+
+    A mask of more than ``most_elements`` pixels is read in its centre only, cut to that many at most, which
+    bounds the time and memory of the K erosions per mask (a 10,000² raster, a 512³ volume).
+    """
     k = max(num_classes, 2)
     sums = np.zeros(k, np.float64)
     total = 0
-    for mask in masks:
+    for mask in (_centre(m, most_elements) for m in masks):
         labelled = mask != ignore_index if ignore_index is not None else np.ones(mask.shape, bool)
         sums += boundary_labels(mask, k, ignore_index).reshape(k, -1).sum(1)
         total += int(labelled.sum())
@@ -189,3 +195,12 @@ def boundary_shares(masks: Iterable[np.ndarray], num_classes: int, ignore_index:
         return None
     shares = [float(v) / total for v in sums]
     return shares if num_classes > 1 else shares[1:]
+
+
+def _centre(mask: np.ndarray, most_elements: int) -> np.ndarray:
+    """The centre of ``mask``, each side shrunk by the same factor so that it holds at most ``most_elements``."""
+    if mask.size <= most_elements:
+        return mask
+    factor = (most_elements / mask.size) ** (1 / mask.ndim)
+    sides = [max(1, int(n * factor)) for n in mask.shape]
+    return mask[tuple(slice((n - side) // 2, (n - side) // 2 + side) for n, side in zip(mask.shape, sides))]

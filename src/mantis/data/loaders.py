@@ -168,9 +168,6 @@ class ClassificationDataModule(LabelledDataModule):
     target = "label"  # batches hold one class per sample
 
 
-BOUNDARY_ELEMENTS = 2**24  # labels read for the boundary shares: sixteen 1024² masks, one 256³ volume
-
-
 class DenseLabelsDataModule(OrderedLoaders, LabelledDataModule):
     """Samples with a class per element (step, voxel), for ``SegmentationTask``, held in memory.
 
@@ -189,12 +186,10 @@ class DenseLabelsDataModule(OrderedLoaders, LabelledDataModule):
 
     def boundary_shares(self) -> list[float] | None:
         """Mean boundary target of each class over the labelled elements of the training samples (at most 16,
-        evenly spread, and fewer of large volumes), or ``None`` without any; what ``head_prior`` starts the
+        evenly spread; the centre of large volumes), or ``None`` without any; what ``head_prior`` starts the
         boundary output at."""
-        samples = list(self._labels.get("train", ()))
-        largest = max((np.size(s) for s in samples), default=1)
-        most = max(1, min(BOUNDARY_SAMPLES, BOUNDARY_ELEMENTS // largest))  # bounds the erosions at fit start
-        return boundary_shares(evenly(samples, most), self.num_classes, self._ignore_index)
+        samples = evenly(list(self._labels.get("train", ())), BOUNDARY_SAMPLES)
+        return boundary_shares(samples, self.num_classes, self._ignore_index)
 
     def _name_classes(self, names: Sequence[str], k: int) -> None:
         """Name the K classes ``names``, else ``"0"``, ``"1"``, ...; a ValueError when there are not K names."""
