@@ -300,9 +300,13 @@ def late_mean(epochs: list[dict], minutes: float) -> float | None:
     Steadier than the end score where the test split is small (SpaceNet's test quadrant holds 9 buildings:
     one seed's F1 moves by 0.1-0.2 between neighbouring epochs).
     """
-    late = [e["test_f1"] for e in epochs if e["seconds"] > minutes * 30]
-    scores = [0.0 if f is None or math.isnan(f) else float(f) for f in late]
-    return statistics.mean(scores) if scores else None
+    late = [_score(e["test_f1"]) for e in epochs if e["seconds"] > minutes * 30]
+    return statistics.mean(late) if late else None
+
+
+def _score(f1: float | None) -> float:
+    """A missing or NaN F1 (the class never predicted nor present) counts as 0."""
+    return 0.0 if f1 is None or math.isnan(f1) else float(f1)
 
 
 def _positive_share(metrics: dict[str, Any], name: str) -> float | None:
@@ -318,7 +322,7 @@ def _positive_share(metrics: dict[str, Any], name: str) -> float | None:
 
 
 def _mean_sd(values: Sequence[float | None]) -> str:
-    clean = [0.0 if v is None or math.isnan(v) else float(v) for v in values]
+    clean = [_score(v) for v in values]
     if not clean:
         return "-"
     sd = statistics.stdev(clean) if len(clean) > 1 else 0.0
@@ -333,7 +337,7 @@ def _curve(records: list[dict], minutes: float) -> list[str]:
         values = []
         for run in records:
             before = [e["test_f1"] for e in run["per_epoch"] if e["seconds"] <= m * 60]
-            values.append(0.0 if not before or math.isnan(before[-1]) else before[-1])
+            values.append(_score(before[-1]) if before else 0.0)
         cells.append(f"{statistics.mean(values):.2f}")
     return cells
 
@@ -348,7 +352,7 @@ def _at_steps(records: list[dict], marks: Sequence[int]) -> list[str]:
             before = [e["test_f1"] for e in run["per_epoch"] if e["step"] <= mark]
             if run["steps"] < mark:
                 break
-            values.append(0.0 if not before or math.isnan(before[-1]) else before[-1])
+            values.append(_score(before[-1]) if before else 0.0)
         cells.append(f"{statistics.mean(values):.2f}" if len(values) == len(records) else "-")
     return cells
 
