@@ -14,6 +14,7 @@ and exit status 2 (set ``MANTIS_DEBUG=1`` for the traceback).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -22,11 +23,12 @@ import re
 import sys
 import warnings
 from argparse import ArgumentError
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from jsonargparse import ParserError
+import yaml
+from jsonargparse import ParserError, get_loader, set_loader
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -35,6 +37,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 
 from mantis.cli_defaults import with_bare_defaults
 from mantis.commands import USER_ERRORS, CommandError, debugging, one_line, run_command
+from mantis.data.former_keywords import move_former_keywords
 from mantis.entry import main as entry_main
 from mantis.entry import usage
 from mantis.inference.spec import WindowSpec
@@ -533,7 +536,24 @@ def run_lightning_command(argv: Sequence[str] | None) -> MantisCLI:
             _CREATED_FOLDERS.clear()
 
 
+@contextlib.contextmanager
+def _former_keywords_moved() -> Iterator[None]:
+    """Configs read meanwhile have the former flat augmentation keys of the series and volume data modules moved
+    into ``augment`` (:mod:`mantis.data.former_keywords`)."""
+    plain = get_loader("yaml")
+    set_loader("yaml", lambda text: move_former_keywords(plain(text)), (yaml.YAMLError,))
+    try:
+        yield
+    finally:
+        set_loader("yaml", plain, (yaml.YAMLError,))
+
+
 def _make_cli(argv: Sequence[str] | None, no_exit: dict[str, Any]) -> MantisCLI:
+    with _former_keywords_moved():
+        return _new_cli(argv, no_exit)
+
+
+def _new_cli(argv: Sequence[str] | None, no_exit: dict[str, Any]) -> MantisCLI:
     return MantisCLI(
         model_class=None,
         datamodule_class=None,

@@ -3,6 +3,7 @@ on series files end to end."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +14,9 @@ import torch
 import yaml
 
 from mantis.cli import main
+from mantis.data.former_keywords import move_former_keywords
 from mantis.data.series import SeriesDataModule, aeon_dataset_files, stratified_parts, stratified_split
+from mantis.data.series_augment import SeriesAugment
 from mantis.data.series_order import TrainingOrder
 from mantis.io.errors import DataError
 
@@ -136,7 +139,16 @@ def test_missing_values_are_filled_after_standardisation(tmp_path: Path) -> None
 
 def test_only_training_samples_are_augmented(tmp_path: Path) -> None:
     path = write_ts(tmp_path / "w.ts", *waves(8))
-    module = SeriesDataModule(str(path), val_fraction=0.25, scale=0.2, jitter=0.1, time_warp=0.3, window_slice=0.2)
+    augment = SeriesAugment(scale=0.2, jitter=0.1, time_warp=0.3, window_slice=0.2)
+    module = SeriesDataModule(str(path), val_fraction=0.25, augment=augment)
+    # the former spelling, one keyword per setting, builds the same augmentation (with a deprecation warning)
+    with pytest.warns(DeprecationWarning, match=r"SeriesDataModule: the keywords scale, jitter, time_warp, window"):
+        former = SeriesDataModule(str(path), val_fraction=0.25, scale=0.2, jitter=0.1, time_warp=0.3, window_slice=0.2)
+    assert former.augment == augment
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'scal'"):
+        SeriesDataModule(str(path), scal=0.2)
+    with pytest.raises(TypeError, match=r"give augment or the former keywords scale, not both"):
+        SeriesDataModule(str(path), augment=augment, scale=0.2)
     plain = SeriesDataModule(str(path), val_fraction=0.25)
     module.setup()
     plain.setup()
@@ -262,3 +274,13 @@ def test_a_2d_cnn_on_series_is_refused_in_one_line(tmp_path: Path, capsys: pytes
     assert err == [
         "mantis fit: error: model_kwargs spatial_dims=2, but SeriesDataModule gives 1D samples; use spatial_dims: 1"
     ]
+
+
+def test_the_former_flat_keys_of_a_config_move_under_augment() -> None:
+    config = {"data": {"class_path": "mantis.data.SeriesDataModule", "init_args": {"scale": 0.1, "jitter": 0.2}}}
+    config["data"]["init_args"].update({"augment": {"scale": 0.3}, "batch_size": 4})
+    with pytest.warns(FutureWarning, match=r"data init_args\.scale, init_args\.jitter: deprecated, now under"):
+        moved = move_former_keywords(config)
+    assert moved["data"]["init_args"] == {"augment": {"scale": 0.3, "jitter": 0.2}, "batch_size": 4}  # new wins
+    image = {"class_path": "mantis.data.SegmentationDataModule", "init_args": {"scale": 0.1}}
+    assert move_former_keywords(copy.deepcopy(image)) == image  # never a key of theirs: left to the parser

@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from mantis.cli import main
+from mantis.data.series_augment import SeriesAugment
 from mantis.data.series_segmentation import SeriesSegmentationDataModule, synthetic_series_segmentation
 from mantis.io.errors import DataError
 
@@ -57,7 +58,13 @@ def test_windows_cover_validation_series_and_targets_follow_the_mask(tmp_path: P
     assert 0 <= start <= 12 and window["mask"].tolist() == labels[0, start : start + 8].tolist()
     # warped and sliced training windows: each step's label is the label of the step its value was read from
     warped = SeriesSegmentationDataModule(
-        x, y, patch_size=16, val_fraction=0.5, test_fraction=0.0, standardize=False, time_warp=0.5, window_slice=0.3
+        x,
+        y,
+        patch_size=16,
+        val_fraction=0.5,
+        test_fraction=0.0,
+        standardize=False,
+        augment=SeriesAugment(time_warp=0.5, window_slice=0.3),
     )
     warped.setup()
     moved = 0
@@ -88,9 +95,14 @@ def test_fit_a_tiny_1d_fractal_resunet_per_step(tmp_path: Path) -> None:
     config["trainer"] = {"max_epochs": 1, "accelerator": "cpu", "enable_progress_bar": False}
     config["model"]["init_args"]["model_kwargs"].update({"nf": 4, "depth": 2, "nheads_start": 1})
     config["data"]["init_args"].update({"num_synthetic": 10, "synthetic_length": 64, "patch_size": 32})
+    del config["data"]["init_args"]["augment"]
+    config["data"]["init_args"].update({"scale": 0.1, "time_warp": 0.2})  # the former spelling of augment
     config["run_dir"] = str(tmp_path / "run")
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    assert main(["fit", "--config", str(tmp_path / "c.yaml")]) == 0
+    with pytest.warns(FutureWarning, match=r"data init_args\.scale, init_args\.time_warp: deprecated, now under"):
+        assert main(["fit", "--config", str(tmp_path / "c.yaml")]) == 0
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]["init_args"]
+    assert saved["augment"] == {"scale": 0.1, "jitter": 0.0, "window_slice": 0.0, "time_warp": 0.2}
     record = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
     assert record["task"] == "segmentation" and record["model_kwargs"]["spatial_dims"] == 1
     assert set(record["metrics"]) >= {"f1_background", "f1_burst", "f1_plateau", "mcc_macro"}

@@ -168,8 +168,12 @@ def test_quarter_turns_across_anisotropic_spacing_are_refused(tmp_path: Path) ->
         _nifti(tmp_path / "images" / f"s{i}.nii.gz", np.zeros((8, 8, 8), np.float32), (0.8, 0.8, 5.0))
         _nifti(tmp_path / "masks" / f"s{i}.nii.gz", np.zeros((8, 8, 8), np.uint8), (0.8, 0.8, 5.0))
     args = {"patch_size": 8, "val_fraction": 0.0, "test_fraction": 0.0}
-    VolumeSegmentationDataModule(str(tmp_path), rotate_planes=[[0, 1]], **args)  # in-plane: fine
+    VolumeSegmentationDataModule(str(tmp_path), augment=VolumeAugment(rotate_planes=[[0, 1]]), **args)  # in-plane
     with pytest.raises(DataError, match=r"s\d\.nii\.gz: voxel spacing 0\.8 along axis 1 and 5 along axis 2 differ"):
+        VolumeSegmentationDataModule(str(tmp_path), augment=VolumeAugment(rotate_planes=[[1, 2]]), **args)
+    # the former spelling, one keyword per setting, still works, with a deprecation warning
+    former = pytest.warns(DeprecationWarning, match=r"rotate_planes are deprecated; pass augment=VolumeAugment")
+    with former, pytest.raises(DataError, match=r"along axis 2 differ"):
         VolumeSegmentationDataModule(str(tmp_path), rotate_planes=[[1, 2]], **args)
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from mantis.inference.checkpoint import ModelMeta
 from mantis.inference.errors import InputError
-from mantis.inference.volume import predict_volume
+from mantis.inference.predict import predict_folder, predict_raster
 
 
 class PointwiseVolume(nn.Module):
@@ -59,7 +59,7 @@ def test_windows_over_a_larger_volume_equal_the_whole_forward_pass(tmp_path: Pat
     data = _volume()
     np.save(tmp_path / "scan.npy", data)
     model = PointwiseVolume()
-    written = predict_volume(
+    written = predict_raster(
         model.eval(), tmp_path / "scan.npy", tmp_path / "out", META, window=8, overlap=0.5,
         outputs=["class", "prob"], prob_dtype="float32", progress=False, batch_size=3,
     )  # fmt: skip
@@ -70,7 +70,7 @@ def test_windows_over_a_larger_volume_equal_the_whole_forward_pass(tmp_path: Pat
     np.testing.assert_allclose(np.moveaxis(prob, -1, 0), expected, atol=1e-6)
     np.testing.assert_array_equal(np.load(written["class"]), expected.argmax(0))
     # flips and turns (TTA) of non-cubic windows are each undone before blending
-    turned = predict_volume(
+    turned = predict_raster(
         model.eval(), tmp_path / "scan.npy", tmp_path / "tta", META, window=(8, 8, 16), tta=True,
         outputs=["prob"], prob_dtype="float32", progress=False,
     )  # fmt: skip
@@ -84,7 +84,7 @@ def test_with_context_gaussian_blending_is_close_to_the_whole_pass(tmp_path: Pat
     expected = _whole(model, data, 5.0, 2.0)
     error = {}
     for blend in ("mean", "gaussian"):
-        written = predict_volume(
+        written = predict_raster(
             model.eval(), tmp_path / "scan.npy", tmp_path / blend, META, window=16, overlap=0.5, blend=blend,
             outputs=["prob"], prob_dtype="float32", progress=False,
         )  # fmt: skip
@@ -102,7 +102,7 @@ def test_nifti_outputs_keep_the_affine_and_the_spacing(tmp_path: Path) -> None:
     source.header.set_xyzt_units("mm", "sec")
     nib.save(source, tmp_path / "t1.nii.gz")
     model = PointwiseVolume()
-    written = predict_volume(
+    written = predict_raster(
         model.eval(), tmp_path / "t1.nii.gz", tmp_path / "out", META, window=8, outputs=["class", "prob"],
         progress=False,
     )  # fmt: skip
@@ -122,15 +122,15 @@ def test_nifti_outputs_keep_the_affine_and_the_spacing(tmp_path: Path) -> None:
 def test_bad_input_is_refused_before_any_work_and_nothing_is_half_written(tmp_path: Path) -> None:
     np.save(tmp_path / "one.npy", _volume(channels=1))
     with pytest.raises(InputError, match=r"one\.npy: has 1 channels, the model takes 2"):
-        predict_volume(PointwiseVolume().eval(), tmp_path / "one.npy", tmp_path / "out", META, window=8)
+        predict_raster(PointwiseVolume().eval(), tmp_path / "one.npy", tmp_path / "out", META, window=8)
     np.save(tmp_path / "scan.npy", _volume())
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "scan_class.npy").write_bytes(b"")
     with pytest.raises(InputError, match=r"scan_class\.npy: already exists \(pass --overwrite to replace it\)"):
-        predict_volume(PointwiseVolume().eval(), tmp_path / "scan.npy", tmp_path / "out", META, window=8)
+        predict_raster(PointwiseVolume().eval(), tmp_path / "scan.npy", tmp_path / "out", META, window=8)
     for flat in (ModelMeta(model_kwargs={"spatial_dims": 2}), ModelMeta(model="fractal_resunet")):  # 2D default
         with pytest.raises(InputError, match=r"scan\.npy: is a volume, but the model was built for spatial_dims=2"):
-            predict_volume(PointwiseVolume().eval(), tmp_path / "scan.npy", tmp_path / "new", flat, window=8)
+            predict_raster(PointwiseVolume().eval(), tmp_path / "scan.npy", tmp_path / "new", flat, window=8)
 
     calls = []
 
@@ -141,7 +141,7 @@ def test_bad_input_is_refused_before_any_work_and_nothing_is_half_written(tmp_pa
         return PointwiseVolume().eval()(x)
 
     with pytest.raises(RuntimeError, match="out of memory"):
-        predict_volume(failing, tmp_path / "scan.npy", tmp_path / "new", META, window=8, batch_size=1, progress=False)
+        predict_raster(failing, tmp_path / "scan.npy", tmp_path / "new", META, window=8, batch_size=1, progress=False)
     assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir())
 
 
@@ -163,10 +163,31 @@ def test_an_intensity_range_kept_in_the_checkpoint_clips_new_volumes_as_in_train
     torch.save(ckpt, windowed)
 
     def prob(checkpoint: Path, name: str) -> np.ndarray:
-        out = predict_volume(checkpoint, tmp_path / name, tmp_path / checkpoint.stem, window=16, outputs=["prob"],
+        out = predict_raster(checkpoint, tmp_path / name, tmp_path / checkpoint.stem, window=16, outputs=["prob"],
                              prob_dtype="float32", progress=False, overwrite=True)  # fmt: skip
         return np.load(out["prob"])
 
     want = prob(plain, "clipped.npy")
     np.testing.assert_allclose(prob(windowed, "scan.npy"), want, atol=1e-6)
     assert np.abs(prob(plain, "scan.npy") - want).max() > 1e-3  # unclipped, the network sees other values
+
+
+def test_a_folder_of_volumes_is_predicted_file_by_file_and_the_former_names_still_work(tmp_path: Path) -> None:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    np.save(folder / "a.npy", _volume((10, 12, 8)))
+    np.save(folder / "b.npy", _volume((8, 8, 14)))
+    model = PointwiseVolume().eval()
+    written = predict_folder(model, folder, tmp_path / "out", META, window=8, progress=False)
+    assert [w["class"].name for w in written] == ["a_class.npy", "b_class.npy"]
+    for name, result in zip("ab", written):
+        expected = _whole(model, np.load(folder / f"{name}.npy"), 5.0, 2.0).argmax(0)
+        np.testing.assert_array_equal(np.load(result["class"]), expected)
+    with pytest.raises(InputError, match=r"volumes are predicted from one folder"):
+        predict_folder(model, [folder, folder], tmp_path / "two", META, window=8)
+    import mantis.inference.volume as volume
+
+    with pytest.warns(DeprecationWarning, match="predict_volume is deprecated; use mantis.inference.predict_raster"):
+        assert volume.predict_volume is predict_raster
+    with pytest.warns(DeprecationWarning, match="predict_volume_folder is deprecated"):
+        assert volume.predict_volume_folder is predict_folder

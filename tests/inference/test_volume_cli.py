@@ -27,9 +27,7 @@ def _tiny_config(tmp_path: Path, root: Path) -> Path:
     config = yaml.safe_load(CONFIG.read_text())
     config["trainer"] = {"max_epochs": 1, "accelerator": "cpu", "enable_progress_bar": False, "logger": False}
     config["model"]["init_args"]["model_kwargs"].update({"nf": 8, "depth": 2, "nheads_start": 1, "psp_depth": 1})
-    config["data"]["init_args"].update(
-        {"root": str(root), "patch_size": 16, "samples_per_volume": 1, "batch_size": 2, "rotate_planes": [[0, 1]]}
-    )
+    config["data"]["init_args"].update({"root": str(root), "patch_size": 16, "samples_per_volume": 1, "batch_size": 2})
     config["run_dir"] = str(tmp_path / "run")
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))

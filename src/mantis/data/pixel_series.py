@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from mantis.data.former_keywords import augment_with_former
 from mantis.data.loaders import ClassificationDataModule, OrderedLoaders, Stage
 from mantis.data.pixel_series_synthetic import PIXEL_SERIES_CLASSES, synthetic_pixel_stack
 from mantis.data.sampling import SampleKey, split_key
@@ -132,10 +133,8 @@ class PixelSeriesDataModule(OrderedLoaders, ClassificationDataModule):
         test_fraction: Share held out for testing.
         split_block: Side of the square blocks that go to one split together (1: single pixels, by class).
         standardize: Scale each band with the training pixels' mean and standard deviation.
-        scale: Amplitude scaling of training series (see ``SeriesDataModule``; 0: off).
-        jitter: Gaussian noise on training series, standardised units (0: off).
-        window_slice: Fraction of the dates cut away by window slicing (0: off).
-        time_warp: Strength of the random time warp (0: off).
+        augment: Augmentation of training series, as in ``SeriesDataModule``
+            (:class:`~mantis.data.series_augment.SeriesAugment`; ``None``: none).
         synthetic_size: Side of the synthetic scene in pixels.
         synthetic_dates: Dates of the synthetic scene.
         batch_size: Pixels per batch.
@@ -159,15 +158,13 @@ class PixelSeriesDataModule(OrderedLoaders, ClassificationDataModule):
         test_fraction: float = 0.2,
         split_block: int = 1,
         standardize: bool = True,
-        scale: float = 0.0,
-        jitter: float = 0.0,
-        window_slice: float = 0.0,
-        time_warp: float = 0.0,
+        augment: SeriesAugment | None = None,
         synthetic_size: int = 64,
         synthetic_dates: int = 16,
         batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
+        **former: float,  # scale=, jitter=, ...: the former spelling of augment (deprecated)
     ) -> None:
         super().__init__(batch_size, num_workers)
         if layout not in ("HWTC", "TCHW"):
@@ -179,7 +176,7 @@ class PixelSeriesDataModule(OrderedLoaders, ClassificationDataModule):
         for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
-        self.augment = SeriesAugment(scale, jitter, window_slice, time_warp)
+        self.augment = augment_with_former(augment, former, SeriesAugment, type(self).__name__)
         if stack_path is None:
             if labels_path is not None:
                 raise ValueError("labels_path needs stack_path")

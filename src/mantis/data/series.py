@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mantis.data.former_keywords import augment_with_former
 from mantis.data.loaders import ClassificationDataModule, OrderedLoaders, Stage
 from mantis.data.sampling import SampleKey, split_key
 from mantis.data.series_augment import SeriesAugment, fill_missing, resample
@@ -114,10 +115,9 @@ class SeriesDataModule(OrderedLoaders, ClassificationDataModule):
         unequal_length: ``resample``, ``pad`` or ``error`` (see the module docstring).
         series_length: Length every series is brought to (``None``: the longest training series).
         standardize: Scale each channel with the training cases' mean and standard deviation.
-        scale: Amplitude scaling of training cases: standard deviation of the factor around 1 (0: off).
-        jitter: Standard deviation of Gaussian noise added to training cases, standardised units (0: off).
-        window_slice: Fraction of the steps cut away by window slicing of training cases (0: off).
-        time_warp: Strength of the smooth random time warp of training cases (0: off).
+        augment: Augmentation of training cases
+            (:class:`~mantis.data.series_augment.SeriesAugment`: ``scale``, ``jitter``, ``window_slice``,
+            ``time_warp``; ``None``: none).
         batch_size: Series per batch.
         num_workers: Data-loader workers (series are in memory: 0 is fastest).
         seed: Seed of the validation (and test) split.
@@ -137,13 +137,11 @@ class SeriesDataModule(OrderedLoaders, ClassificationDataModule):
         unequal_length: UnequalLength = "resample",
         series_length: int | None = None,
         standardize: bool = True,
-        scale: float = 0.0,
-        jitter: float = 0.0,
-        window_slice: float = 0.0,
-        time_warp: float = 0.0,
+        augment: SeriesAugment | None = None,
         batch_size: int = 16,
         num_workers: int = 0,
         seed: int = 0,
+        **former: float,  # scale=, jitter=, ...: the former spelling of augment (deprecated)
     ) -> None:
         super().__init__(batch_size, num_workers)
         if unequal_length not in ("resample", "pad", "error"):
@@ -153,7 +151,7 @@ class SeriesDataModule(OrderedLoaders, ClassificationDataModule):
         for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
-        self.augment = SeriesAugment(scale, jitter, window_slice, time_warp)
+        self.augment = augment_with_former(augment, former, SeriesAugment, type(self).__name__)
         self.unequal_length: UnequalLength = unequal_length
         if aeon_dataset is not None:
             if train_path is not None or test_path is not None:

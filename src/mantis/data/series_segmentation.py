@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mantis.data.former_keywords import augment_with_former
 from mantis.data.loaders import DenseLabelsDataModule, Stage, add_mask_targets
 from mantis.data.sampling import SampleKey, split_key
 from mantis.data.series_augment import SeriesAugment
@@ -78,11 +79,8 @@ class SeriesSegmentationDataModule(DenseLabelsDataModule):
         val_fraction: share of the series for validation.
         test_fraction: share of the series for testing.
         standardize: scale each channel with the training series' mean and standard deviation.
-        scale: amplitude scaling of training windows (standard deviation of the factor; 0: off).
-        jitter: Gaussian noise added to training windows (standardised units; 0: off).
-        window_slice: fraction of a training window's steps cut away before stretching it back, labels moved
-            with the values (0: off).
-        time_warp: strength of the random time warp of training windows, labels moved with the values (0: off).
+        augment: augmentation of training windows (:class:`~mantis.data.series_augment.SeriesAugment`;
+            ``window_slice`` and ``time_warp`` move the labels with the values; ``None``: none).
         multitask: also give the boundary and distance targets (the CLI sets it from the network).
         num_synthetic: number of synthetic series (without files).
         synthetic_length: steps per synthetic series.
@@ -105,16 +103,14 @@ class SeriesSegmentationDataModule(DenseLabelsDataModule):
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
         standardize: bool = True,
-        scale: float = 0.0,
-        jitter: float = 0.0,
-        window_slice: float = 0.0,
-        time_warp: float = 0.0,
+        augment: SeriesAugment | None = None,
         multitask: bool = False,
         num_synthetic: int = 64,
         synthetic_length: int = 256,
         batch_size: int = 16,
         num_workers: int = 0,
         seed: int = 0,
+        **former: float,  # scale=, jitter=, ...: the former spelling of augment (deprecated)
     ) -> None:
         super().__init__(batch_size, num_workers)
         if patch_size is not None and patch_size < 1:
@@ -122,7 +118,7 @@ class SeriesSegmentationDataModule(DenseLabelsDataModule):
         self.patch_size = patch_size
         self.multitask = multitask
         self._ignore_index = ignore_index
-        self.augment = SeriesAugment(scale=scale, jitter=jitter, window_slice=window_slice, time_warp=time_warp)
+        self.augment = augment_with_former(augment, former, SeriesAugment, type(self).__name__)
         if series_path is None:
             values, labels = synthetic_series_segmentation(num_synthetic, synthetic_length, seed)
             names = class_names or SYNTHETIC_CLASSES

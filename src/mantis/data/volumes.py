@@ -32,13 +32,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from mantis.data.folders import split_from_files
+from mantis.data.former_keywords import augment_with_former
 from mantis.data.loaders import DenseLabelsDataModule, Stage, add_mask_targets
 from mantis.data.sampling import SampleKey, split_key
 from mantis.data.splits import random_split
@@ -89,13 +90,12 @@ class VolumeSegmentationDataModule(DenseLabelsDataModule):
         std: per-channel standard deviations, with ``mean``.
         auto_stats: without ``mean``/``std``, standardise each channel with the training volumes' mean and
             standard deviation (``mantis test --ckpt_path`` passes the checkpoint's instead).
-        flip_axes: spatial axes (0, 1, 2, in file order) along which training patches are flipped at random.
-        flip_p: probability of each flip.
-        rotate_planes: planes of two spatial axes in which training patches turn by random quarter turns; the
-            two axes must have the same voxel spacing in every training file (checked).
-        gain: training patches: each channel times a factor from N(1, ``gain``) (0: off).
-        offset: training patches: each channel plus a value from N(0, ``offset``), standardised units (0: off).
-        noise: training patches: Gaussian noise of this standard deviation, standardised units (0: off).
+        augment: augmentation of training patches (:class:`~mantis.data.volumes_augment.VolumeAugment`):
+            ``flip_axes`` (spatial axes 0-2, in file order, each flipped with probability ``flip_p``),
+            ``rotate_planes`` (planes of two spatial axes in which patches turn by random quarter turns; the two
+            axes must have the same voxel spacing in every training file, checked), ``gain``, ``offset`` and
+            ``noise`` (a per-channel factor from N(1, gain), a per-channel value from N(0, offset), Gaussian
+            noise; standardised units); ``None``: none.
         multitask: also give the boundary and distance targets (the CLI sets it from the network).
         num_synthetic: number of synthetic volumes (without ``root``).
         synthetic_size: side of the synthetic volumes, one or three.
@@ -128,12 +128,7 @@ class VolumeSegmentationDataModule(DenseLabelsDataModule):
         mean: list[float] | None = None,
         std: list[float] | None = None,
         auto_stats: bool = True,
-        flip_axes: list[int] | None = None,
-        flip_p: float = 0.5,
-        rotate_planes: list[list[int]] | None = None,
-        gain: float = 0.0,
-        offset: float = 0.0,
-        noise: float = 0.0,
+        augment: VolumeAugment | None = None,
         multitask: bool = False,
         num_synthetic: int = 24,
         synthetic_size: int | list[int] = 48,
@@ -141,6 +136,7 @@ class VolumeSegmentationDataModule(DenseLabelsDataModule):
         batch_size: int = 4,
         num_workers: int = 0,
         seed: int = 0,
+        **former: Any,  # flip_axes=, flip_p=, ...: the former spelling of augment (deprecated)
     ) -> None:
         super().__init__(batch_size, num_workers)
         patch = _three(patch_size, "patch_size")
@@ -159,7 +155,7 @@ class VolumeSegmentationDataModule(DenseLabelsDataModule):
         self.foreground_p = foreground_p
         self.multitask = multitask
         self._ignore_index = ignore_index
-        self.augment = VolumeAugment(flip_axes or (), flip_p, rotate_planes or (), gain, offset, noise)
+        self.augment = augment_with_former(augment, former, VolumeAugment, type(self).__name__)
         if root is None:
             volumes = synthetic_volumes(
                 num_synthetic, _three(synthetic_size, "synthetic_size"), seed, synthetic_channels

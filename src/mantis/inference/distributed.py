@@ -27,15 +27,10 @@ from mantis.commands import CommandError
 from mantis.inference.checkpoint import ModelMeta, load_models
 from mantis.inference.errors import InputError
 from mantis.inference.options import PredictOptions
-from mantis.inference.predict import PredictJob, check_window, plan_folder, run_prediction
+from mantis.inference.predict import Job, PredictJob, plan_jobs, run_job
 from mantis.inference.series_steps import is_series_steps_input
-from mantis.inference.spec import WindowSpec, size_multiple
-from mantis.inference.volume import VolumeJob, is_volume_input, plan_volume_folder, run_volume_prediction
 
 __all__ = ["accelerator_of", "deal_jobs", "launched_by_torchrun", "predict_folder_distributed"]
-
-
-Job = PredictJob | tuple[VolumeJob, WindowSpec]  # a raster (or pair), or a volume with its fitted windows
 
 
 def _size(job: Job) -> int:
@@ -57,13 +52,6 @@ def deal_jobs(jobs: Sequence[Job], world_size: int) -> list[list[int]]:
         shares[rank].append(i)
         load[rank] += _size(jobs[i])
     return [sorted(share) for share in shares]
-
-
-def _run(job: Job, model: Any, meta: ModelMeta, options: PredictOptions) -> dict[str, Path]:
-    if isinstance(job, PredictJob):
-        return run_prediction(job, model, meta, options)
-    volume, windows = job
-    return run_volume_prediction(volume, model, meta, options.replace(window=windows))
 
 
 def launched_by_torchrun() -> bool:
@@ -134,14 +122,7 @@ def predict_folder_distributed(
         model, meta = load_models(list(checkpoints), device)
         if is_series_steps_input(folders[0], meta):
             raise InputError(f"{folders[0]}: per-step series are predicted in one process; leave out --devices")
-        if is_volume_input(folders[0]):  # a folder of NIfTI/.npy volumes for a 3D network
-            if len(folders) != 1:
-                raise InputError(
-                    f"{folders[-1]}: volumes are predicted from one folder (change detection takes images)"
-                )
-            return model, meta, list(plan_volume_folder(folders[0], output_dir, meta, options, size_multiple(model)))
-        check_window(model, options.window)
-        return model, meta, list(plan_folder(folders, output_dir, meta, options.output))
+        return model, meta, plan_jobs(model, folders, output_dir, meta, options)
 
     if launched_by_torchrun():  # torchrun already made the ranks: their layout is its, whatever the flags say
         devices = int(os.environ.get("LOCAL_WORLD_SIZE", devices))
@@ -186,7 +167,7 @@ def _predict_on_rank(
     results: list[dict[str, Path]] = []
     try:
         for i in mine:
-            results.append(_run(jobs[i], model, meta, on_rank))
+            results.append(run_job(jobs[i], model, meta, on_rank))
     except Exception as problem:  # as above: the others must not wait for this rank forever
         error = problem
     failed = _agree(fabric, error is not None)

@@ -1,7 +1,7 @@
 """What a prediction writes and where it runs: option objects beside :class:`~mantis.inference.spec.WindowSpec`.
 
-Every prediction entry point (``predict_raster``, ``predict_folder``, ``predict_volume``,
-``predict_volume_folder``, the ranks of ``mantis predict --devices``) takes the same keywords, typed once in
+Every prediction entry point (``predict_raster`` and ``predict_folder``, for rasters, pairs and volumes alike,
+and the ranks of ``mantis predict --devices``) takes the same keywords, typed once in
 :class:`PredictArgs`, and turns them into one :class:`PredictOptions`: the windows (:class:`WindowSpec`), the
 outputs (:class:`OutputSpec`), the device and the progress bar. ``mantis predict`` builds the same object from
 its parsed arguments (:meth:`PredictOptions.from_args`).
@@ -28,6 +28,8 @@ PRODUCTS: dict[str, str] = {
     "distance": "distance",
 }
 PROB_DTYPES = ("uint8", "float32")
+#: uint8 probabilities are ``round(p * 254)`` (rasters and volumes alike); 255 is nodata.
+UINT8_SCALE = 254
 FORMATS = ("auto", "tif", "png")
 
 

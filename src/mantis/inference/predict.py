@@ -22,9 +22,10 @@ from typing import Any, Unpack
 import numpy as np
 import torch
 
+from mantis.data.volumes_io import is_volume_file
 from mantis.inference.checkpoint import ModelMeta, ModelSource, resolve_model
 from mantis.inference.errors import InputError
-from mantis.inference.options import DEFAULT_OUTPUT, PRODUCTS, OutputSpec, PredictArgs, PredictOptions
+from mantis.inference.options import DEFAULT_OUTPUT, PRODUCTS, UINT8_SCALE, OutputSpec, PredictArgs, PredictOptions
 from mantis.inference.raster import (
     AtomicFiles,
     BandSpec,
@@ -47,14 +48,19 @@ from mantis.inference.vector import (
     require_libraries,
     vector_path,
 )
+from mantis.inference.volume import (
+    VolumeJob,
+    is_volume_input,
+    plan_volume_folder,
+    predict_volume_file,
+    run_volume_prediction,
+)
 from mantis.io.folders import files_by_stem, list_images, match_file
 from mantis.io.normalize import missing_pixels
 
 PathLike = str | os.PathLike[str]
 
-#: uint8 probabilities are ``round(p * 254)``; 255 is nodata.
-UINT8_SCALE = 254
-UINT8_NODATA = 255
+UINT8_NODATA = 255  # of uint8 probabilities, round(p * UINT8_SCALE)
 #: GDAL block cache while predicting (its default, 5% of RAM, would grow with the raster).
 GDAL_CACHE_MB = 32
 
@@ -529,12 +535,16 @@ def predict_raster(
     meta: ModelMeta | None = None,
     **options: Unpack[PredictArgs],
 ) -> dict[str, Path]:
-    """Predict one raster (segmentation) or one pair (change detection) of any size, in bounded memory.
+    """Predict one raster (segmentation), one pair (change detection) or one volume of any size, in bounded memory.
 
     Args:
         model: a model (``model(x)`` / ``model(x1, x2)``, eval mode), or one or more checkpoint paths
             (``.ckpt`` or export folders; several are averaged as an ensemble).
-        inputs: one image path, or two for change detection; PNG, JPEG, TIFF or GeoTIFF, any size/bands.
+        inputs: one image path, or two for change detection; PNG, JPEG, TIFF or GeoTIFF, any size/bands. Or one
+            volume file (``.nii``, ``.nii.gz`` or ``.npy``, channels on a 4th axis) for a 3D network
+            (:mod:`mantis.inference.volume`): ``window`` is then one side or three, each cut to the volume's
+            size; outputs follow the input's format (NIfTI with its affine and spacing, or ``.npy``; uint8
+            probabilities in NIfTI files carry the slope 1/254); ``output_format`` and ``vector`` are refused.
         output_dir: folder for the outputs (created if needed).
         meta: task, bands and normalisation of ``model`` (read from checkpoints; default: task from the
             number of inputs, no band check, uint8 images divided by 255).
@@ -557,6 +567,8 @@ def predict_raster(
     settings = PredictOptions.build(**options)
     paths = _as_paths(inputs)
     fn, meta = resolve_model(model, meta, settings.device, len(paths))
+    if is_volume_file(paths[0]):
+        return predict_volume_file(fn, paths, output_dir, meta, settings)
     check_window(fn, settings.window)
     job = plan_prediction(paths, output_dir, meta, settings.output)
     if settings.output.skip_existing and job.done:
@@ -599,7 +611,8 @@ def predict_folder(
     meta: ModelMeta | None = None,
     **options: Unpack[PredictArgs],
 ) -> list[dict[str, Path]]:
-    """Predict every image of a folder, or every same-named pair of two folders (change detection).
+    """Predict every image of a folder, every same-named pair of two folders (change detection), or every
+    volume of a folder (a 3D network; e.g. a Decathlon task's ``imagesTs``).
 
     Every file is checked (headers, pairs, bands, outputs) before the first prediction starts.
 
@@ -615,9 +628,35 @@ def predict_folder(
     settings = PredictOptions.build(**options)
     folders = _as_paths(inputs)
     fn, meta = resolve_model(model, meta, settings.device, len(folders))
-    check_window(fn, settings.window)
-    jobs = plan_folder(folders, output_dir, meta, settings.output)
-    return [run_prediction(job, fn, meta, settings) for job in jobs]
+    return [run_job(job, fn, meta, settings) for job in plan_jobs(fn, folders, output_dir, meta, settings)]
+
+
+Job = PredictJob | tuple[VolumeJob, WindowSpec]  # a raster (or pair), or a volume with its fitted windows
+
+
+def plan_jobs(
+    model: Any, folders: Sequence[Path], output_dir: PathLike, meta: ModelMeta, options: PredictOptions
+) -> list[Job]:
+    """Every input of :func:`predict_folder`'s folders checked and planned: rasters or pairs, or volumes with
+    their windows cut to each.
+
+    Raises:
+        InputError: one line naming the first file at fault.
+    """
+    if is_volume_input(folders[0]):  # NIfTI/.npy volumes for a 3D network: mantis.inference.volume
+        if len(folders) != 1:
+            raise InputError(f"{folders[-1]}: volumes are predicted from one folder (change detection takes images)")
+        return list(plan_volume_folder(folders[0], output_dir, meta, options, size_multiple(model)))
+    check_window(model, options.window)
+    return list(plan_folder(folders, output_dir, meta, options.output))
+
+
+def run_job(job: Job, model: Any, meta: ModelMeta, options: PredictOptions) -> dict[str, Path]:
+    """Run one job of :func:`plan_jobs`; returns product name -> path written."""
+    if isinstance(job, PredictJob):
+        return run_prediction(job, model, meta, options)
+    volume, windows = job
+    return run_volume_prediction(volume, model, meta, options.replace(window=windows))
 
 
 def plan_folder(

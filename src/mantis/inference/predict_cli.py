@@ -220,7 +220,6 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     from mantis.inference.predict import predict_folder, predict_raster
     from mantis.inference.records import is_record_input, predict_records_cli
     from mantis.inference.series_steps import is_series_steps_input, predict_series_steps_cli
-    from mantis.inference.volume import is_volume_input, predict_volume_cli
     from mantis.io.folders import writable_folder
 
     if not args.checkpoint or not args.input or not args.output:
@@ -260,9 +259,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Path]]:
     output_dir = Path(args.output)
     if is_series_steps_input(inputs[0], meta):  # .npy series for a 1D network: mantis.inference.series_steps
         return predict_series_steps_cli(model, inputs, meta, options, output_dir)
-    if is_volume_input(inputs[0]):  # NIfTI/.npy volumes or folders of them: mantis.inference.volume
-        return predict_volume_cli(model, inputs, meta, options, output_dir)
-    if all(folders):
+    if all(folders):  # images, pairs or NIfTI/.npy volumes: predict_folder and predict_raster tell them apart
         return predict_folder(model, inputs, output_dir, meta, **options.keywords())
     return [predict_raster(model, inputs, output_dir, meta, **options.keywords())]
 

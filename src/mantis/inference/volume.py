@@ -14,10 +14,11 @@ from __future__ import annotations
 import gzip
 import itertools
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,10 +32,9 @@ from mantis.data.volumes_io import (
     volume_stem,
     volume_suffix,
 )
-from mantis.inference.checkpoint import ModelMeta, ModelSource, resolve_model
+from mantis.inference.checkpoint import ModelMeta
 from mantis.inference.errors import InputError
-from mantis.inference.options import DEFAULT_OUTPUT, PRODUCTS, OutputSpec, PredictArgs, PredictOptions
-from mantis.inference.predict import UINT8_SCALE
+from mantis.inference.options import DEFAULT_OUTPUT, PRODUCTS, UINT8_SCALE, OutputSpec, PredictOptions
 from mantis.inference.raster import AtomicFiles
 from mantis.inference.sliding import WindowForward, _progress, accumulate_windows
 from mantis.inference.spec import WindowSpec, size_multiple
@@ -45,10 +45,10 @@ __all__ = [
     "is_volume_input",
     "plan_volume",
     "plan_volume_folder",
-    "predict_volume",
-    "predict_volume_cli",
-    "predict_volume_folder",
+    "predict_volume_file",
 ]
+
+_FORMER = {"predict_volume": "predict_raster", "predict_volume_folder": "predict_folder"}
 
 PathLike = str | os.PathLike[str]
 
@@ -115,37 +115,19 @@ def plan_volume(
     return VolumeJob(path, header, files, output.prob_dtype)
 
 
-def predict_volume(
-    model: ModelSource,
-    inputs: PathLike | Sequence[PathLike],
-    output_dir: PathLike,
-    meta: ModelMeta | None = None,
-    **options: Unpack[PredictArgs],
+def predict_volume_file(
+    model: Callable[..., Any], inputs: Sequence[Path], output_dir: PathLike, meta: ModelMeta, options: PredictOptions
 ) -> dict[str, Path]:
-    """Predict one volume of any size with a 3D segmentation network, window by window.
-
-    Args:
-        model: a 3D model (``model(x)`` on N x C x X x Y x Z, eval mode), or checkpoint paths (several: an ensemble).
-        inputs: the volume file (``.nii``, ``.nii.gz`` or ``.npy``; channels on a 4th axis).
-        output_dir: folder for the outputs (created if needed).
-        meta: task, channels and normalisation of ``model`` (read from checkpoints; default: no normalisation).
-        **options: as in :func:`~mantis.inference.predict.predict_raster`, but ``spec.window`` is one side or
-            three, each cut to the volume's size; ``output_format`` and ``vector`` are for rasters (refused);
-            uint8 probabilities in NIfTI files carry the slope 1/254, so readers get probabilities.
-
-    Returns:
-        Product name -> path of the written file.
+    """:func:`~mantis.inference.predict.predict_raster` on a volume file (its model resolved, its options built).
 
     Raises:
         InputError: before any work, if the input does not fit the model or the outputs exist.
     """
-    settings = PredictOptions.build(**options)
-    fn, meta = resolve_model(model, meta, settings.device)
-    job = plan_volume(inputs, output_dir, meta, settings.output)
-    if settings.output.skip_existing and job.done:
+    job = plan_volume(inputs, output_dir, meta, options.output)
+    if options.output.skip_existing and job.done:
         return dict(job.outputs)
-    spec = settings.window.fitted(job.header.shape, size_multiple(fn))
-    return run_volume_prediction(job, fn, meta, settings.replace(window=spec))
+    spec = options.window.fitted(job.header.shape, size_multiple(model))
+    return run_volume_prediction(job, model, meta, options.replace(window=spec))
 
 
 def _normalised(job: VolumeJob, meta: ModelMeta) -> torch.Tensor:
@@ -170,8 +152,8 @@ def run_volume_prediction(
 ) -> dict[str, Path]:
     """Run a planned volume prediction slab by slab, then write its outputs atomically.
 
-    Arguments are those of :func:`predict_volume` (``options`` built from its keywords; its window already cut
-    to the volume by :meth:`WindowSpec.fitted`).
+    Arguments are those of :func:`predict_volume_file` (its window already cut to the volume by
+    :meth:`WindowSpec.fitted`).
     """
     spec, device, prob_dtype = options.window, options.device, job.prob_dtype
     volume = _normalised(job, meta)
@@ -294,21 +276,6 @@ def is_volume_input(path: Path) -> bool:
     return is_volume_file(path)
 
 
-def predict_volume_folder(
-    model: Callable[..., Any], folder: PathLike, output_dir: PathLike, meta: ModelMeta, **options: Unpack[PredictArgs]
-) -> list[dict[str, Path]]:
-    """Predict every volume file of ``folder`` (e.g. a Decathlon task's ``imagesTs``); every file is checked
-    before the first prediction. Options as for :func:`predict_volume`; ``skip_existing`` leaves out volumes
-    whose outputs all exist (resume).
-
-    Returns:
-        For each volume predicted, product name -> path written.
-    """
-    settings = PredictOptions.build(**options)
-    planned = plan_volume_folder(folder, output_dir, meta, settings, size_multiple(model))
-    return [run_volume_prediction(job, model, meta, settings.replace(window=spec)) for job, spec in planned]
-
-
 def plan_volume_folder(
     folder: PathLike, output_dir: PathLike, meta: ModelMeta, options: PredictOptions, multiple: int
 ) -> list[tuple[VolumeJob, WindowSpec]]:
@@ -319,12 +286,13 @@ def plan_volume_folder(
     return [(job, options.window.fitted(job.header.shape, multiple)) for job in jobs]
 
 
-def predict_volume_cli(
-    model: Callable[..., Any], inputs: Sequence[Path], meta: ModelMeta, options: PredictOptions, output_dir: Path
-) -> list[dict[str, Path]]:
-    """``mantis predict`` on a volume file or a folder of them."""
-    if inputs[0].is_dir():
-        if len(inputs) != 1:
-            raise InputError(f"{inputs[-1]}: volumes are predicted from one folder (change detection takes images)")
-        return predict_volume_folder(model, inputs[0], output_dir, meta, **options.keywords())
-    return [predict_volume(model, inputs, output_dir, meta, **options.keywords())]
+def __getattr__(name: str) -> Any:
+    """The former volume entry points, now :func:`~mantis.inference.predict.predict_raster` and
+    :func:`~mantis.inference.predict.predict_folder`, which take volumes as they take rasters."""
+    if name in _FORMER:
+        from mantis.inference import predict  # here: predict imports this module
+
+        new = _FORMER[name]
+        warnings.warn(f"{__name__}.{name} is deprecated; use mantis.inference.{new}", DeprecationWarning, stacklevel=2)
+        return getattr(predict, new)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
