@@ -1,7 +1,7 @@
 """Why a FracTAL ResUNet step costs more than a plain U-Net step at demo size: work, memory traffic and where
 the time goes.
 
-    .venv/bin/python benchmarks/step_cost.py [--bands 1] [--steps 6] [--threads 2] [--write-docs]
+    .venv/bin/python benchmarks/step_cost.py [--bands 1] [--steps 6] [--threads 2] [--precision 32] [--write-docs]
 
 For FracTAL ResUNet (nf 16, depth 4, PSP depth 3) and the straightforward U-Net of ``benchmarks/plain_unet.py``
 (nf 16, depth 4) on a batch of eight 128² windows of the built-in scenes (the sizes of the SpaceNet check of
@@ -11,6 +11,8 @@ For FracTAL ResUNet (nf 16, depth 4, PSP depth 3) and the straightforward U-Net 
   (float32 sizes; what a step must write and read back, at least once, in the forward and again in the backward);
 - seconds per training step (the segmentation task's ``compute_loss``, backward and fused Adam as in
   ``mantis fit``, bf16 autocast, channels-last; median after two warm-up steps), the two networks interleaved;
+  ``--precision 32`` steps in float32 instead, as ``mantis fit`` trains on a CPU without native bf16 (its own
+  section of docs/benchmarks.md);
 - FracTAL ResUNet's step split by the profiler: convolution forward and backward, the norms, and everything
   else (elementwise operations, attention, copies), and the share of the forward spent in the multitask head
   at full resolution.
@@ -33,6 +35,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 from benchmarks.common import interleaved_medians, machine_line, write_section  # noqa: E402
 
 SECTION = "Where a segmentation step goes at demo size"
+PRECISIONS = {"bf16": torch.bfloat16, "32": None}
 NETWORKS = {
     "fractal_resunet": {"nf": 16, "depth": 4, "psp_depth": 3},
     "plain_unet": {"nf": 16, "depth": 4},
@@ -56,8 +59,10 @@ def _batch(bands: int) -> dict[str, torch.Tensor]:
     return next(iter(data.train_dataloader()))
 
 
-def _step(task: Any, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor]) -> None:
-    with torch.autocast("cpu", torch.bfloat16):
+def _step(
+    task: Any, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], dtype: torch.dtype | None
+) -> None:
+    with torch.autocast("cpu", dtype or torch.float32, enabled=dtype is not None):
         loss = task.compute_loss(batch)[0]
     optimizer.zero_grad()
     loss.backward()
@@ -83,13 +88,15 @@ def _work(model: torch.nn.Module, x: torch.Tensor) -> tuple[float, float]:
     return flops.get_total_flops() / 1e9, written[0] * 4 / 1e6
 
 
-def _split(task: Any, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], steps: int) -> dict[str, float]:
+def _split(
+    task: Any, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], steps: int, dtype: torch.dtype | None
+) -> dict[str, float]:
     """Shares of FracTAL ResUNet's step by kind of operation (profiler self time)."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
-            _step(task, optimizer, batch)
+            _step(task, optimizer, batch, dtype)
     shares = {"convolution forward": 0.0, "convolution backward": 0.0, "norms": 0.0, "other": 0.0}
     for event in prof.key_averages():
         name = event.key
@@ -106,8 +113,8 @@ def _split(task: Any, optimizer: torch.optim.Optimizer, batch: dict[str, torch.T
     return {k: v / total for k, v in shares.items()}
 
 
-def _head_share(model: torch.nn.Module, x: torch.Tensor, repeats: int = 5) -> float:
-    """Share of the forward pass (bf16 autocast) spent in ``model.head``."""
+def _head_share(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None, repeats: int = 5) -> float:
+    """Share of the forward pass (``dtype`` autocast, or float32) spent in ``model.head``."""
     spent = [0.0]
     start = [0.0]
 
@@ -120,7 +127,7 @@ def _head_share(model: torch.nn.Module, x: torch.Tensor, repeats: int = 5) -> fl
     head = model.get_submodule("head")
     hooks = [head.register_forward_pre_hook(enter), head.register_forward_hook(leave)]
     total = 0.0
-    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+    with torch.no_grad(), torch.autocast("cpu", dtype or torch.float32, enabled=dtype is not None):
         model(x)
         spent[0] = 0.0
         for _ in range(repeats):
@@ -137,8 +144,10 @@ def main() -> None:
     parser.add_argument("--bands", type=int, default=1, help="1: a panchromatic image, as the SpaceNet tile")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="bf16")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
+    dtype = PRECISIONS[args.precision]
     torch.set_num_threads(args.threads)
     from benchmarks.plain_unet import register
     from mantis.runtime import keep_freed_memory
@@ -151,19 +160,20 @@ def main() -> None:
     optimizers = {name: torch.optim.Adam(t.parameters(), lr=1e-3, fused=True) for name, t in tasks.items()}
     x = batch["image"].contiguous(memory_format=torch.channels_last)
     rows = []
-    steps = {name: functools.partial(_step, tasks[name], optimizers[name], batch) for name in NETWORKS}
+    steps = {name: functools.partial(_step, tasks[name], optimizers[name], batch, dtype) for name in NETWORKS}
     seconds = interleaved_medians(steps, repeats=args.steps)
     for name, task in tasks.items():
         gflop, megabytes = _work(task.model, x)
         params = sum(p.numel() for p in task.model.parameters())
         rows.append(f"| {name} | {params / 1e3:.0f} k | {gflop:.1f} | {megabytes:.0f} | {seconds[name]:.3f} |")
     frac = "fractal_resunet"
-    split = _split(tasks[frac], optimizers[frac], batch, max(2, args.steps // 2))
-    head = _head_share(tasks[frac].model, x)
+    split = _split(tasks[frac], optimizers[frac], batch, max(2, args.steps // 2), dtype)
+    head = _head_share(tasks[frac].model, x, dtype)
     ratio = seconds[frac] / seconds["plain_unet"]
+    flag = "" if args.precision == "bf16" else f" --precision {args.precision}"
     body = "\n".join(
         [
-            f"- Command: `python benchmarks/step_cost.py --bands {args.bands} --steps {args.steps}`",
+            f"- Command: `python benchmarks/step_cost.py --bands {args.bands} --steps {args.steps}{flag}`",
             f"- {machine_line()}",
             "",
             "| network | parameters | forward GFLOP | module outputs, MB (fp32) | s per training step |",
@@ -177,7 +187,7 @@ def main() -> None:
     )
     print(body)
     if args.write_docs:
-        write_section(SECTION, body)
+        write_section(SECTION + ("" if dtype is not None else " in float32"), body)
 
 
 if __name__ == "__main__":
