@@ -103,6 +103,11 @@ def test_unknown_config_key_names_the_file_and_key(tmp_path: Path, capsys: pytes
     ("args", "expected"),
     [
         (["--data.init_args.patch_szie", "64"], "data.init_args.patch_szie: unknown key"),
+        (
+            ["--data.init_args.jitter", "0.1"],  # a series data module's former flat key
+            "data.init_args.jitter: unknown key (the series and volume data modules take it under augment: "
+            "data.init_args.augment.jitter)",
+        ),
         (["--data.init_args.batch_size", "many"], "data.init_args.batch_size: expected int, got 'many'"),
         (["--config", "/nonexistent/run.yaml"], "/nonexistent/run.yaml"),
         (["--ckpt_path", "/nonexistent/last.ckpt"], "/nonexistent/last.ckpt: no such checkpoint"),

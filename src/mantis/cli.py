@@ -37,7 +37,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 
 from mantis.cli_defaults import with_bare_defaults
 from mantis.commands import USER_ERRORS, CommandError, debugging, one_line, run_command
-from mantis.data.former_keywords import move_former_keywords
+from mantis.data.former_keywords import FORMER_FLAT_AUGMENT, field_names, move_former_keywords
 from mantis.entry import main as entry_main
 from mantis.entry import usage
 from mantis.inference.spec import WindowSpec
@@ -470,6 +470,9 @@ def config_error_line(message: str, args: Sequence[str] = ()) -> str:
     if unknown:
         keys.append(unknown.group(1))
         problem = "unknown key"
+        former = keys[-1].split(".")[-1]
+        if keys[0] == "data" and any(former in field_names(kind) for kind in FORMER_FLAT_AUGMENT.values()):
+            problem += f" (the series and volume data modules take it under augment: data.init_args.augment.{former})"
     typed = re.fullmatch(r"Expected a <class '([^']+)'>\. Got value: (.*)", problem)
     if typed:
         problem = f"expected {typed.group(1)}, got {typed.group(2)!r}"

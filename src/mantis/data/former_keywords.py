@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from mantis.data.series_augment import SeriesAugment
 from mantis.data.volumes_augment import VolumeAugment
 
-__all__ = ["FORMER_FLAT_AUGMENT", "augment_with_former", "move_former_keywords"]
+__all__ = ["FORMER_FLAT_AUGMENT", "augment_with_former", "field_names", "move_former_keywords"]
 
 A = TypeVar("A")
 
@@ -29,7 +29,8 @@ FORMER_FLAT_AUGMENT: dict[str, type] = {
 }
 
 
-def _field_names(kind: type) -> list[str]:
+def field_names(kind: type) -> list[str]:
+    """The field names of the option object ``kind`` (a dataclass)."""
     return [f.name for f in dataclasses.fields(kind)]
 
 
@@ -39,7 +40,7 @@ def augment_with_former(augment: A | None, former: Mapping[str, Any], kind: type
     Raises:
         TypeError: a keyword that never was one (worded as Python words it), or both spellings at once.
     """
-    unknown = [name for name in former if name not in _field_names(kind)]
+    unknown = [name for name in former if name not in field_names(kind)]
     if unknown:
         raise TypeError(f"{owner}.__init__() got an unexpected keyword argument {unknown[0]!r}")
     if not former:
@@ -62,7 +63,7 @@ def move_former_keywords(config: Any) -> Any:
             continue
         kind = FORMER_FLAT_AUGMENT.get(str(section.get("class_path", "")).rsplit(".", 1)[-1])
         init = section["init_args"]
-        moved = {name: init.pop(name) for name in _field_names(kind) if name in init} if kind else {}
+        moved = {name: init.pop(name) for name in field_names(kind) if name in init} if kind else {}
         if not moved:
             continue
         given = init.get("augment")
