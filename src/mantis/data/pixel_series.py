@@ -12,7 +12,7 @@ series (bands x dates) for ``ClassificationTask`` with a 1D network (``cnn``, ``
   split, for honest scores).
 - Without files, :func:`~mantis.data.pixel_series_synthetic.synthetic_pixel_stack` makes a built-in scene.
 - Standardisation per band over the training pixels and dates (kept in the checkpoint as ``band_mean`` and
-  ``band_std``); the series augmentations ``scale``, ``jitter``, ``window_slice``, ``time_warp``.
+  ``band_std``); the series augmentations of ``augment`` (``scale``, ``jitter``, ``window_slice``, ``time_warp``).
 
 Batches: ``{"image": B x C x T float32, "label": B int64}``; :func:`classify_stack` maps a whole stack.
 """

@@ -11,8 +11,8 @@
   (B x T, True at real steps); ``error`` refuses series of different lengths.
 - Standardisation: each channel's mean and standard deviation over the training cases only, kept in the
   checkpoint (``band_mean``/``band_std``); missing values (``?``) are then filled along time.
-- Augmentation of training cases (each 0 = off): ``scale``, ``jitter``, ``window_slice``, ``time_warp``
-  (:mod:`mantis.data.series_augment`), drawn per sample from (seed, epoch, position).
+- Augmentation of training cases, ``augment`` (:class:`~mantis.data.series_augment.SeriesAugment`: ``scale``,
+  ``jitter``, ``window_slice``, ``time_warp``, each 0 = off), drawn per sample from (seed, epoch, position).
 
 Batches: ``{"image": B x C x T float32, "label": B int64}`` (plus ``"valid"`` with ``pad``).
 """
