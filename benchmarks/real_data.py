@@ -300,7 +300,7 @@ def late_mean(epochs: list[dict], minutes: float) -> float | None:
     Steadier than the end score where the test split is small (SpaceNet's test quadrant holds 9 buildings:
     one seed's F1 moves by 0.1-0.2 between neighbouring epochs).
     """
-    late = [_score(e["test_f1"]) for e in epochs if e["seconds"] > minutes * 30]
+    late = [_score(e["test_f1"]) for e in epochs if e["seconds"] > minutes * 60 / 2]
     return statistics.mean(late) if late else None
 
 

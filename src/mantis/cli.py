@@ -553,29 +553,25 @@ def _former_keywords_moved() -> Iterator[None]:
 
 def _make_cli(argv: Sequence[str] | None, no_exit: dict[str, Any]) -> MantisCLI:
     with _former_keywords_moved():
-        return _new_cli(argv, no_exit)
-
-
-def _new_cli(argv: Sequence[str] | None, no_exit: dict[str, Any]) -> MantisCLI:
-    return MantisCLI(
-        model_class=None,
-        datamodule_class=None,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_callback=RunConfigSaver,
-        save_config_kwargs={"overwrite": True},
-        seed_everything_default=0,
-        parser_kwargs={
-            "prog": PROG,
-            **no_exit,
-            "allow_abbrev": False,
-            # No abbreviations: a misspelt --trainer.max_epoch must not pass for --trainer.max_epochs.
-            **{cmd: {**no_exit, "default_config_files": [], "allow_abbrev": False} for cmd in LIGHTNING_COMMANDS},
-        },
-        args=None if argv is None else list(argv),
-        auto_configure_optimizers=False,
-        load_from_checkpoint_support=False,
-    )
+        return MantisCLI(
+            model_class=None,
+            datamodule_class=None,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=RunConfigSaver,
+            save_config_kwargs={"overwrite": True},
+            seed_everything_default=0,
+            parser_kwargs={
+                "prog": PROG,
+                **no_exit,
+                "allow_abbrev": False,
+                # No abbreviations: a misspelt --trainer.max_epoch must not pass for --trainer.max_epochs.
+                **{cmd: {**no_exit, "default_config_files": [], "allow_abbrev": False} for cmd in LIGHTNING_COMMANDS},
+            },
+            args=None if argv is None else list(argv),
+            auto_configure_optimizers=False,
+            load_from_checkpoint_support=False,
+        )
 
 
 T = TypeVar("T")
