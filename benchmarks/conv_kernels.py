@@ -103,9 +103,10 @@ def time_call(call: Call, dtype: torch.dtype, repeats: int) -> dict[str, float]:
     return interleaved_medians({way: _step(call, way, dtype) for way in WAYS}, repeats=repeats)
 
 
-def _step(call: Call, way: str, dtype: torch.dtype) -> Callable[[], None]:
-    """One forward and backward of ``call`` computed the ``way`` named."""
+def build(call: Call, way: str, dtype: torch.dtype) -> tuple[nn.Conv2d, torch.Tensor]:
+    """The convolution and an input of ``call`` for the ``way`` named (the input channels-last, as in the network)."""
     from mantis.nn.grouped import Conv2d as MantisConv2d
+    from mantis.nn.layout import channels_last
 
     kind = MantisConv2d if call.mantis_conv and way == "channels-last" else nn.Conv2d
     conv = kind(
@@ -117,18 +118,28 @@ def _step(call: Call, way: str, dtype: torch.dtype) -> Callable[[], None]:
         dilation=call.dilation,
         groups=call.groups,
     ).to(dtype)
-    # The network's maps are channels-last: the other ways pay for the copies into their layout and back.
-    x = torch.randn(call.input_shape, dtype=dtype).contiguous(memory_format=torch.channels_last)
-    x.requires_grad_(call.input_grad)
     if way == "channels-last":
         conv = conv.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    x = channels_last(torch.randn(call.input_shape, dtype=dtype))
+    return conv, x.requires_grad_(call.input_grad)
+
+
+def forward(conv: nn.Conv2d, x: torch.Tensor, way: str) -> torch.Tensor:
+    """``conv(x)`` computed the ``way`` named; the output channels-last, as the network's next layer takes it."""
+    with torch.backends.mkldnn.flags(enabled=way != "native"):
+        if way == "channels-last":
+            return conv(x)
+        # The other ways pay for the copies into their layout and back (their gradients too, in the backward).
+        return conv(x.contiguous()).contiguous(memory_format=torch.channels_last)
+
+
+def _step(call: Call, way: str, dtype: torch.dtype) -> Callable[[], None]:
+    """One forward and backward of ``call`` computed the ``way`` named."""
+    conv, x = build(call, way, dtype)
 
     def step() -> None:
+        y = forward(conv, x, way)
         with torch.backends.mkldnn.flags(enabled=way != "native"):
-            if way == "channels-last":
-                y = conv(x)
-            else:
-                y = conv(x.contiguous()).contiguous(memory_format=torch.channels_last)
             y.backward(torch.ones_like(y))
 
     return step

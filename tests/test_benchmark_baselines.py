@@ -30,3 +30,38 @@ def test_baseline_matches_fused_attention(baseline, depth: int, spatial_dims: in
     assert FracTALAttention.forward is ours  # and ours is restored
     torch.testing.assert_close(got_self, expected_self, rtol=1e-9, atol=1e-10)
     torch.testing.assert_close(got_rel, expected_rel, rtol=1e-9, atol=1e-10)
+
+
+def test_conv_kernel_ways_compute_the_same_convolution() -> None:
+    """benchmarks/conv_kernels.py times three ways of each convolution: they must give the same values."""
+    from benchmarks.conv_kernels import WAYS, build, forward, record_calls
+
+    calls = record_calls("fractal_resunet")
+    assert sum(calls.values()) == 64  # every convolution of one forward pass at demo size
+    # A grouped attention convolution (merged into block-diagonal groups where that path applies), a strided
+    # one, and the stem's 1x1 (whose input needs no gradient): smaller batches keep the test quick.
+    picked = [
+        next(c for c in calls if c.groups > 1 and c.mantis_conv),
+        next(c for c in calls if c.stride == (2, 2)),
+        next(c for c in calls if not c.input_grad),
+    ]
+    for call in picked:
+        call = call._replace(input_shape=(2, *call.input_shape[1:]))
+        torch.manual_seed(0)
+        reference, x = build(call, WAYS[0], torch.float32)
+        for way in WAYS:
+            conv, _ = build(call, way, torch.float32)
+            conv.load_state_dict(reference.state_dict())
+            x_way = x.detach().clone().requires_grad_(call.input_grad)
+            y = forward(conv, x_way, way)
+            assert y.is_contiguous(memory_format=torch.channels_last)
+            y.backward(torch.ones_like(y))
+            if way == WAYS[0]:
+                expected_y, expected_grads = y.detach(), [conv.weight.grad, x_way.grad]
+                continue
+            torch.testing.assert_close(y, expected_y, rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(conv.weight.grad, expected_grads[0], rtol=1e-4, atol=1e-3)
+            if call.input_grad:
+                torch.testing.assert_close(x_way.grad, expected_grads[1], rtol=1e-4, atol=1e-4)
+            else:
+                assert x_way.grad is None
